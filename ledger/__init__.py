@@ -1,0 +1,1 @@
+"""Credit Ledger: an event-sourced credits ledger for usage-based products."""

@@ -1,0 +1,153 @@
+"""One tree of domain errors, each carrying its HTTP status and problem type.
+
+Raised by the domain and the store; rendered in one place by the entrypoints (problem+json over
+HTTP, a one-line message in the CLI). A refused command records nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from ledger.money import format_credits
+
+
+class LedgerError(Exception):
+    """Base of every error the ledger raises on purpose."""
+
+    status: ClassVar[int] = 400
+    type_slug: ClassVar[str] = "bad-request"
+    title: ClassVar[str] = "Bad request"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+    def extra(self) -> dict[str, Any]:
+        """Fields added to the problem document beside type/title/status/detail."""
+        return {}
+
+    def problem(self) -> dict[str, Any]:
+        """The RFC 9457 problem document for this error."""
+        return {
+            "type": f"https://credit-ledger.dev/problems/{self.type_slug}",
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+            **self.extra(),
+        }
+
+
+class PaymentRequired(LedgerError):
+    """A gated command costs more than the account may spend; nothing was recorded."""
+
+    status = 402
+    type_slug = "payment-required"
+    title = "Payment required"
+
+    def __init__(self, *, required_ucr: int, remaining_ucr: int, reason: str, upgrade_url: str) -> None:
+        super().__init__(
+            f"{reason}: requires {format_credits(required_ucr)} credits, "
+            f"{format_credits(remaining_ucr)} remaining"
+        )
+        self.required_ucr = required_ucr
+        self.remaining_ucr = remaining_ucr
+        self.reason = reason
+        self.upgrade_url = upgrade_url
+
+    def extra(self) -> dict[str, Any]:
+        return {
+            "required": format_credits(self.required_ucr),
+            "required_ucr": self.required_ucr,
+            "remaining": format_credits(self.remaining_ucr),
+            "remaining_ucr": self.remaining_ucr,
+            "reason": self.reason,
+            "upgrade_url": self.upgrade_url,
+        }
+
+
+class InvalidRequest(LedgerError):
+    """The command is malformed or out of range (HTTP 422)."""
+
+    status = 422
+    type_slug = "invalid-request"
+    title = "Invalid request"
+
+
+class UnknownOperation(InvalidRequest):
+    type_slug = "unknown-operation"
+    title = "Unknown operation"
+
+
+class InvalidQuantity(InvalidRequest):
+    type_slug = "invalid-quantity"
+    title = "Invalid quantity"
+
+
+class UnknownPack(InvalidRequest):
+    type_slug = "unknown-pack"
+    title = "Unknown credit pack"
+
+
+class UnknownPlan(InvalidRequest):
+    type_slug = "unknown-plan"
+    title = "Unknown plan"
+
+
+class CouponRejected(InvalidRequest):
+    """Unknown, expired, used up, or already redeemed by this account."""
+
+    type_slug = "coupon-rejected"
+    title = "Coupon rejected"
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(f"coupon {code!r} {reason.replace('_', ' ')}")
+        self.code = code
+        self.reason = reason
+
+    def extra(self) -> dict[str, Any]:
+        return {"code": self.code, "reason": self.reason}
+
+
+class InvalidState(LedgerError):
+    """The command does not fit the current state (e.g. resume a stopped deployment)."""
+
+    status = 409
+    type_slug = "invalid-state"
+    title = "Conflict with current state"
+
+
+class IdempotencyConflict(LedgerError):
+    """The idempotency key was used before with a different request."""
+
+    status = 409
+    type_slug = "idempotency-conflict"
+    title = "Idempotency key reused with a different request"
+
+
+class NotFound(LedgerError):
+    status = 404
+    type_slug = "not-found"
+    title = "Not found"
+
+
+class UnknownAccount(NotFound):
+    type_slug = "unknown-account"
+    title = "Unknown account"
+
+    def __init__(self, account_id: str) -> None:
+        super().__init__(f"no account {account_id!r}")
+        self.account_id = account_id
+
+
+class AccountExists(LedgerError):
+    status = 409
+    type_slug = "account-exists"
+    title = "Account already exists"
+
+
+class RateCardError(LedgerError):
+    """The rate card file is invalid; nothing was loaded."""
+
+    status = 422
+    type_slug = "invalid-rate-card"
+    title = "Invalid rate card"

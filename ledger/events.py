@@ -1,0 +1,264 @@
+"""The events: frozen, past-tense facts about one account, as one discriminated union.
+
+Every event carries ``amount_ucr`` (signed: + adds credits, - burns them, 0 when no money
+moves) and ``balance_after_ucr`` (known under the account's lock), so the ledger reads straight
+from the stream. Schema changes are additive, or go through an upcaster keyed on
+``schema_version`` (see ``upcast``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+GrantSource = Literal["allowance", "purchase", "promotion", "refund"]
+
+
+class Draw(BaseModel):
+    """Part of a debit taken from one grant."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    grant_id: UUID
+    source: GrantSource
+    amount_ucr: int
+
+
+class Attribution(BaseModel):
+    """Who and what a use of credits belongs to; every field optional."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    member: str | None = Field(default=None, max_length=200)
+    agent: str | None = Field(default=None, max_length=200)
+    flow: str | None = Field(default=None, max_length=200)
+    run: str | None = Field(default=None, max_length=200)
+    node: str | None = Field(default=None, max_length=200)
+    deployment: str | None = Field(default=None, max_length=200)
+    execution: str | None = Field(default=None, max_length=200)
+
+
+class EventBase(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_id: UUID
+    account_id: str
+    occurred_at: datetime
+    recorded_at: datetime
+    idempotency_key: str | None = None
+    amount_ucr: int = 0
+    balance_after_ucr: int
+    schema_version: int = 1
+
+
+class AccountOpened(EventBase):
+    type: Literal["AccountOpened"] = "AccountOpened"
+    name: str
+    plan: str
+
+
+class PlanChanged(EventBase):
+    type: Literal["PlanChanged"] = "PlanChanged"
+    old_plan: str
+    new_plan: str
+
+
+class AllowanceGranted(EventBase):
+    """The plan's monthly credits for one cycle; they expire at the cycle's end."""
+
+    type: Literal["AllowanceGranted"] = "AllowanceGranted"
+    grant_id: UUID
+    plan: str
+    cycle: int
+    expires_at: datetime
+
+
+class CreditsGranted(EventBase):
+    """An operator grant or signup credits."""
+
+    type: Literal["CreditsGranted"] = "CreditsGranted"
+    grant_id: UUID
+    source: GrantSource
+    expires_at: datetime | None = None
+    reason: str
+
+
+class CouponApplied(EventBase):
+    type: Literal["CouponApplied"] = "CouponApplied"
+    grant_id: UUID
+    code: str
+    expires_at: datetime | None = None
+
+
+class CreditsPurchased(EventBase):
+    """A pack, custom amount, subscription renewal or auto-refill was paid."""
+
+    type: Literal["CreditsPurchased"] = "CreditsPurchased"
+    grant_id: UUID
+    kind: Literal["pack", "custom", "subscription", "auto_refill"]
+    pack_id: str | None = None
+    cents_paid: int
+    credits_ucr: int
+    bonus_ucr: int
+    stripe_payment_intent: str | None = None
+    stripe_checkout_session: str | None = None
+    stripe_event_id: str | None = None
+
+
+class UsageMetered(EventBase):
+    """Usage that happened and what it cost: priced, drawn from grants, the rest as debt."""
+
+    type: Literal["UsageMetered"] = "UsageMetered"
+    operation: str
+    quantities: dict[str, int]
+    attribution: Attribution = Attribution()
+    cost_ucr: int
+    exact_cost: str
+    rate_card_version: str
+    gated: bool
+    draws: tuple[Draw, ...] = ()
+    debt_added_ucr: int = 0
+    reservation_id: UUID | None = None
+    deployment_id: str | None = None
+    hour_index: int | None = None
+
+
+class RefundIssued(EventBase):
+    """Credits given back (a new refund grant) or taken back from a refunded purchase."""
+
+    type: Literal["RefundIssued"] = "RefundIssued"
+    direction: Literal["credit", "clawback"]
+    grant_id: UUID
+    purchase_id: UUID | None = None
+    requested_ucr: int
+    capped: bool = False
+    reason: str
+
+
+class DebtSettled(EventBase):
+    """New credits paid off debt; moves money from grants to the debt, the balance is unchanged."""
+
+    type: Literal["DebtSettled"] = "DebtSettled"
+    settled_ucr: int
+    draws: tuple[Draw, ...]
+
+
+class GrantExpired(EventBase):
+    type: Literal["GrantExpired"] = "GrantExpired"
+    grant_id: UUID
+    source: GrantSource
+    expired_ucr: int
+
+
+class CreditsReserved(EventBase):
+    type: Literal["CreditsReserved"] = "CreditsReserved"
+    reservation_id: UUID
+    operation: str
+    held_ucr: int
+    expires_at: datetime
+
+
+class CreditsReleased(EventBase):
+    type: Literal["CreditsReleased"] = "CreditsReleased"
+    reservation_id: UUID
+    released_ucr: int
+    reason: Literal["settled", "released", "expired"]
+
+
+class DeploymentStarted(EventBase):
+    type: Literal["DeploymentStarted"] = "DeploymentStarted"
+    deployment_id: str
+    instance_type: str
+    hourly_ucr: int
+
+
+class DeploymentStopped(EventBase):
+    type: Literal["DeploymentStopped"] = "DeploymentStopped"
+    deployment_id: str
+
+
+class DeploymentPaused(EventBase):
+    type: Literal["DeploymentPaused"] = "DeploymentPaused"
+    deployment_id: str
+    reason: str
+
+
+class DeploymentResumed(EventBase):
+    type: Literal["DeploymentResumed"] = "DeploymentResumed"
+    deployment_id: str
+
+
+class BudgetSet(EventBase):
+    type: Literal["BudgetSet"] = "BudgetSet"
+    monthly_limit_ucr: int | None
+    warn_pct: int
+    critical_pct: int
+    hard_stop: bool
+
+
+class LimitSet(EventBase):
+    type: Literal["LimitSet"] = "LimitSet"
+    scope: Literal["agent", "member"]
+    subject: str
+    per_run_ucr: int | None
+    per_day_ucr: int | None
+    per_month_ucr: int | None
+
+
+Event = Annotated[
+    AccountOpened
+    | PlanChanged
+    | AllowanceGranted
+    | CreditsGranted
+    | CouponApplied
+    | CreditsPurchased
+    | UsageMetered
+    | RefundIssued
+    | DebtSettled
+    | GrantExpired
+    | CreditsReserved
+    | CreditsReleased
+    | DeploymentStarted
+    | DeploymentStopped
+    | DeploymentPaused
+    | DeploymentResumed
+    | BudgetSet
+    | LimitSet,
+    Field(discriminator="type"),
+]
+
+EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+
+#: Fields stored in their own columns rather than inside ``data``.
+ENVELOPE_FIELDS = frozenset(
+    {"event_id", "account_id", "occurred_at", "recorded_at", "idempotency_key", "amount_ucr",
+     "balance_after_ucr", "schema_version", "type"}
+)
+
+
+def event_data(event: EventBase) -> dict[str, Any]:
+    """The event's own fields as JSON-ready data (the ``data`` column)."""
+    return event.model_dump(mode="json", exclude=ENVELOPE_FIELDS)
+
+
+def upcast(type_: str, schema_version: int, data: dict[str, Any]) -> dict[str, Any]:
+    """Bring stored data of an older ``schema_version`` up to the current shape.
+
+    Every event type is at version 1 today, so this is the identity; a future change adds a
+    step here keyed on ``(type_, schema_version)`` instead of rewriting stored rows.
+    """
+    return data
+
+
+def event_from_row(
+    *,
+    type_: str,
+    schema_version: int,
+    data: dict[str, Any],
+    envelope: dict[str, Any],
+) -> Event:
+    """Rebuild an event from its stored envelope columns and ``data``."""
+    return EVENT_ADAPTER.validate_python(
+        {**upcast(type_, schema_version, data), **envelope, "type": type_}
+    )

@@ -1,0 +1,71 @@
+"""Money: integer micro-credits (µcr), exact rates, and the two rounding rules.
+
+1 credit = 1,000,000 µcr. Amounts are plain ``int``; rates are ``Decimal`` read from the rate
+card; products are computed as exact ``Fraction`` and rounded once, up for a charge (never
+under-charge) and down for a refund or release (never over-give).
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from fractions import Fraction
+from typing import Final
+
+UCR_PER_CREDIT: Final = 1_000_000
+#: Largest amount the ledger accepts anywhere (fits BIGINT with headroom for sums).
+MAX_UCR: Final = 2**62
+#: Largest single quantity (tokens, messages, seconds...) a command may carry.
+MAX_QUANTITY: Final = 10**15
+
+_CREDITS_RE = re.compile(r"^[+-]?(\d+)(?:\.(\d{1,6}))?$")
+
+
+def ceil_ucr(exact: Fraction) -> int:
+    """Round an exact µcr amount up: the rule for anything charged."""
+    return -((-exact.numerator) // exact.denominator)
+
+
+def floor_ucr(exact: Fraction) -> int:
+    """Round an exact µcr amount down: the rule for anything refunded or released."""
+    return exact.numerator // exact.denominator
+
+
+def credits_to_exact_ucr(credits: Decimal | str | int) -> Fraction:
+    """Exact µcr value of a credit amount given as a ``Decimal`` (no rounding)."""
+    return Fraction(Decimal(credits)) * UCR_PER_CREDIT
+
+
+def format_credits(ucr: int) -> str:
+    """Render µcr as a decimal string of credits with six places, e.g. ``"12.500000"``."""
+    sign = "-" if ucr < 0 else ""
+    whole, frac = divmod(abs(ucr), UCR_PER_CREDIT)
+    return f"{sign}{whole}.{frac:06d}"
+
+
+def parse_credits(text: str) -> int:
+    """Parse a decimal string of credits (at most six places) into µcr, exactly.
+
+    Raises ``ValueError`` for anything that is not such a string, including more than six
+    decimal places (that would need rounding the caller did not ask for).
+    """
+    m = _CREDITS_RE.match(text.strip())
+    if m is None:
+        raise ValueError(f"not a credit amount with at most 6 decimal places: {text!r}")
+    whole, frac = m.group(1), (m.group(2) or "").ljust(6, "0")
+    value = int(whole) * UCR_PER_CREDIT + int(frac)
+    value = -value if text.strip().startswith("-") else value
+    if abs(value) > MAX_UCR:
+        raise ValueError(f"credit amount out of range: {text!r}")
+    return value
+
+
+def fraction_to_decimal_str(exact: Fraction, places: int = 12) -> str:
+    """Render an exact fraction for people (explain output); truncated, never used for money."""
+    scaled = exact * 10**places
+    q = scaled.numerator // scaled.denominator if scaled >= 0 else -((-scaled.numerator) // scaled.denominator)
+    sign = "-" if q < 0 else ""
+    whole, frac = divmod(abs(q), 10**places)
+    text = f"{sign}{whole}.{frac:0{places}d}".rstrip("0").rstrip(".")
+    exact_mark = "" if scaled.denominator == 1 else "…"
+    return text + exact_mark

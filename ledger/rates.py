@@ -1,0 +1,248 @@
+"""The rate card: what things cost, versioned, and the one pricing function.
+
+A rate card is a TOML file the operator edits (see ``ledger/data/rates.toml``). Loading a new
+version never rewrites history: every usage event records the version it was priced with.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from datetime import datetime
+from decimal import Decimal
+from fractions import Fraction
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ledger.errors import InvalidQuantity, RateCardError, UnknownOperation, UnknownPack, UnknownPlan
+from ledger.money import MAX_QUANTITY, MAX_UCR, ceil_ucr, credits_to_exact_ucr
+
+Slug = str
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Rate(_Frozen):
+    """``credits`` for every ``per`` units of one quantity dimension."""
+
+    credits: Decimal = Field(ge=0)
+    per: int = Field(default=1, gt=0)
+
+
+class Operation(_Frozen):
+    slug: Slug
+    description: str = ""
+    kind: Literal["usage", "instance"] = "usage"
+    #: The dimension a bare ``quantity`` stands for.
+    unit: str
+    rates: dict[str, Rate]
+    #: Session minimum in credits: a charge is never less than this.
+    minimum: Decimal = Field(default=Decimal(0), ge=0)
+
+    @model_validator(mode="after")
+    def _unit_is_priced(self) -> Operation:
+        if self.unit not in self.rates:
+            raise ValueError(f"operation {self.slug!r}: unit {self.unit!r} has no rate")
+        return self
+
+
+class Pack(_Frozen):
+    id: str
+    credits: Decimal = Field(gt=0)
+    bonus: Decimal = Field(default=Decimal(0), ge=0)
+    price_cents: int = Field(gt=0)
+
+
+class CustomAmount(_Frozen):
+    min_cents: int = Field(default=100, gt=0)
+    max_cents: int = Field(default=1_000_000_00, gt=0)
+    credits_per_dollar: Decimal = Field(gt=0)
+
+
+class Plan(_Frozen):
+    id: str
+    name: str
+    price_cents: int = Field(ge=0)
+    monthly_credits: Decimal = Field(ge=0)
+    signup_credits: Decimal = Field(default=Decimal(0), ge=0)
+    signup_credits_expire_days: int | None = Field(default=None, gt=0)
+    rate_limit_per_minute: int = Field(gt=0)
+    concurrent_runs: int = Field(gt=0)
+
+
+class BudgetDefaults(_Frozen):
+    warn_pct: int = Field(default=80, gt=0, le=100)
+    critical_pct: int = Field(default=95, gt=0, le=100)
+    low_balance: Decimal = Field(default=Decimal(5), ge=0)
+
+
+class Coupon(_Frozen):
+    code: str
+    credits: Decimal = Field(gt=0)
+    expires_at: datetime | None = None
+    max_redemptions: int | None = Field(default=None, gt=0)
+    #: The granted promotion credits expire this many days after redemption.
+    grant_expires_days: int | None = Field(default=None, gt=0)
+
+    @field_validator("expires_at")
+    @classmethod
+    def _aware(cls, v: datetime | None) -> datetime | None:
+        if v is not None and v.tzinfo is None:
+            raise ValueError("coupon expires_at needs a timezone (e.g. 2027-01-01T00:00:00Z)")
+        return v
+
+
+class RateCard(_Frozen):
+    version: str = Field(min_length=1, max_length=64)
+    currency: str = "USD"
+    upgrade_url: str
+    default_plan: str
+    operations: dict[Slug, Operation]
+    packs: dict[str, Pack]
+    custom_amount: CustomAmount
+    plans: dict[str, Plan]
+    budget_defaults: BudgetDefaults = BudgetDefaults()
+    coupons: dict[str, Coupon] = {}
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RateCard:
+        for table in (self.operations, self.packs, self.plans):
+            for key, item in table.items():
+                ident = getattr(item, "slug", None) or getattr(item, "id", None)
+                if ident != key:
+                    raise ValueError(f"entry {key!r} names itself {ident!r}")
+        for code, coupon in self.coupons.items():
+            if coupon.code != code:
+                raise ValueError(f"coupon {code!r} names itself {coupon.code!r}")
+        if self.default_plan not in self.plans:
+            raise ValueError(f"default_plan {self.default_plan!r} is not a plan")
+        return self
+
+    def operation(self, slug: str) -> Operation:
+        """The operation for ``slug``, or ``UnknownOperation`` (422)."""
+        try:
+            return self.operations[slug]
+        except KeyError:
+            raise UnknownOperation(f"unknown operation {slug!r}") from None
+
+    def pack(self, pack_id: str) -> Pack:
+        try:
+            return self.packs[pack_id]
+        except KeyError:
+            raise UnknownPack(f"unknown credit pack {pack_id!r}") from None
+
+    def plan(self, plan_id: str) -> Plan:
+        try:
+            return self.plans[plan_id]
+        except KeyError:
+            raise UnknownPlan(f"unknown plan {plan_id!r}") from None
+
+
+class PriceLine(_Frozen):
+    dimension: str
+    quantity: int
+    credits: Decimal
+    per: int
+    exact_ucr: Fraction
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+
+class Price(_Frozen):
+    """What one use of an operation costs, with everything needed to explain it."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    operation: Slug
+    rate_card_version: str
+    lines: tuple[PriceLine, ...]
+    exact_ucr: Fraction
+    minimum_ucr: int
+    amount_ucr: int
+
+
+def normalize_quantities(
+    op: Operation, quantity: int | None, quantities: Mapping[str, int] | None
+) -> dict[str, int]:
+    """Validate a ``quantity`` or ``quantities`` request against ``op``'s priced dimensions."""
+    if (quantity is None) == (quantities is None):
+        raise InvalidQuantity("give exactly one of quantity or quantities")
+    given = {op.unit: quantity} if quantity is not None else dict(quantities or {})
+    if not given:
+        raise InvalidQuantity("quantities is empty")
+    for dim, q in given.items():
+        if dim not in op.rates:
+            raise InvalidQuantity(
+                f"operation {op.slug!r} has no dimension {dim!r} (has: {', '.join(sorted(op.rates))})"
+            )
+        if isinstance(q, bool) or not isinstance(q, int):
+            raise InvalidQuantity(f"{dim} must be an integer, got {q!r}")
+        if q <= 0 or q > MAX_QUANTITY:
+            raise InvalidQuantity(f"{dim} must be between 1 and {MAX_QUANTITY}, got {q}")
+    return given  # type: ignore[return-value]
+
+
+def price(card: RateCard, slug: str, quantities: Mapping[str, int]) -> Price:
+    """Exact cost of ``quantities`` of ``slug``: summed exactly, rounded up once, floored at the minimum."""
+    op = card.operation(slug)
+    lines = []
+    total = Fraction(0)
+    for dim, q in sorted(quantities.items()):
+        rate = op.rates[dim]
+        exact = credits_to_exact_ucr(rate.credits) * q / rate.per
+        total += exact
+        lines.append(PriceLine(dimension=dim, quantity=q, credits=rate.credits, per=rate.per, exact_ucr=exact))
+    minimum = ceil_ucr(credits_to_exact_ucr(op.minimum))
+    amount = max(ceil_ucr(total), minimum)
+    if amount > MAX_UCR:
+        raise InvalidQuantity(f"cost of {slug!r} is out of range")
+    return Price(
+        operation=slug,
+        rate_card_version=card.version,
+        lines=tuple(lines),
+        exact_ucr=total,
+        minimum_ucr=minimum,
+        amount_ucr=amount,
+    )
+
+
+def _from_toml_dict(raw: dict[str, object]) -> RateCard:
+    """Fill the ids from the TOML table keys, then validate."""
+    data = dict(raw)
+    for table, key in (("operations", "slug"), ("packs", "id"), ("plans", "id"), ("coupons", "code")):
+        items = data.get(table)
+        if isinstance(items, dict):
+            data[table] = {k: {key: k, **v} if isinstance(v, dict) else v for k, v in items.items()}
+    try:
+        return RateCard.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise RateCardError(f"{where}: {first['msg']}") from None
+
+
+def parse_rate_card(text: str) -> RateCard:
+    """Parse and validate a rate card from TOML text; ``RateCardError`` with the first problem."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise RateCardError(f"not valid TOML: {exc}") from None
+    return _from_toml_dict(raw)
+
+
+def load_rate_card_file(path: Path) -> RateCard:
+    return parse_rate_card(path.read_text(encoding="utf-8"))
+
+
+def sample_rate_card_text() -> str:
+    """The sample rate card shipped with the project (covers every seed product)."""
+    return resources.files("ledger").joinpath("data/rates.toml").read_text(encoding="utf-8")
+
+
+def sample_rate_card() -> RateCard:
+    return parse_rate_card(sample_rate_card_text())

@@ -1,0 +1,214 @@
+"""Every table, as SQLAlchemy Core. Alembic migrations create them; queries name them here.
+
+Citus-ready: every per-account table carries ``account_id`` and every primary key and unique
+constraint includes it, so the schema distributes by ``account_id`` unchanged. The few tables
+without it are small catalogues meant to be reference tables (``REFERENCE_TABLES``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    SmallInteger,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.types import UserDefinedType
+
+metadata = MetaData()
+
+#: Tables without ``account_id``: replicated catalogues in a distributed setup.
+REFERENCE_TABLES = frozenset({"rate_cards", "coupons", "log_checkpoints", "alembic_version"})
+
+
+class Xid8(UserDefinedType[Any]):
+    """PostgreSQL's 64-bit transaction id, for gap-safe reading of the log."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "xid8"
+
+
+def _ts(name: str, nullable: bool = False, **kw: Any) -> Column[Any]:
+    return Column(name, DateTime(timezone=True), nullable=nullable, **kw)
+
+
+events = Table(
+    "events",
+    metadata,
+    Column("position", BigInteger, server_default=text("nextval('events_position_seq')"), nullable=False),
+    Column("account_id", Text, nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Column("event_id", UUID(as_uuid=True), nullable=False),
+    Column("type", Text, nullable=False),
+    Column("schema_version", SmallInteger, nullable=False),
+    Column("data", JSONB, nullable=False),
+    Column("idempotency_key", Text),
+    Column("amount_ucr", BigInteger, nullable=False),
+    Column("balance_after_ucr", BigInteger, nullable=False),
+    _ts("occurred_at"),
+    _ts("recorded_at"),
+    # The writing transaction: readers never pass a writer that is still in flight.
+    Column("tx_id", Xid8, server_default=text("pg_current_xact_id()"), nullable=False),
+    # sha256(previous event's hash || this event's canonical bytes): a chain per account.
+    Column("hash", LargeBinary, nullable=False),
+    PrimaryKeyConstraint("account_id", "version", name="events_pkey"),
+    UniqueConstraint("account_id", "event_id", name="events_event_id_key"),
+)
+Index("events_tx_position_idx", events.c.tx_id, events.c.position)
+Index("events_position_idx", events.c.position)
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("account_id", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("plan", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    # balance = sum(live grants' remaining) - debt; kept in the append's transaction.
+    Column("balance_ucr", BigInteger, nullable=False),
+    Column("debt_ucr", BigInteger, nullable=False),
+    Column("reserved_ucr", BigInteger, nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Column("last_hash", LargeBinary, nullable=False),
+    Column("settings", JSONB, nullable=False),
+    _ts("opened_at"),
+    _ts("updated_at"),
+)
+
+grants = Table(
+    "grants",
+    metadata,
+    Column("account_id", Text, nullable=False),
+    Column("grant_id", UUID(as_uuid=True), nullable=False),
+    Column("source", Text, nullable=False),
+    Column("original_ucr", BigInteger, nullable=False),
+    Column("remaining_ucr", BigInteger, nullable=False),
+    _ts("expires_at", nullable=True),
+    _ts("granted_at"),
+    PrimaryKeyConstraint("account_id", "grant_id", name="grants_pkey"),
+)
+Index(
+    "grants_live_idx",
+    grants.c.account_id,
+    postgresql_where=grants.c.remaining_ucr > 0,
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("account_id", Text, nullable=False),
+    Column("key", Text, nullable=False),
+    Column("request_hash", LargeBinary, nullable=False),
+    # The command's events are versions first_version..last_version of the account.
+    Column("first_version", BigInteger, nullable=False),
+    Column("last_version", BigInteger, nullable=False),
+    _ts("created_at"),
+    PrimaryKeyConstraint("account_id", "key", name="idempotency_keys_pkey"),
+)
+
+spend_counters = Table(
+    "spend_counters",
+    metadata,
+    Column("account_id", Text, nullable=False),
+    Column("scope", Text, nullable=False),  # account | agent | member
+    Column("subject", Text, nullable=False),  # '' for the account itself
+    Column("period", Text, nullable=False),  # M2026-11 | D2026-11-23 | R<run id>
+    Column("spent_ucr", BigInteger, nullable=False),
+    PrimaryKeyConstraint("account_id", "scope", "subject", "period", name="spend_counters_pkey"),
+)
+
+limits = Table(
+    "limits",
+    metadata,
+    Column("account_id", Text, nullable=False),
+    Column("scope", Text, nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("per_run_ucr", BigInteger),
+    Column("per_day_ucr", BigInteger),
+    Column("per_month_ucr", BigInteger),
+    PrimaryKeyConstraint("account_id", "scope", "subject", name="limits_pkey"),
+)
+
+reservations = Table(
+    "reservations",
+    metadata,
+    Column("account_id", Text, nullable=False),
+    Column("reservation_id", UUID(as_uuid=True), nullable=False),
+    Column("operation", Text, nullable=False),
+    Column("held_ucr", BigInteger, nullable=False),
+    Column("status", Text, nullable=False),  # held | settled | released | expired
+    _ts("expires_at"),
+    _ts("created_at"),
+    PrimaryKeyConstraint("account_id", "reservation_id", name="reservations_pkey"),
+)
+
+deployments = Table(
+    "deployments",
+    metadata,
+    Column("account_id", Text, nullable=False),
+    Column("deployment_id", Text, nullable=False),
+    Column("instance_type", Text, nullable=False),
+    Column("hourly_ucr", BigInteger, nullable=False),
+    Column("status", Text, nullable=False),  # running | paused | stopped
+    Column("hours_charged", BigInteger, nullable=False),
+    Column("credits_ucr", BigInteger, nullable=False),
+    # The running segment: hour ``segment_first_hour`` began at ``segment_started_at``.
+    _ts("segment_started_at", nullable=True),
+    Column("segment_first_hour", BigInteger, nullable=False),
+    Column("paused_reason", Text),
+    _ts("started_at"),
+    PrimaryKeyConstraint("account_id", "deployment_id", name="deployments_pkey"),
+)
+
+coupon_redemptions = Table(
+    "coupon_redemptions",
+    metadata,
+    Column("account_id", Text, nullable=False),
+    Column("code", Text, nullable=False),
+    Column("event_id", UUID(as_uuid=True), nullable=False),
+    _ts("redeemed_at"),
+    PrimaryKeyConstraint("account_id", "code", name="coupon_redemptions_pkey"),
+)
+
+rate_cards = Table(
+    "rate_cards",
+    metadata,
+    Column("version", Text, primary_key=True),
+    Column("seq", BigInteger, nullable=False, unique=True),
+    Column("card", JSONB, nullable=False),
+    Column("source", Text, nullable=False),
+    _ts("loaded_at"),
+)
+
+coupons = Table(
+    "coupons",
+    metadata,
+    Column("code", Text, primary_key=True),
+    Column("max_redemptions", Integer),
+    Column("redeemed_count", Integer, nullable=False, server_default=text("0")),
+)
+
+log_checkpoints = Table(
+    "log_checkpoints",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("tx_id", Xid8, nullable=False),
+    Column("position", BigInteger, nullable=False),
+    Column("active", Boolean, nullable=False, server_default=text("true")),
+    _ts("updated_at"),
+)
