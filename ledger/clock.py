@@ -1,0 +1,59 @@
+"""The one source of time, injectable so tests and the demo can simulate a month without sleeping."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+class SystemClock:
+    """Wall-clock time in UTC."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class ManualClock:
+    """A clock that only moves when told to."""
+
+    def __init__(self, start: datetime) -> None:
+        if start.tzinfo is None:
+            raise ValueError("ManualClock needs a timezone-aware start")
+        self._now = start
+
+    def now(self) -> datetime:
+        return self._now
+
+    def advance(self, delta: timedelta) -> datetime:
+        self._now += delta
+        return self._now
+
+    def set(self, when: datetime) -> None:
+        self._now = when
+
+
+def add_months(when: datetime, months: int) -> datetime:
+    """``when`` moved by whole calendar months, clamping the day (Jan 31 + 1 month = Feb 28/29)."""
+    month0 = when.month - 1 + months
+    year, month = when.year + month0 // 12, month0 % 12 + 1
+    for day in (when.day, 30, 29, 28):
+        try:
+            return when.replace(year=year, month=month, day=day)
+        except ValueError:
+            continue
+    raise AssertionError("unreachable")
+
+
+def month_key(when: datetime) -> str:
+    return f"M{when.astimezone(UTC):%Y-%m}"
+
+
+def day_key(when: datetime) -> str:
+    return f"D{when.astimezone(UTC):%Y-%m-%d}"
+
+
+HOUR = timedelta(hours=1)

@@ -1,0 +1,179 @@
+"""Commands: what a caller asks of one account. Frozen and strict (a float is never an amount).
+
+Every command may carry an ``idempotency_key``; ``request_fingerprint`` is what a replay must
+match for the key to return the first result instead of a 409.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ledger.events import Attribution, GrantSource
+from ledger.money import MAX_UCR
+
+Amount = int
+
+
+class Command(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    account_id: str = Field(min_length=1, max_length=200)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=255)
+
+    def fingerprint(self) -> bytes:
+        """sha256 of the request without its key: equal for a true replay, different otherwise."""
+        body = self.model_dump(mode="json", exclude={"idempotency_key"})
+        body["command"] = type(self).__name__
+        return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).digest()
+
+
+Ucr = int  # documented alias: an integer amount of µcr
+PositiveUcr = Field(gt=0, le=MAX_UCR)
+
+
+class OpenAccount(Command):
+    name: str = Field(min_length=1, max_length=200)
+    plan: str | None = None
+
+
+class ChangePlan(Command):
+    plan: str
+
+
+class GrantCredits(Command):
+    """An operator grant (promotion, refund, ...) with an optional expiry."""
+
+    amount_ucr: int = PositiveUcr
+    source: GrantSource = "promotion"
+    expires_at: datetime | None = None
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class RedeemCoupon(Command):
+    code: str = Field(min_length=1, max_length=100)
+
+
+class _Usage(Command):
+    operation: str = Field(min_length=1, max_length=100)
+    quantity: int | None = None
+    quantities: dict[str, int] | None = None
+    attribution: Attribution = Attribution()
+
+
+class Charge(_Usage):
+    """Gated: refused with ``PaymentRequired`` when the account may not spend the cost."""
+
+
+class Meter(_Usage):
+    """Usage that already happened: never refused for lack of credits; may create debt."""
+
+    occurred_at: datetime | None = None
+
+
+class Reserve(Command):
+    operation: str = Field(min_length=1, max_length=100)
+    quantity: int | None = None
+    quantities: dict[str, int] | None = None
+    amount_ucr: int | None = Field(default=None, gt=0, le=MAX_UCR)
+    ttl_s: int = Field(default=3600, gt=0, le=30 * 24 * 3600)
+
+
+class Settle(Command):
+    reservation_id: UUID
+    quantity: int | None = None
+    quantities: dict[str, int] | None = None
+    attribution: Attribution = Attribution()
+
+
+class Release(Command):
+    reservation_id: UUID
+
+
+class ExpireReservations(Command):
+    """Release every held reservation whose time is up."""
+
+
+class RecordPurchase(Command):
+    """A payment that succeeded; Stripe ids come from the caller."""
+
+    kind: Literal["pack", "custom", "subscription", "auto_refill"]
+    pack_id: str | None = None
+    cents_paid: int = Field(ge=0, le=10**12)
+    #: Needed for subscription renewals and auto-refills; packs and custom amounts are priced by the card.
+    credits_ucr: int | None = Field(default=None, gt=0, le=MAX_UCR)
+    stripe_payment_intent: str | None = None
+    stripe_checkout_session: str | None = None
+    stripe_event_id: str | None = None
+
+
+class IssueRefund(Command):
+    """``credit`` gives credits back; ``clawback`` takes back from a refunded purchase (capped)."""
+
+    direction: Literal["credit", "clawback"]
+    purchase_id: UUID | None = None
+    amount_ucr: int | None = Field(default=None, gt=0, le=MAX_UCR)
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class GrantAllowance(Command):
+    """The plan's monthly credits for billing cycle ``cycle`` (0 = the month the account opened)."""
+
+    cycle: int = Field(ge=0)
+
+
+class ExpireGrants(Command):
+    """Expire every grant whose time is up."""
+
+
+class StartDeployment(Command):
+    deployment_id: str = Field(min_length=1, max_length=200)
+    instance_type: str = Field(min_length=1, max_length=100)
+
+
+class ChargeDeploymentHour(Command):
+    deployment_id: str = Field(min_length=1, max_length=200)
+    hour_index: int = Field(ge=0)
+    #: When the hour cannot be paid: pause the deployment (True) or raise PaymentRequired.
+    pause_if_unpaid: bool = True
+
+
+class StopDeployment(Command):
+    deployment_id: str
+
+
+class PauseDeployment(Command):
+    deployment_id: str
+    reason: str = "paused_by_user"
+
+
+class ResumeDeployment(Command):
+    deployment_id: str
+
+
+class SetBudget(Command):
+    monthly_limit_ucr: int | None = Field(default=None, gt=0, le=MAX_UCR)
+    warn_pct: int = Field(default=80, gt=0, le=100)
+    critical_pct: int = Field(default=95, gt=0, le=100)
+    hard_stop: bool = False
+
+
+class SetLimit(Command):
+    scope: Literal["agent", "member"]
+    subject: str = Field(min_length=1, max_length=200)
+    per_run_ucr: int | None = Field(default=None, gt=0, le=MAX_UCR)
+    per_day_ucr: int | None = Field(default=None, gt=0, le=MAX_UCR)
+    per_month_ucr: int | None = Field(default=None, gt=0, le=MAX_UCR)
+
+
+AnyCommand = (
+    OpenAccount | ChangePlan | GrantCredits | RedeemCoupon | Charge | Meter | Reserve | Settle
+    | Release | ExpireReservations | RecordPurchase | IssueRefund | GrantAllowance | ExpireGrants
+    | StartDeployment | ChargeDeploymentHour | StopDeployment | PauseDeployment | ResumeDeployment
+    | SetBudget | SetLimit
+)

