@@ -1,0 +1,65 @@
+"""Reading the event log in order, gap-safe, from a checkpoint: the outbox every follower uses.
+
+Positions come from a sequence and become visible out of order: a writer that took position 10
+may commit after one that took 11. A reader that jumped to 11 would skip 10 forever. So the log
+is read in ``(tx_id, position)`` order and only below ``pg_snapshot_xmin`` — the oldest
+transaction still in flight. Everything below that is final; a writer still open (or one that
+commits later) has a larger ``tx_id`` and is read when it is done. Writers take the account
+locks before their first write (see ``store.py``), so per account this order is version order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ledger.events import Event
+from ledger.store import _EVENT_COLUMNS, row_to_event
+
+
+@dataclass(frozen=True, order=True)
+class LogPosition:
+    """Where a reader stands: after this transaction id and position."""
+
+    tx_id: int = 0
+    position: int = 0
+
+
+START = LogPosition()
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    at: LogPosition
+    event: Event
+
+
+async def read_log(conn: AsyncConnection, after: LogPosition = START, limit: int = 1000) -> list[LogEntry]:
+    """Up to ``limit`` events after ``after``, oldest first, never passing a writer still in flight."""
+    rows = (await conn.execute(text(
+        f"SELECT tx_id::text::bigint AS tx, {_EVENT_COLUMNS} FROM events"
+        " WHERE (tx_id, position) > (CAST(CAST(CAST(:tx AS bigint) AS text) AS xid8), :pos)"
+        " AND tx_id < pg_snapshot_xmin(pg_current_snapshot())"
+        " ORDER BY tx_id, position LIMIT :limit"),
+        {"tx": after.tx_id, "pos": after.position, "limit": limit})).all()
+    return [LogEntry(LogPosition(r.tx, r.position), row_to_event(r)) for r in rows]
+
+
+async def load_checkpoint(conn: AsyncConnection, name: str) -> LogPosition:
+    """A follower's stored position (the start of the log if it never ran)."""
+    row = (await conn.execute(text(
+        "SELECT tx_id::text::bigint AS tx, position FROM log_checkpoints WHERE name = :n"), {"n": name})).first()
+    return START if row is None else LogPosition(row.tx, row.position)
+
+
+async def save_checkpoint(conn: AsyncConnection, name: str, at: LogPosition) -> None:
+    """Move a follower's checkpoint forward (never back), in the caller's transaction."""
+    await conn.execute(text(
+        "INSERT INTO log_checkpoints (name, tx_id, position, updated_at)"
+        " VALUES (:n, CAST(CAST(CAST(:tx AS bigint) AS text) AS xid8), :pos, now())"
+        " ON CONFLICT (name) DO UPDATE SET tx_id = excluded.tx_id, position = excluded.position,"
+        " updated_at = excluded.updated_at"
+        " WHERE (log_checkpoints.tx_id, log_checkpoints.position) < (excluded.tx_id, excluded.position)"),
+        {"n": name, "tx": at.tx_id, "pos": at.position})

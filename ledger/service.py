@@ -1,0 +1,172 @@
+"""The ledger service: what entrypoints call. Writes go through the group-commit writer; reads
+come straight from the inline state and the account's own event stream (exact, no lag).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ledger import commands as c
+from ledger.clock import Clock, add_months
+from ledger.decide import Context, _price, execute
+from ledger.errors import InvalidRequest, PaymentRequired, UnknownAccount
+from ledger.events import Attribution, Event
+from ledger.money import credits_to_exact_ucr, floor_ucr
+from ledger.rate_cards import current_rate_card, store_rate_card
+from ledger.rates import Price, RateCard
+from ledger.store import _EVENT_COLUMNS, EventStore, Outcome, Result, new_uuid, row_to_event
+from ledger.writer import GroupCommitWriter
+
+
+@dataclass(frozen=True)
+class Balance:
+    account_id: str
+    plan: str
+    status: str
+    balance_ucr: int
+    available_ucr: int
+    reserved_ucr: int
+    debt_ucr: int
+    by_source: Mapping[str, int]
+    monthly_allowance_ucr: int
+    resets_at: datetime | None
+    version: int
+    recent: Sequence[Event]
+
+
+@dataclass(frozen=True)
+class Estimate:
+    price: Price
+    sufficient: bool
+    remaining_ucr: int
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class Account:
+    account_id: str
+    name: str
+    plan: str
+    status: str
+    opened_at: datetime
+    settings: Mapping[str, Any]
+
+
+class Ledger:
+    """One account-safe entry point for every command and exact read."""
+
+    def __init__(self, engine: AsyncEngine, clock: Clock, card: RateCard, *, window_s: float = 0.001,  # float-ok
+                 max_batch: int = 512, concurrency: int = 2) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.card = card
+        self.store = EventStore(engine, clock, lambda: self.card)
+        self.writer = GroupCommitWriter(self.store, window_s=window_s, max_batch=max_batch,
+                                        concurrency=concurrency)
+
+    async def start(self) -> None:
+        await self.writer.start()
+
+    async def stop(self) -> None:
+        await self.writer.stop()
+
+    # ---- writes ------------------------------------------------------------------------------
+
+    async def execute(self, command: c.Command) -> Outcome:
+        """Run one command through the group-commit writer; raises the error that refused it."""
+        return await self.writer.submit(command)
+
+    async def execute_many(self, commands: Sequence[c.Command]) -> list[Result]:
+        """Run many commands (e.g. a usage batch); one refused command never fails the others."""
+        return await self.writer.submit_many(commands)
+
+    async def load_rates(self, card: RateCard, source: str) -> bool:
+        """Store a new rate-card version and price with it from now on."""
+        added = await store_rate_card(self.engine, card, source)
+        await self.refresh_rates()
+        return added
+
+    async def refresh_rates(self) -> None:
+        async with self.engine.connect() as conn:
+            card = await current_rate_card(conn)
+        if card is not None:
+            self.card = card
+
+    # ---- reads -------------------------------------------------------------------------------
+
+    async def account(self, account_id: str) -> Account:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(text(
+                "SELECT account_id, name, plan, status, opened_at, settings FROM accounts WHERE account_id = :a"),
+                {"a": account_id})).first()
+        if row is None:
+            raise UnknownAccount(account_id)
+        return Account(row.account_id, row.name, row.plan, row.status, row.opened_at, row.settings)
+
+    async def balance(self, account_id: str, *, recent: int = 20) -> Balance:
+        """The exact balance, read from the inline state, with the last ``recent`` entries."""
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(text(
+                "SELECT plan, status, balance_ucr, debt_ucr, reserved_ucr, version, opened_at, settings"
+                " FROM accounts WHERE account_id = :a"), {"a": account_id})).first()
+            if row is None:
+                raise UnknownAccount(account_id)
+            sources = (await conn.execute(text(
+                "SELECT source, sum(remaining_ucr) AS s FROM grants WHERE account_id = :a AND remaining_ucr > 0"
+                " GROUP BY source"), {"a": account_id})).all()
+            events = await self._events(conn, account_id, recent, 0)
+        by_source = {"allowance": 0, "purchase": 0, "promotion": 0, "refund": 0}
+        by_source.update({r.source: int(r.s) for r in sources})
+        plan = self.card.plans.get(row.plan)
+        allowance = floor_ucr(credits_to_exact_ucr(plan.monthly_credits)) if plan else 0
+        cycle = row.settings.get("allowance_cycle", 0)
+        return Balance(
+            account_id=account_id, plan=row.plan, status=row.status, balance_ucr=row.balance_ucr,
+            available_ucr=row.balance_ucr - row.reserved_ucr, reserved_ucr=row.reserved_ucr,
+            debt_ucr=row.debt_ucr, by_source=by_source, monthly_allowance_ucr=allowance,
+            resets_at=add_months(row.opened_at, max(cycle, 0) + 1) if allowance else None,
+            version=row.version, recent=events)
+
+    async def entries(self, account_id: str, *, limit: int = 50, offset: int = 0) -> list[Event]:
+        """The account's ledger, newest first, straight from its event stream."""
+        if not 1 <= limit <= 500 or offset < 0:
+            raise InvalidRequest("limit must be 1..500 and offset >= 0")
+        async with self.engine.connect() as conn:
+            exists = (await conn.execute(text("SELECT 1 FROM accounts WHERE account_id = :a"),
+                                         {"a": account_id})).first()
+            if exists is None:
+                raise UnknownAccount(account_id)
+            return await self._events(conn, account_id, limit, offset)
+
+    async def _events(self, conn: Any, account_id: str, limit: int, offset: int) -> list[Event]:
+        rows = (await conn.execute(text(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE account_id = :a ORDER BY version DESC"
+            " LIMIT :l OFFSET :o"), {"a": account_id, "l": limit, "o": offset})).all()
+        return [row_to_event(r) for r in rows]
+
+    async def estimate(self, account_id: str, operation: str, *, quantity: int | None = None,
+                       quantities: Mapping[str, int] | None = None,
+                       attribution: Attribution | None = None) -> Estimate:
+        """What ``operation`` would cost and whether the account could pay now (not a guarantee).
+
+        A dry run of the gated charge on an unlocked snapshot: same rules, nothing written.
+        """
+        cmd = c.Charge(account_id=account_id, operation=operation, quantity=quantity,
+                       quantities=dict(quantities) if quantities is not None else None,
+                       attribution=attribution or Attribution())
+        p = _price(self.card, operation, quantity, quantities)
+        now = self.clock.now()
+        async with self.engine.connect() as conn:
+            state = await self.store.snapshot(conn, cmd, now, self.card)
+        ctx = Context(now=now, card=self.card, new_id=new_uuid)
+        try:
+            _, after = execute(state, cmd, ctx)
+        except PaymentRequired as refused:
+            return Estimate(p, False, refused.remaining_ucr, refused.reason)
+        return Estimate(p, True, after.available_ucr + p.amount_ucr, None)

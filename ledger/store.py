@@ -1,0 +1,533 @@
+"""The event store: one transaction per batch of commands, inline state updated with the append.
+
+``EventStore.run_batch`` is the only code that writes ``events`` and the inline tables
+(``accounts``, ``grants``, counters, reservations, deployments, ...). For one batch it takes the
+accounts' locks, loads what the commands need, decides each command in memory in arrival order,
+writes every row with one multi-row statement per table and commits once. A refused command
+yields its error and records nothing; its neighbours are unaffected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import uuid_utils
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from ledger import commands as c
+from ledger.chain import GENESIS, event_hash
+from ledger.clock import Clock
+from ledger.decide import Context, execute
+from ledger.errors import IdempotencyConflict, LedgerError, UnknownAccount
+from ledger.events import CouponApplied, Event, UsageMetered, event_data, event_from_row
+from ledger.grants import Grant
+from ledger.rates import RateCard
+from ledger.state import (
+    AccountState,
+    Budget,
+    CounterKey,
+    Deployment,
+    Limit,
+    Reservation,
+    spend_keys,
+)
+
+
+def new_uuid() -> UUID:
+    """A UUIDv7: time-ordered, so ids sort roughly by creation."""
+    return UUID(bytes=uuid_utils.uuid7().bytes)
+
+
+def lock_key(account_id: str) -> int:
+    """The advisory-lock key of an account: a stable signed 64-bit hash of its id."""
+    return int.from_bytes(hashlib.blake2b(account_id.encode(), digest_size=8).digest(), "big", signed=True)
+
+
+class CommitOutcomeUnknown(Exception):
+    """The database failed during COMMIT: the batch may have been recorded or not."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a command produced: its events (the first result again when ``replayed``)."""
+
+    events: tuple[Event, ...]
+    replayed: bool = False
+
+
+Result = Outcome | LedgerError
+
+
+@dataclass
+class _Loaded:
+    """Everything read for one batch, per account, before deciding."""
+
+    states: dict[str, AccountState] = field(default_factory=dict)
+    keys: dict[tuple[str, str], tuple[bytes, int, int]] = field(default_factory=dict)
+    coupon_stock: dict[str, int | None] = field(default_factory=dict)
+
+
+_GATED = (c.Charge, c.Reserve, c.StartDeployment, c.ChargeDeploymentHour, c.ResumeDeployment)
+
+
+def _usage_attribution(cmd: c.Command) -> Any:
+    return getattr(cmd, "attribution", None)
+
+
+class EventStore:
+    """Appends events and keeps inline state exact, batch by batch."""
+
+    def __init__(self, engine: AsyncEngine, clock: Clock, card: Callable[[], RateCard]) -> None:
+        self.engine = engine
+        self.clock = clock
+        self._card = card
+
+    # ---- the write path --------------------------------------------------------------------
+
+    async def run_batch(self, commands: Sequence[c.Command]) -> list[Result]:
+        """Decide and commit ``commands`` in one transaction; one result per command, in order."""
+        async with self.engine.connect() as conn:
+            tx = await conn.begin()
+            try:
+                results, replays = await self._run(conn, commands)
+            except BaseException:
+                await tx.rollback()
+                raise
+            try:
+                await tx.commit()
+            except Exception as exc:
+                # The commit may or may not have landed: never retry blindly, the caller retries
+                # with the same idempotency key and gets the first result if it did.
+                raise CommitOutcomeUnknown(str(exc)) from exc
+        # Replays of keys committed by earlier transactions: read their first result.
+        if replays:
+            async with self.engine.connect() as conn:
+                for i, (account_id, first, last) in replays.items():
+                    results[i] = Outcome(tuple(await read_versions(conn, account_id, first, last)), True)
+        return results  # type: ignore[return-value]
+
+    async def _run(
+        self, conn: AsyncConnection, commands: Sequence[c.Command]
+    ) -> tuple[list[Result | None], dict[int, tuple[str, int, int]]]:
+        now = self.clock.now()
+        card = self._card()
+        account_ids = sorted({cmd.account_id for cmd in commands})
+        # Per-account serialisation: every writer takes these locks before reading an account,
+        # in one global order (the key's value) so two batches never deadlock. Advisory locks
+        # (not SELECT ... FOR UPDATE) because they do not assign a transaction id: the xid is
+        # taken at the first write, after every lock is held, so a later writer of an account
+        # always has a larger xid, and the log read in (tx_id, position) order keeps each
+        # account's events in version order.
+        await conn.execute(
+            text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS t(k)"),
+            {"keys": sorted({lock_key(a) for a in account_ids})},
+        )
+        loaded = await self._load(conn, commands, account_ids, now, card)
+        states = loaded.states
+        original = dict(states)
+        results: list[Result | None] = [None] * len(commands)
+        replays: dict[int, tuple[str, int, int]] = {}
+        batch_keys: dict[tuple[str, str], tuple[bytes, int]] = {}
+        new_events: list[tuple[Event, int, bytes]] = []
+        new_keys: list[tuple[str, str, bytes, int, int]] = []
+        redeemed: list[tuple[str, str, UUID]] = []
+
+        for i, cmd in enumerate(commands):
+            acct = cmd.account_id
+            fp = cmd.fingerprint()
+            key = cmd.idempotency_key
+            if key is not None:
+                prior = loaded.keys.get((acct, key))
+                if prior is not None:
+                    if prior[0] != fp:
+                        results[i] = IdempotencyConflict(f"idempotency key {key!r} was used for a different request")
+                    else:
+                        replays[i] = (acct, prior[1], prior[2])
+                    continue
+                earlier = batch_keys.get((acct, key))
+                if earlier is not None:
+                    first_result = results[earlier[1]]
+                    if earlier[0] != fp:
+                        results[i] = IdempotencyConflict(f"idempotency key {key!r} was used for a different request")
+                    elif isinstance(first_result, Outcome):
+                        results[i] = Outcome(first_result.events, True)
+                    continue
+            state = states.get(acct) or AccountState(account_id=acct)
+            ctx = Context(now=now, card=card, new_id=new_uuid, coupon_stock=loaded.coupon_stock)
+            try:
+                events, after = execute(state, cmd, ctx)
+            except LedgerError as err:
+                results[i] = err
+                continue
+            version, prev_hash = state.version, state.last_hash or GENESIS
+            for e in events:
+                version += 1
+                prev_hash = _hash(prev_hash, version, e)
+                new_events.append((e, version, prev_hash))
+                if isinstance(e, CouponApplied):
+                    stock = loaded.coupon_stock.get(e.code)
+                    loaded.coupon_stock[e.code] = None if stock is None else stock - 1
+                    redeemed.append((acct, e.code, e.event_id))
+            states[acct] = replace(after, version=version, last_hash=prev_hash)
+            results[i] = Outcome(tuple(events))
+            if key is not None:
+                batch_keys[(acct, key)] = (fp, i)
+                new_keys.append((acct, key, fp, state.version + 1, version))
+
+        if new_events:
+            await _write(conn, now, original, states, new_events, new_keys, redeemed)
+        return results, replays
+
+    async def snapshot(self, conn: AsyncConnection, command: c.Command, now: datetime,
+                       card: RateCard) -> AccountState:
+        """The state ``command`` would be decided on, read without locks (for dry runs)."""
+        loaded = await self._load(conn, [command], [command.account_id], now, card)
+        state = loaded.states.get(command.account_id)
+        if state is None:
+            raise UnknownAccount(command.account_id)
+        return state
+
+    async def _load(
+        self, conn: AsyncConnection, commands: Sequence[c.Command], account_ids: list[str], now: datetime,
+        card: RateCard,
+    ) -> _Loaded:
+        out = _Loaded()
+        rows = (await conn.execute(text(
+            "SELECT account_id, name, plan, status, debt_ucr, reserved_ucr, version, last_hash, settings,"
+            " opened_at FROM accounts WHERE account_id = ANY(:ids)"), {"ids": account_ids})).all()
+        for r in rows:
+            settings = r.settings
+            out.states[r.account_id] = AccountState(
+                account_id=r.account_id, exists=True, name=r.name, plan=r.plan, status=r.status,
+                version=r.version, last_hash=bytes(r.last_hash), opened_at=r.opened_at,
+                debt_ucr=r.debt_ucr, reserved_ucr=r.reserved_ucr,
+                allowance_cycle=settings.get("allowance_cycle", -1),
+                budget=Budget(**settings["budget"]) if "budget" in settings else Budget(),
+            )
+        existing = list(out.states)
+        if not existing:
+            return out
+        by_acct: dict[str, list[c.Command]] = defaultdict(list)
+        for cmd in commands:
+            by_acct[cmd.account_id].append(cmd)
+
+        # Live grants, plus any purchase a clawback names (it may be spent down to zero).
+        purchase_ids = [(cmd.account_id, cmd.purchase_id) for cmd in commands
+                        if isinstance(cmd, c.IssueRefund) and cmd.purchase_id is not None]
+        grant_rows = (await conn.execute(text(
+            "SELECT account_id, grant_id, source, original_ucr, remaining_ucr, expires_at, granted_at"
+            " FROM grants WHERE account_id = ANY(:ids) AND remaining_ucr > 0"
+            " UNION SELECT g.account_id, g.grant_id, g.source, g.original_ucr, g.remaining_ucr,"
+            " g.expires_at, g.granted_at FROM grants g"
+            " JOIN unnest(CAST(:pa AS text[]), CAST(:pg AS uuid[])) AS p(a, g2)"
+            " ON g.account_id = p.a AND g.grant_id = p.g2"),
+            {"ids": existing, "pa": [a for a, _ in purchase_ids], "pg": [g for _, g in purchase_ids]},
+        )).all()
+        grants: dict[str, dict[UUID, Grant]] = defaultdict(dict)
+        for g in grant_rows:
+            grants[g.account_id][g.grant_id] = Grant(g.grant_id, g.source, g.original_ucr, g.remaining_ucr,
+                                                     g.expires_at, g.granted_at)
+
+        keyed = [(cmd.account_id, cmd.idempotency_key) for cmd in commands if cmd.idempotency_key]
+        if keyed:
+            for k in (await conn.execute(text(
+                "SELECT k.account_id, k.key, k.request_hash, k.first_version, k.last_version"
+                " FROM idempotency_keys k JOIN unnest(CAST(:a AS text[]), CAST(:k AS text[])) AS q(a, k2)"
+                " ON k.account_id = q.a AND k.key = q.k2"),
+                {"a": [a for a, _ in keyed], "k": [k for _, k in keyed]},
+            )).all():
+                out.keys[(k.account_id, k.key)] = (bytes(k.request_hash), k.first_version, k.last_version)
+
+        limits: dict[str, dict[tuple[str, str], Limit]] = defaultdict(dict)
+        wants_limits = [a for a in existing if any(
+            isinstance(cmd, c.SetLimit) or (
+                isinstance(cmd, _GATED) and (attr := _usage_attribution(cmd)) is not None
+                and (attr.agent or attr.member))
+            for cmd in by_acct[a])]
+        if wants_limits:
+            for lr in (await conn.execute(text(
+                "SELECT account_id, scope, subject, per_run_ucr, per_day_ucr, per_month_ucr FROM limits"
+                " WHERE account_id = ANY(:ids)"), {"ids": wants_limits})).all():
+                limits[lr.account_id][(lr.scope, lr.subject)] = Limit(lr.per_run_ucr, lr.per_day_ucr,
+                                                                      lr.per_month_ucr)
+
+        # Spend counters matter only to gating against a budget or a limit.
+        counter_keys: list[tuple[str, CounterKey]] = []
+        for a in existing:
+            st = out.states[a]
+            has_rules = st.budget.monthly_limit_ucr is not None or bool(limits[a]) or any(
+                isinstance(cmd, c.SetBudget | c.SetLimit) for cmd in by_acct[a])
+            if not has_rules:
+                continue
+            for cmd in by_acct[a]:
+                attr = _usage_attribution(cmd)
+                counter_keys += [(a, k) for k in spend_keys(attr if attr is not None else _NO_ATTR, now)]
+        counters: dict[str, dict[CounterKey, int]] = defaultdict(dict)
+        if counter_keys:
+            for cr in (await conn.execute(text(
+                "SELECT s.account_id, s.scope, s.subject, s.period, s.spent_ucr FROM spend_counters s"
+                " JOIN unnest(CAST(:a AS text[]), CAST(:s AS text[]), CAST(:j AS text[]), CAST(:p AS text[]))"
+                " AS q(a, s2, j, p) ON s.account_id = q.a AND s.scope = q.s2 AND s.subject = q.j"
+                " AND s.period = q.p"),
+                {"a": [a for a, _ in counter_keys], "s": [k[0] for _, k in counter_keys],
+                 "j": [k[1] for _, k in counter_keys], "p": [k[2] for _, k in counter_keys]},
+            )).all():
+                counters[cr.account_id][(cr.scope, cr.subject, cr.period)] = cr.spent_ucr
+
+        reservations: dict[str, dict[UUID, Reservation]] = defaultdict(dict)
+        res_ids = [(cmd.account_id, cmd.reservation_id) for cmd in commands
+                   if isinstance(cmd, c.Settle | c.Release)]
+        expiring = [cmd.account_id for cmd in commands if isinstance(cmd, c.ExpireReservations)]
+        if res_ids or expiring:
+            for rr in (await conn.execute(text(
+                "SELECT r.account_id, r.reservation_id, r.operation, r.held_ucr, r.status, r.expires_at,"
+                " r.created_at FROM reservations r"
+                " JOIN unnest(CAST(:a AS text[]), CAST(:r AS uuid[])) AS q(a, r2)"
+                " ON r.account_id = q.a AND r.reservation_id = q.r2"
+                " UNION SELECT account_id, reservation_id, operation, held_ucr, status, expires_at,"
+                " created_at FROM reservations WHERE account_id = ANY(:e) AND status = 'held'"
+                " AND expires_at <= :now"),
+                {"a": [a for a, _ in res_ids], "r": [r for _, r in res_ids], "e": expiring, "now": now},
+            )).all():
+                reservations[rr.account_id][rr.reservation_id] = Reservation(
+                    rr.reservation_id, rr.operation, rr.held_ucr, rr.status, rr.expires_at, rr.created_at)
+
+        deployments: dict[str, dict[str, Deployment]] = defaultdict(dict)
+        dep_ids = [(cmd.account_id, cmd.deployment_id) for cmd in commands if isinstance(
+            cmd, c.StartDeployment | c.ChargeDeploymentHour | c.StopDeployment | c.PauseDeployment
+            | c.ResumeDeployment)]
+        if dep_ids:
+            for dr in (await conn.execute(text(
+                "SELECT d.* FROM deployments d JOIN unnest(CAST(:a AS text[]), CAST(:d AS text[])) AS q(a, d2)"
+                " ON d.account_id = q.a AND d.deployment_id = q.d2"),
+                {"a": [a for a, _ in dep_ids], "d": [d for _, d in dep_ids]},
+            )).all():
+                deployments[dr.account_id][dr.deployment_id] = Deployment(
+                    dr.deployment_id, dr.instance_type, dr.hourly_ucr, dr.status, dr.hours_charged,
+                    dr.credits_ucr, dr.segment_started_at, dr.segment_first_hour, dr.paused_reason,
+                    dr.started_at)
+
+        redeemed: dict[str, set[str]] = defaultdict(set)
+        coupon_cmds = [(cmd.account_id, cmd.code) for cmd in commands if isinstance(cmd, c.RedeemCoupon)]
+        if coupon_cmds:
+            for cr2 in (await conn.execute(text(
+                "SELECT account_id, code FROM coupon_redemptions WHERE account_id = ANY(:a)"
+                " AND code = ANY(:c)"),
+                {"a": [a for a, _ in coupon_cmds], "c": [k for _, k in coupon_cmds]},
+            )).all():
+                redeemed[cr2.account_id].add(cr2.code)
+            # The card defines coupons; their shared redemption count lives in ``coupons``.
+            card_codes = [k for k in sorted({k for _, k in coupon_cmds}) if k in card.coupons]
+            await conn.execute(text(
+                "INSERT INTO coupons (code, max_redemptions) SELECT * FROM unnest(CAST(:c AS text[]),"
+                " CAST(:m AS int[])) ON CONFLICT (code) DO UPDATE SET max_redemptions = excluded.max_redemptions"),
+                {"c": card_codes, "m": [card.coupons[k].max_redemptions for k in card_codes]})
+            # The redemption count is global to the coupon: lock its row (after every account
+            # lock, in code order) so two accounts cannot both take the last redemption.
+            for cp in (await conn.execute(text(
+                "SELECT code, max_redemptions, redeemed_count FROM coupons WHERE code = ANY(:c)"
+                " ORDER BY code FOR UPDATE"), {"c": sorted({k for _, k in coupon_cmds})})).all():
+                out.coupon_stock[cp.code] = (None if cp.max_redemptions is None
+                                             else cp.max_redemptions - cp.redeemed_count)
+
+        for a in existing:
+            out.states[a] = replace(
+                out.states[a], grants=grants[a], limits=limits[a], counters=counters[a],
+                reservations=reservations[a], deployments=deployments[a],
+                coupons_redeemed=frozenset(redeemed[a]))
+        return out
+
+
+_NO_ATTR = c.Charge.model_fields["attribution"].default
+
+
+def _hash(prev: bytes, version: int, e: Event) -> bytes:
+    return event_hash(
+        prev, account_id=e.account_id, version=version, event_id=e.event_id, type_=e.type,
+        schema_version=e.schema_version, idempotency_key=e.idempotency_key, amount_ucr=e.amount_ucr,
+        balance_after_ucr=e.balance_after_ucr, occurred_at=e.occurred_at, recorded_at=e.recorded_at,
+        data=event_data(e),
+    )
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _settings(s: AccountState) -> str:
+    b = s.budget
+    return _dumps({"allowance_cycle": s.allowance_cycle, "budget": {
+        "monthly_limit_ucr": b.monthly_limit_ucr, "warn_pct": b.warn_pct,
+        "critical_pct": b.critical_pct, "hard_stop": b.hard_stop}})
+
+
+def _cols(rows: Iterable[tuple[Any, ...]], n: int) -> list[list[Any]]:
+    cols: list[list[Any]] = [[] for _ in range(n)]
+    for row in rows:
+        for i, v in enumerate(row):
+            cols[i].append(v)
+    return cols
+
+
+async def _write(
+    conn: AsyncConnection,
+    now: datetime,
+    original: dict[str, AccountState],
+    states: dict[str, AccountState],
+    new_events: list[tuple[Event, int, bytes]],
+    new_keys: list[tuple[str, str, bytes, int, int]],
+    redeemed: list[tuple[str, str, UUID]],
+) -> None:
+    """Write one batch's events and the inline state they changed: one statement per table."""
+    ev = _cols(((e.account_id, v, e.event_id, e.type, e.schema_version, _dumps(event_data(e)),
+                 e.idempotency_key, e.amount_ucr, e.balance_after_ucr, e.occurred_at, e.recorded_at, h)
+                for e, v, h in new_events), 12)
+    await conn.execute(text(
+        "INSERT INTO events (account_id, version, event_id, type, schema_version, data, idempotency_key,"
+        " amount_ucr, balance_after_ucr, occurred_at, recorded_at, hash)"
+        " SELECT * FROM unnest(CAST(:a AS text[]), CAST(:v AS bigint[]), CAST(:id AS uuid[]),"
+        " CAST(:t AS text[]), CAST(:sv AS smallint[]), CAST(:d AS jsonb[]), CAST(:k AS text[]),"
+        " CAST(:amt AS bigint[]), CAST(:bal AS bigint[]), CAST(:occ AS timestamptz[]),"
+        " CAST(:rec AS timestamptz[]), CAST(:h AS bytea[]))"),
+        dict(zip(("a", "v", "id", "t", "sv", "d", "k", "amt", "bal", "occ", "rec", "h"), ev, strict=True)))
+
+    changed = [s for a, s in states.items() if s.version != (original[a].version if a in original else 0)]
+    opened = [s for s in changed if s.account_id not in original]
+    updated = [s for s in changed if s.account_id in original]
+    if opened:
+        cols = _cols(((s.account_id, s.name, s.plan, s.status, s.balance_ucr, s.debt_ucr, s.reserved_ucr,
+                       s.version, s.last_hash, _settings(s), s.opened_at) for s in opened), 11)
+        await conn.execute(text(
+            "INSERT INTO accounts (account_id, name, plan, status, balance_ucr, debt_ucr, reserved_ucr,"
+            " version, last_hash, settings, opened_at, updated_at)"
+            " SELECT *, CAST(:now AS timestamptz) FROM unnest(CAST(:a AS text[]), CAST(:n AS text[]),"
+            " CAST(:p AS text[]), CAST(:st AS text[]), CAST(:b AS bigint[]), CAST(:d AS bigint[]),"
+            " CAST(:r AS bigint[]), CAST(:v AS bigint[]), CAST(:h AS bytea[]), CAST(:s AS jsonb[]),"
+            " CAST(:o AS timestamptz[]))"),
+            {"now": now, **dict(zip(("a", "n", "p", "st", "b", "d", "r", "v", "h", "s", "o"), cols, strict=True))})
+    if updated:
+        cols = _cols(((s.account_id, s.plan, s.status, s.balance_ucr, s.debt_ucr, s.reserved_ucr, s.version,
+                       s.last_hash, _settings(s)) for s in updated), 9)
+        await conn.execute(text(
+            "UPDATE accounts SET plan = u.p, status = u.st, balance_ucr = u.b, debt_ucr = u.d,"
+            " reserved_ucr = u.r, version = u.v, last_hash = u.h, settings = u.s, updated_at = :now"
+            " FROM unnest(CAST(:a AS text[]), CAST(:p AS text[]), CAST(:st AS text[]), CAST(:b AS bigint[]),"
+            " CAST(:d AS bigint[]), CAST(:r AS bigint[]), CAST(:v AS bigint[]), CAST(:h AS bytea[]),"
+            " CAST(:s AS jsonb[])) AS u(a, p, st, b, d, r, v, h, s) WHERE accounts.account_id = u.a"),
+            {"now": now, **dict(zip(("a", "p", "st", "b", "d", "r", "v", "h", "s"), cols, strict=True))})
+
+    grant_rows, res_rows, dep_rows, limit_rows = [], [], [], []
+    for s in changed:
+        before = original.get(s.account_id) or AccountState(account_id=s.account_id)
+        grant_rows += [(s.account_id, g.grant_id, g.source, g.original_ucr, g.remaining_ucr, g.expires_at,
+                        g.granted_at) for gid, g in s.grants.items() if before.grants.get(gid) != g]
+        res_rows += [(s.account_id, r.reservation_id, r.operation, r.held_ucr, r.status, r.expires_at,
+                      r.created_at) for rid, r in s.reservations.items() if before.reservations.get(rid) != r]
+        dep_rows += [(s.account_id, d.deployment_id, d.instance_type, d.hourly_ucr, d.status, d.hours_charged,
+                      d.credits_ucr, d.segment_started_at, d.segment_first_hour, d.paused_reason, d.started_at)
+                     for did, d in s.deployments.items() if before.deployments.get(did) != d]
+        limit_rows += [(s.account_id, k[0], k[1], lim.per_run_ucr, lim.per_day_ucr, lim.per_month_ucr)
+                       for k, lim in s.limits.items() if before.limits.get(k) != lim]
+    if grant_rows:
+        await conn.execute(text(
+            "INSERT INTO grants (account_id, grant_id, source, original_ucr, remaining_ucr, expires_at,"
+            " granted_at) SELECT * FROM unnest(CAST(:a AS text[]), CAST(:g AS uuid[]), CAST(:s AS text[]),"
+            " CAST(:o AS bigint[]), CAST(:r AS bigint[]), CAST(:e AS timestamptz[]), CAST(:t AS timestamptz[]))"
+            " ON CONFLICT (account_id, grant_id) DO UPDATE SET remaining_ucr = excluded.remaining_ucr"),
+            dict(zip(("a", "g", "s", "o", "r", "e", "t"), _cols(grant_rows, 7), strict=True)))
+    if res_rows:
+        await conn.execute(text(
+            "INSERT INTO reservations (account_id, reservation_id, operation, held_ucr, status, expires_at,"
+            " created_at) SELECT * FROM unnest(CAST(:a AS text[]), CAST(:r AS uuid[]), CAST(:o AS text[]),"
+            " CAST(:h AS bigint[]), CAST(:s AS text[]), CAST(:e AS timestamptz[]), CAST(:c AS timestamptz[]))"
+            " ON CONFLICT (account_id, reservation_id) DO UPDATE SET status = excluded.status"),
+            dict(zip(("a", "r", "o", "h", "s", "e", "c"), _cols(res_rows, 7), strict=True)))
+    if dep_rows:
+        await conn.execute(text(
+            "INSERT INTO deployments (account_id, deployment_id, instance_type, hourly_ucr, status,"
+            " hours_charged, credits_ucr, segment_started_at, segment_first_hour, paused_reason, started_at)"
+            " SELECT * FROM unnest(CAST(:a AS text[]), CAST(:d AS text[]), CAST(:i AS text[]),"
+            " CAST(:h AS bigint[]), CAST(:s AS text[]), CAST(:n AS bigint[]), CAST(:c AS bigint[]),"
+            " CAST(:ss AS timestamptz[]), CAST(:f AS bigint[]), CAST(:pr AS text[]), CAST(:st AS timestamptz[]))"
+            " ON CONFLICT (account_id, deployment_id) DO UPDATE SET status = excluded.status,"
+            " hours_charged = excluded.hours_charged, credits_ucr = excluded.credits_ucr,"
+            " segment_started_at = excluded.segment_started_at,"
+            " segment_first_hour = excluded.segment_first_hour, paused_reason = excluded.paused_reason"),
+            dict(zip(("a", "d", "i", "h", "s", "n", "c", "ss", "f", "pr", "st"), _cols(dep_rows, 11),
+                     strict=True)))
+    if limit_rows:
+        await conn.execute(text(
+            "INSERT INTO limits (account_id, scope, subject, per_run_ucr, per_day_ucr, per_month_ucr)"
+            " SELECT * FROM unnest(CAST(:a AS text[]), CAST(:s AS text[]), CAST(:j AS text[]),"
+            " CAST(:r AS bigint[]), CAST(:d AS bigint[]), CAST(:m AS bigint[]))"
+            " ON CONFLICT (account_id, scope, subject) DO UPDATE SET per_run_ucr = excluded.per_run_ucr,"
+            " per_day_ucr = excluded.per_day_ucr, per_month_ucr = excluded.per_month_ucr"),
+            dict(zip(("a", "s", "j", "r", "d", "m"), _cols(limit_rows, 6), strict=True)))
+
+    # Spend counters are written as deltas: only the keys a batch gates on are ever loaded.
+    deltas: dict[tuple[str, str, str, str], int] = defaultdict(int)
+    for e, _, _ in new_events:
+        if isinstance(e, UsageMetered):
+            for k in spend_keys(e.attribution, e.occurred_at):
+                deltas[(e.account_id, *k)] += e.cost_ucr
+    if deltas:
+        cols = _cols(((*k, v) for k, v in deltas.items()), 5)
+        await conn.execute(text(
+            "INSERT INTO spend_counters (account_id, scope, subject, period, spent_ucr)"
+            " SELECT * FROM unnest(CAST(:a AS text[]), CAST(:s AS text[]), CAST(:j AS text[]),"
+            " CAST(:p AS text[]), CAST(:v AS bigint[]))"
+            " ON CONFLICT (account_id, scope, subject, period)"
+            " DO UPDATE SET spent_ucr = spend_counters.spent_ucr + excluded.spent_ucr"),
+            dict(zip(("a", "s", "j", "p", "v"), cols, strict=True)))
+
+    if new_keys:
+        cols = _cols(new_keys, 5)
+        await conn.execute(text(
+            "INSERT INTO idempotency_keys (account_id, key, request_hash, first_version, last_version,"
+            " created_at) SELECT *, CAST(:now AS timestamptz) FROM unnest(CAST(:a AS text[]),"
+            " CAST(:k AS text[]), CAST(:h AS bytea[]), CAST(:f AS bigint[]), CAST(:l AS bigint[]))"),
+            {"now": now, **dict(zip(("a", "k", "h", "f", "l"), cols, strict=True))})
+
+    if redeemed:
+        cols = _cols(redeemed, 3)
+        await conn.execute(text(
+            "INSERT INTO coupon_redemptions (account_id, code, event_id, redeemed_at)"
+            " SELECT *, CAST(:now AS timestamptz) FROM unnest(CAST(:a AS text[]), CAST(:c AS text[]),"
+            " CAST(:e AS uuid[]))"), {"now": now, "a": cols[0], "c": cols[1], "e": cols[2]})
+        counts: dict[str, int] = defaultdict(int)
+        for _, code, _ in redeemed:
+            counts[code] += 1
+        await conn.execute(text(
+            "UPDATE coupons SET redeemed_count = redeemed_count + q.n"
+            " FROM unnest(CAST(:c AS text[]), CAST(:n AS int[])) AS q(c, n) WHERE coupons.code = q.c"),
+            {"c": list(counts), "n": list(counts.values())})
+
+
+_EVENT_COLUMNS = ("position, account_id, version, event_id, type, schema_version, data, idempotency_key,"
+                  " amount_ucr, balance_after_ucr, occurred_at, recorded_at")
+
+
+def row_to_event(r: Any) -> Event:
+    """An event from an ``events`` row (any query selecting ``_EVENT_COLUMNS``)."""
+    return event_from_row(
+        type_=r.type, schema_version=r.schema_version, data=r.data,
+        envelope={"event_id": r.event_id, "account_id": r.account_id, "occurred_at": r.occurred_at,
+                  "recorded_at": r.recorded_at, "idempotency_key": r.idempotency_key,
+                  "amount_ucr": r.amount_ucr, "balance_after_ucr": r.balance_after_ucr},
+    )
+
+
+async def read_versions(conn: AsyncConnection, account_id: str, first: int, last: int) -> list[Event]:
+    """Events ``first..last`` of one account, in order."""
+    rows = (await conn.execute(text(
+        f"SELECT {_EVENT_COLUMNS} FROM events WHERE account_id = :a AND version BETWEEN :f AND :l"
+        " ORDER BY version"), {"a": account_id, "f": first, "l": last})).all()
+    return [row_to_event(r) for r in rows]

@@ -1,0 +1,128 @@
+"""The group-commit writer: commands arriving together share one transaction.
+
+Callers ``submit`` a command and await its result. A few loops take whatever has queued up
+(waiting ``window`` for company after the first arrival), hand the batch to
+``EventStore.run_batch`` and resolve each caller. Throughput is bounded by batches per second,
+not by one fsync per command. If a batch fails as a whole (a database error, not a refused
+command), its commands are retried one by one so a poisoned command fails alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ledger import commands as c
+from ledger.errors import LedgerError
+from ledger.store import CommitOutcomeUnknown, EventStore, Outcome, Result
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Pending:
+    command: c.Command
+    future: asyncio.Future[Result]
+
+
+class GroupCommitWriter:
+    """Batches concurrent commands into shared transactions."""
+
+    def __init__(self, store: EventStore, *, window_s: float = 0.001, max_batch: int = 512,  # float-ok
+                 concurrency: int = 2) -> None:
+        self.store = store
+        self.window_s = window_s
+        self.max_batch = max_batch
+        self.concurrency = concurrency
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._loops: list[asyncio.Task[None]] = []
+        #: Sizes of the batches committed, for metrics and benchmarks.
+        self.batch_sizes: list[int] = []
+
+    async def start(self) -> None:
+        if not self._loops:
+            self._loops = [asyncio.create_task(self._loop(), name=f"group-commit-{i}")
+                           for i in range(self.concurrency)]
+
+    async def stop(self) -> None:
+        """Finish every command already submitted, then stop the loops."""
+        await self._queue.join()
+        for task in self._loops:
+            task.cancel()
+        for task in self._loops:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._loops = []
+
+    async def __aenter__(self) -> GroupCommitWriter:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def submit(self, command: c.Command) -> Outcome:
+        """Run one command; its events, or the ``LedgerError`` that refused it."""
+        result = await self.submit_nowait(command)
+        if isinstance(result, LedgerError):
+            raise result
+        return result
+
+    def submit_nowait(self, command: c.Command) -> asyncio.Future[Result]:
+        """Queue one command; the future resolves to its result (errors as values)."""
+        if not self._loops:
+            raise RuntimeError("the writer is not started")
+        fut: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Pending(command, fut))
+        return fut
+
+    async def submit_many(self, commands: Sequence[c.Command]) -> list[Result]:
+        """Queue several commands at once (they land in as few batches as fit); results in order."""
+        futures = [self.submit_nowait(cmd) for cmd in commands]
+        return list(await asyncio.gather(*futures))
+
+    async def _loop(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            if self.window_s > 0 and self._queue.empty():
+                await asyncio.sleep(self.window_s)
+            while len(batch) < self.max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                await self._commit(batch)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _commit(self, batch: list[_Pending]) -> None:
+        try:
+            results = await self.store.run_batch([p.command for p in batch])
+        except CommitOutcomeUnknown as exc:
+            log.error("commit of a batch of %d failed in flight: %s", len(batch), exc)
+            for p in batch:
+                _resolve(p, exc)
+            return
+        except Exception as exc:
+            if len(batch) == 1:
+                log.exception("command failed: %s", type(batch[0].command).__name__)
+                _resolve(batch[0], exc)
+                return
+            log.warning("batch of %d failed (%s); retrying one by one", len(batch), exc)
+            for p in batch:
+                await self._commit([p])
+            return
+        self.batch_sizes.append(len(batch))
+        for p, r in zip(batch, results, strict=True):
+            _resolve(p, r)
+
+
+def _resolve(p: _Pending, value: Result | BaseException) -> None:
+    if p.future.done():
+        return
+    if isinstance(value, BaseException) and not isinstance(value, LedgerError):
+        p.future.set_exception(value)
+    else:
+        p.future.set_result(value)
