@@ -1,0 +1,68 @@
+"""Fixtures for the write side: a manual clock, a started ``Ledger``, and fresh accounts."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+
+import pytest
+import pytest_asyncio
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ledger import commands as c
+from ledger.clock import ManualClock
+from ledger.rate_cards import ensure_rate_card
+from ledger.rates import RateCard
+from ledger.service import Ledger
+
+#: Every test starts at the same instant unless it moves its clock.
+T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
+
+OpenAccount = Callable[..., Awaitable[str]]
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(T0)
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="session")
+async def rate_card(engine: AsyncEngine) -> RateCard:
+    """The shipped sample card, loaded into the session database once."""
+    return await ensure_rate_card(engine)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def ledger(engine: AsyncEngine, clock: ManualClock, rate_card: RateCard) -> AsyncIterator[Ledger]:
+    """A started ledger on the session database, driven by ``clock``."""
+    service = Ledger(engine, clock, rate_card)
+    await service.start()
+    try:
+        yield service
+    finally:
+        await service.stop()
+
+
+@pytest.fixture
+def open_account(ledger: Ledger) -> OpenAccount:
+    """Open a uniquely named account; ``credits_ucr`` > 0 adds an operator purchase-like grant.
+
+    Accounts open on the ``free`` plan, whose signup credits are a promotion grant; pass
+    ``plan=None`` ... or use ``plain=True`` for an account holding exactly ``credits_ucr``.
+    """
+
+    async def _open(*, plan: str = "free", credits_ucr: int = 0, plain: bool = True, prefix: str = "acct") -> str:
+        account_id = f"{prefix}-{secrets.token_hex(6)}"
+        await ledger.execute(c.OpenAccount(account_id=account_id, name=account_id, plan=plan))
+        if plain:
+            # Burn the signup credits so the account holds exactly what the test grants.
+            signup = (await ledger.balance(account_id)).balance_ucr
+            if signup:
+                await ledger.execute(c.Meter(account_id=account_id, operation="email", quantity=signup // 1000))
+        if credits_ucr:
+            await ledger.execute(c.GrantCredits(account_id=account_id, amount_ucr=credits_ucr, source="purchase",
+                                                reason="test"))
+        return account_id
+
+    return _open
