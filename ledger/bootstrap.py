@@ -32,10 +32,10 @@ async def open_ledger(
 ) -> AsyncIterator[Ledger]:
     """A started ``Ledger`` on a migrated database; stops the writer and the pool on exit."""
     settings = settings or load_settings()
-    url = url or await asyncio.to_thread(database_url, settings)
+    resolved = url or await asyncio.to_thread(database_url, settings)
     if run_migrations:
-        await asyncio.to_thread(migrate, url)
-    engine = make_engine(url, pool_size=settings.pool_size)
+        await asyncio.to_thread(migrate, resolved)
+    engine = make_engine(resolved, pool_size=settings.pool_size)
     try:
         card = await ensure_rate_card(engine)
         ledger = Ledger(engine, clock or SystemClock(), card, window_s=settings.batch_window_ms / 1000,

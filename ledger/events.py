@@ -231,7 +231,7 @@ Event = Annotated[
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 
 #: Fields stored in their own columns rather than inside ``data``.
-ENVELOPE_FIELDS = frozenset(
+ENVELOPE_FIELDS: set[str] = set(
     {"event_id", "account_id", "occurred_at", "recorded_at", "idempotency_key", "amount_ucr",
      "balance_after_ucr", "schema_version", "type"}
 )

@@ -184,7 +184,7 @@ def normalize_quantities(
             raise InvalidQuantity(f"{dim} must be an integer, got {q!r}")
         if q <= 0 or q > MAX_QUANTITY:
             raise InvalidQuantity(f"{dim} must be between 1 and {MAX_QUANTITY}, got {q}")
-    return given  # type: ignore[return-value]
+    return given
 
 
 def price(card: RateCard, slug: str, quantities: Mapping[str, int]) -> Price:
