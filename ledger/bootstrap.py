@@ -32,7 +32,7 @@ async def open_ledger(
 ) -> AsyncIterator[Ledger]:
     """A started ``Ledger`` on a migrated database; stops the writer and the pool on exit."""
     settings = settings or load_settings()
-    resolved = url or await asyncio.to_thread(database_url, settings)
+    resolved: str = url if url is not None else await asyncio.to_thread(database_url, settings)
     if run_migrations:
         await asyncio.to_thread(migrate, resolved)
     engine = make_engine(resolved, pool_size=settings.pool_size)
