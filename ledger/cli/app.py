@@ -1,0 +1,253 @@
+"""The ``credits`` command: Typer commands that parse, call the ledger and render with Rich.
+
+Every command acts on ``DATABASE_URL``, or on the embedded default under ``CREDITS_DATA_DIR``
+(started on first use, reused afterwards). Expected failures (a ``LedgerError``, bad input, a
+bad rate-card file, an unreachable database) print one ``error: ...`` line on stderr and exit 1;
+usage errors exit 2 (Typer's default). Nothing runs at import time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ledger import commands as c
+from ledger.bootstrap import database_url, open_ledger
+from ledger.cli import render
+from ledger.cli.demo import run_demo
+from ledger.db import make_engine
+from ledger.db import migrate as run_migrations
+from ledger.errors import LedgerError, RateCardError
+from ledger.money import format_credits
+from ledger.rate_cards import current_rate_card, list_rate_cards, rate_card_version
+from ledger.rates import RateCard, load_rate_card_file
+from ledger.settings import load_settings
+from ledger.verify import verify as verify_ledger
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="credits",
+    help="Credit Ledger: an event-sourced credits ledger for usage-based products.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+rates_app = typer.Typer(help="Rate cards: load a new version, show one, list them.", no_args_is_help=True)
+accounts_app = typer.Typer(help="Accounts (operator tools).", no_args_is_help=True)
+app.add_typer(rates_app, name="rates")
+app.add_typer(accounts_app, name="accounts")
+
+
+def main() -> None:
+    """Entry point of the ``credits`` console script."""
+    app()
+
+
+# ---- plumbing ------------------------------------------------------------------------------
+
+def fail(detail: str) -> NoReturn:
+    """Print one ``error:`` line on stderr and exit 1."""
+    typer.echo(f"error: {' '.join(detail.split())}", err=True)
+    raise typer.Exit(1)
+
+
+def validation_detail(exc: ValidationError) -> str:
+    """The first problem of a pydantic error, as ``field: message``."""
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    return f"{where}: {first['msg']}" if where else str(first["msg"])
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a command's coroutine; expected failures become one ``error:`` line and exit 1."""
+    try:
+        return asyncio.run(coro)
+    except LedgerError as exc:
+        fail(exc.detail)
+    except ValidationError as exc:
+        fail(validation_detail(exc))
+    except (OperationalError, InterfaceError, OSError) as exc:
+        # Connection refused, bad credentials, a missing socket: the environment, not a bug.
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        fail(f"cannot use the database: {reason}")
+
+
+@asynccontextmanager
+async def open_engine() -> AsyncIterator[AsyncEngine]:
+    """An engine on the migrated database, without the writer (for read-only commands)."""
+    url = await asyncio.to_thread(database_url, load_settings())
+    await asyncio.to_thread(run_migrations, url)
+    engine = make_engine(url, pool_size=2)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+# ---- commands ------------------------------------------------------------------------------
+
+@app.command()
+def migrate() -> None:
+    """Bring the database to the newest schema (DATABASE_URL, else the embedded default)."""
+    run(_migrate())
+
+
+async def _migrate() -> None:
+    url = await asyncio.to_thread(database_url, load_settings())
+    await asyncio.to_thread(run_migrations, url)
+    engine = make_engine(url, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            revision = await conn.scalar(text("SELECT version_num FROM alembic_version"))
+    finally:
+        await engine.dispose()
+    typer.echo(f"migrated {make_url(url).render_as_string(hide_password=True)} to revision {revision}")
+
+
+@rates_app.command("load")
+def rates_load(file: Annotated[Path, typer.Argument(help="A rate card TOML file.")]) -> None:
+    """Validate a rate card file and store it as a new version (old usage keeps its version)."""
+    try:
+        card = load_rate_card_file(file)
+    except OSError as exc:
+        fail(f"cannot read {file}: {exc.strerror or exc}")
+    except RateCardError as exc:
+        fail(f"{file}: {exc.detail}")
+    run(_rates_load(card, file))
+
+
+async def _rates_load(card: RateCard, file: Path) -> None:
+    async with open_ledger() as ledger:
+        added = await ledger.load_rates(card, str(file))
+        current = ledger.card.version
+    if added:
+        typer.echo(f"rates: version {card.version} added ({len(card.operations)} operations,"
+                   f" {len(card.packs)} packs, {len(card.plans)} plans); new usage is priced with it")
+    else:
+        note = "" if current == card.version else f" (the current version is {current})"
+        typer.echo(f"rates: version {card.version} already loaded{note}")
+
+
+@rates_app.command("show")
+def rates_show(
+    version: Annotated[str | None, typer.Option("--version", help="A stored version (default: current).")] = None,
+) -> None:
+    """Show a rate card: operations, packs and plans."""
+    run(_rates_show(version))
+
+
+async def _rates_show(version: str | None) -> None:
+    async with open_ledger() as ledger, ledger.engine.connect() as conn:
+        current = await current_rate_card(conn)
+        card = current if version is None else await rate_card_version(conn, version)
+    if card is None:
+        fail(f"no rate card version {version!r}")
+    out = render.console()
+    for table in render.rates_tables(card, current=current is not None and card.version == current.version):
+        out.print(table)
+
+
+@rates_app.command("list")
+def rates_list() -> None:
+    """List the stored rate-card versions, oldest first."""
+    run(_rates_list())
+
+
+async def _rates_list() -> None:
+    async with open_ledger() as ledger, ledger.engine.connect() as conn:
+        versions = await list_rate_cards(conn)
+    render.console().print(render.versions_table(versions))
+
+
+@accounts_app.command("open")
+def accounts_open(
+    account_id: Annotated[str, typer.Argument(metavar="ID", help="The new account's id.")],
+    name: Annotated[str | None, typer.Option(help="Display name (default: the id).")] = None,
+    plan: Annotated[str | None, typer.Option(help="Plan id from the rate card (default: its default plan).")] = None,
+) -> None:
+    """Open an account (signup credits and the first allowance are granted per plan)."""
+    run(_accounts_open(account_id, name, plan))
+
+
+async def _accounts_open(account_id: str, name: str | None, plan: str | None) -> None:
+    async with open_ledger() as ledger:
+        await ledger.execute(c.OpenAccount(account_id=account_id, name=name or account_id, plan=plan))
+        b = await ledger.balance(account_id, recent=0)
+    typer.echo(f"opened {account_id} on plan {b.plan}: balance {format_credits(b.balance_ucr)} credits")
+
+
+@app.command()
+def balance(account_id: Annotated[str, typer.Argument(metavar="ACCOUNT")]) -> None:
+    """Show an account's exact balance, by source, with its allowance and reset date."""
+    run(_balance(account_id))
+
+
+async def _balance(account_id: str) -> None:
+    async with open_ledger() as ledger:
+        b = await ledger.balance(account_id, recent=0)
+    render.console().print(render.balance_table(b))
+
+
+@app.command()
+def history(
+    account_id: Annotated[str, typer.Argument(metavar="ACCOUNT")],
+    limit: Annotated[int, typer.Option(help="Entries per page (1-500).")] = 20,
+    offset: Annotated[int, typer.Option(help="Entries to skip, newest first.")] = 0,
+) -> None:
+    """Show an account's ledger entries, newest first."""
+    run(_history(account_id, limit, offset))
+
+
+async def _history(account_id: str, limit: int, offset: int) -> None:
+    async with open_ledger() as ledger:
+        events = await ledger.entries(account_id, limit=limit, offset=offset)
+        total = (await ledger.balance(account_id, recent=0)).version
+    render.console().print(render.history_table(account_id, events, offset=offset, total=total))
+
+
+@app.command()
+def verify(
+    accounts: Annotated[list[str] | None, typer.Option("--account", help="Only this account (repeatable).")] = None,
+) -> None:
+    """Re-derive every account from its events and compare with the stored state; exit 1 on a mismatch."""
+    clean = run(_verify(accounts or None))
+    if not clean:
+        raise typer.Exit(1)
+
+
+async def _verify(accounts: list[str] | None) -> bool:
+    progress = Progress(TextColumn("verify"), BarColumn(), MofNCompleteColumn(), TextColumn("accounts"),
+                        TimeElapsedColumn(), console=render.console(stderr=True), transient=True)
+    async with open_engine() as engine:
+        with progress:
+            task = progress.add_task("verify", total=None)
+            report = await verify_ledger(
+                engine, accounts=accounts, progress=lambda done, total: progress.update(task, completed=done,
+                                                                                         total=total))
+    for mismatch in report.mismatches:
+        typer.echo(str(mismatch))
+    typer.echo(report.summary())
+    return report.clean
+
+
+@app.command()
+def demo(
+    run_id: Annotated[str | None, typer.Option(
+        help="Names the demo's accounts (default: this month, so a re-run this month replays, not doubles).",
+    )] = None,
+) -> None:
+    """Simulate a month of three seed products (AI tokens, GPU hours, messaging), then verify."""
+    if not run(run_demo(run_id)):
+        raise typer.Exit(1)
