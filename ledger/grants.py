@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from uuid import UUID
 
 from ledger.events import Draw, GrantSource
@@ -23,10 +23,12 @@ class Grant:
     granted_at: datetime
 
 
-def burn_key(g: Grant) -> tuple[bool, datetime, int, datetime, str]:
+_NEVER = datetime.max.replace(tzinfo=UTC)
+
+
+def burn_key(g: Grant) -> tuple[datetime, int, datetime, str]:
     """Soonest-expiring first, then promotion, allowance, refund, purchase; ties by age."""
-    return (g.expires_at is None, g.expires_at or g.granted_at, SOURCE_RANK[g.source], g.granted_at,
-            str(g.grant_id))
+    return (g.expires_at or _NEVER, SOURCE_RANK[g.source], g.granted_at, str(g.grant_id))
 
 
 def plan_draws(grants: Iterable[Grant], amount_ucr: int) -> tuple[tuple[Draw, ...], int]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
-import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -121,16 +120,8 @@ _PURCHASE_FIRST = [
     Grant(UUID(int=3), "promotion", 100, 100, None, T0),
 ]
 
-BUG_NEVER_EXPIRING = (
-    "BUG: among grants that never expire, plan_draws burns the oldest first instead of by source "
-    "(promotion, allowance, refund, purchase): burn_key in ledger/grants.py uses "
-    "`g.expires_at or g.granted_at` as its 2nd element, so granted_at outranks SOURCE_RANK when expires_at is "
-    "None. E.g. purchase (granted day -2) + refund (day -1) + promotion (day 0), none expiring, debit 150: "
-    "expected promotion 100 + refund 50, actual purchase 100 + refund 50"
-)
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_NEVER_EXPIRING)
 @settings(max_examples=400)
 @given(grants=grant_sets(), data=st.data())
 @example(grants=_PURCHASE_FIRST, data=None)
@@ -142,7 +133,6 @@ def test_draws_follow_the_design_burn_order(grants: list[Grant], data: st.DataOb
     check_prefix(design_order(grants), draws)
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_NEVER_EXPIRING)
 def test_never_expiring_promotion_and_refund_burn_before_an_older_purchase() -> None:
     draws, unpaid = plan_draws(_PURCHASE_FIRST, 150)
     assert unpaid == 0
