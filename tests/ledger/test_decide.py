@@ -359,10 +359,6 @@ def test_burn_order_across_sources() -> None:
     assert s.state.grants[g["purchase"]].remaining_ucr == 9_500_000
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: never-expiring grants burn by age, not by source: burn_key (ledger/grants.py) sorts them on "
-    "`g.expires_at or g.granted_at`, so a purchase granted before a refund/promotion is spent first; "
-    "a later clawback of that purchase then takes back less than it should"))
 def test_burn_order_ignores_age_for_grants_that_never_expire() -> None:
     s, g = burn_order_account(later=HOUR)  # the purchase is the oldest grant
     e = only(s.when(charge("email", 6500)), UsageMetered)
