@@ -1,0 +1,145 @@
+"""Concurrent gated debits never overdraw an account and never lose an update.
+
+Every charge here is ``email`` x 1000 on the sample card: exactly 1 credit (1,000,000 µcr), so
+an account holding N credits can pay for exactly N of them, whatever the interleaving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ledger import commands as c
+from ledger.clock import ManualClock
+from ledger.decide import _price
+from ledger.errors import PaymentRequired
+from ledger.events import UsageMetered
+from ledger.rates import RateCard
+from ledger.service import Ledger
+from ledger.store import Outcome
+from ledger.verify import verify_account
+from tests.ledger._charger import check_stream, run_chargers
+from tests.ledger.conftest import OpenAccount
+
+UCR = 1_000_000
+
+
+def _charge(account_id: str) -> c.Charge:
+    return c.Charge(account_id=account_id, operation="email", quantity=1000)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def extra_writers(engine: AsyncEngine, clock: ManualClock, rate_card: RateCard) -> AsyncIterator[list[Ledger]]:
+    """Four more started ledgers on the session engine, each running every command in its own
+    transaction on three loops: many transactions contend for the same account at once."""
+    ledgers = [Ledger(engine, clock, rate_card, max_batch=1, concurrency=3) for _ in range(4)]
+    for service in ledgers:
+        await service.start()
+    try:
+        yield ledgers
+    finally:
+        for service in ledgers:
+            await service.stop()
+
+
+def test_the_charge_costs_exactly_one_credit(rate_card: RateCard) -> None:
+    assert _price(rate_card, "email", 1000, None).amount_ucr == UCR
+
+
+async def _fire(services: Sequence[Ledger], commands: Sequence[c.Command]) -> list[Outcome | BaseException]:
+    """Every command at once, spread round-robin over ``services``; errors as values."""
+    return list(await asyncio.gather(
+        *(services[i % len(services)].execute(cmd) for i, cmd in enumerate(commands)), return_exceptions=True))
+
+
+@pytest.mark.parametrize("writers", [1, 5], ids=["one-writer", "five-writers"])
+async def test_fifty_charges_on_twenty_credits(
+    engine: AsyncEngine, ledger: Ledger, extra_writers: list[Ledger], open_account: OpenAccount, writers: int,
+) -> None:
+    account = await open_account(credits_ucr=20 * UCR)
+    before = (await ledger.balance(account)).version
+
+    results = await _fire([ledger, *extra_writers][:writers], [_charge(account) for _ in range(50)])
+
+    accepted = [r for r in results if isinstance(r, Outcome)]
+    refused = [r for r in results if isinstance(r, PaymentRequired)]
+    assert len(accepted) == 20, results
+    assert len(refused) == 30, results
+    for err in refused:
+        # Charges are whole credits, so a refusal only ever happens on an empty account.
+        assert (err.reason, err.required_ucr, err.remaining_ucr) == ("insufficient_balance", UCR, 0)
+    # Each accepted charge saw a distinct balance: 19, 18, ..., 0 credits. A lost update would repeat one.
+    afters = sorted(e.balance_after_ucr for r in accepted for e in r.events)
+    assert afters == [n * UCR for n in range(20)]
+
+    balance = await ledger.balance(account)
+    assert balance.balance_ucr == 0
+    assert balance.version == before + 20
+    stream = await check_stream(engine, account)
+    assert all(e.balance_after_ucr >= 0 for e in stream)
+    new = stream[before:]
+    assert [e.type for e in new] == ["UsageMetered"] * 20
+    assert {e.event_id for e in new} == {str(e.event_id) for r in accepted for e in r.events}
+    assert all(e.amount_ucr == -UCR for e in new)
+    assert (await verify_account(engine, account)).clean
+
+
+async def test_charges_from_five_processes(
+    engine: AsyncEngine, database_url: str, clock: ManualClock, ledger: Ledger, open_account: OpenAccount,
+    tmp_path: Path,
+) -> None:
+    account = await open_account(credits_ucr=20 * UCR)
+    before = (await ledger.balance(account)).version
+
+    results = await run_chargers(url=database_url, account_id=account, processes=5, count=10, now=clock.now(),
+                                 workdir=tmp_path, operation="email", quantity=1000, max_batch=2, concurrency=3)
+
+    everything = results.all
+    assert len(everything) == 50
+    outcomes = Counter(r.get("error", "ok") for r in everything)
+    assert outcomes == {"ok": 20, "PaymentRequired": 30}, everything
+    assert all(r["status"] == 402 and r["reason"] == "insufficient_balance" for r in everything if "error" in r)
+    accepted_ids = [e for r in everything if "events" in r for e in r["events"]]
+    assert len(accepted_ids) == len(set(accepted_ids)) == 20
+
+    assert (await ledger.balance(account)).balance_ucr == 0
+    stream = await check_stream(engine, account)  # versions 1..N, hash chain, balances after
+    assert len(stream) == before + 20
+    new = stream[before:]
+    assert [e.type for e in new] == ["UsageMetered"] * 20
+    assert {e.event_id for e in new} == set(accepted_ids)
+    assert [e.balance_after_ucr for e in new] == [n * UCR for n in range(19, -1, -1)]
+    assert all(e.balance_after_ucr >= 0 for e in stream)
+    assert (await verify_account(engine, account)).clean
+
+
+async def test_many_accounts_no_lost_update(
+    engine: AsyncEngine, ledger: Ledger, extra_writers: list[Ledger], open_account: OpenAccount,
+) -> None:
+    # 20 accounts holding 3..15 credits; 10 charges of 1 credit each, all 200 interleaved.
+    starts = {await open_account(credits_ucr=(3 + i % 13) * UCR, prefix="many"): 3 + i % 13 for i in range(20)}
+    versions = {a: (await ledger.balance(a)).version for a in starts}
+    commands = [_charge(a) for _ in range(10) for a in starts]
+
+    results = await _fire([ledger, *extra_writers], commands)
+
+    assert all(isinstance(r, Outcome | PaymentRequired) for r in results), results
+    accepted = Counter(cmd.account_id for cmd, r in zip(commands, results, strict=True) if isinstance(r, Outcome))
+    for account, start in starts.items():
+        expected = min(start, 10)
+        assert accepted[account] == expected, account
+        balance = await ledger.balance(account)
+        assert balance.balance_ucr == (start - expected) * UCR, account
+        assert balance.version == versions[account] + expected
+        stream = await check_stream(engine, account)
+        assert [e.type for e in stream[versions[account]:]] == ["UsageMetered"] * expected
+        assert min(e.balance_after_ucr for e in stream) >= 0
+    metered = [e for r in results if isinstance(r, Outcome) for e in r.events]
+    assert all(isinstance(e, UsageMetered) and e.cost_ucr == UCR for e in metered)
+    assert len({e.event_id for e in metered}) == sum(min(s, 10) for s in starts.values())
