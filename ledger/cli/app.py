@@ -19,16 +19,16 @@ from pydantic import ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger import commands as c
 from ledger.bootstrap import database_url, open_ledger
 from ledger.cli import render
 from ledger.cli.demo import run_demo
-from ledger.db import make_engine
+from ledger.db import make_engine, to_async_url
 from ledger.db import migrate as run_migrations
-from ledger.errors import LedgerError, RateCardError
+from ledger.errors import InvalidRequest, LedgerError, RateCardError
 from ledger.money import format_credits
 from ledger.rate_cards import current_rate_card, list_rate_cards, rate_card_version
 from ledger.rates import RateCard, load_rate_card_file
@@ -73,15 +73,41 @@ def validation_detail(exc: ValidationError) -> str:
 def run(coro: Coroutine[Any, Any, T]) -> T:
     """Run a command's coroutine; expected failures become one ``error:`` line and exit 1."""
     try:
-        return asyncio.run(coro)
+        return asyncio.run(_checked(coro))
     except LedgerError as exc:
         fail(exc.detail)
     except ValidationError as exc:
         fail(validation_detail(exc))
-    except (OperationalError, InterfaceError, OSError) as exc:
-        # Connection refused, bad credentials, a missing socket: the environment, not a bug.
+    except (DBAPIError, OSError) as exc:
+        # Connection refused, bad credentials, no such database: the environment, not a bug.
+        # Any other database error is one, and keeps its traceback.
+        if isinstance(exc, DBAPIError) and not _unreachable(exc):
+            raise
         reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
         fail(f"cannot use the database: {reason}")
+
+
+#: SQLSTATE classes of "could not get a usable session": connection, authorization, unknown
+#: database, too many connections, server starting up or shutting down.
+_UNREACHABLE = ("08", "28", "3D", "53", "57P")
+
+
+def _unreachable(exc: DBAPIError) -> bool:
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    sqlstate = getattr(exc.orig, "sqlstate", None) or ""
+    return isinstance(sqlstate, str) and sqlstate.startswith(_UNREACHABLE)
+
+
+async def _checked(coro: Coroutine[Any, Any, T]) -> T:
+    settings = load_settings()
+    if settings.database_url is not None:
+        try:
+            to_async_url(settings.database_url)
+        except ValueError as exc:
+            coro.close()
+            raise InvalidRequest(f"DATABASE_URL: {exc}") from None
+    return await coro
 
 
 @asynccontextmanager
