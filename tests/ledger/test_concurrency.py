@@ -7,6 +7,7 @@ an account holding N credits can pay for exactly N of them, whatever the interle
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -18,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ledger import commands as c
 from ledger.clock import ManualClock
 from ledger.decide import _price
-from ledger.errors import PaymentRequired
+from ledger.errors import AccountExists, PaymentRequired
 from ledger.events import UsageMetered
 from ledger.rates import RateCard
 from ledger.service import Ledger
@@ -143,3 +144,44 @@ async def test_many_accounts_no_lost_update(
     metered = [e for r in results if isinstance(r, Outcome) for e in r.events]
     assert all(isinstance(e, UsageMetered) and e.cost_ucr == UCR for e in metered)
     assert len({e.event_id for e in metered}) == sum(min(s, 10) for s in starts.values())
+
+
+async def test_mixed_credits_and_metered_debt_no_lost_update(
+    engine: AsyncEngine, ledger: Ledger, extra_writers: list[Ledger], open_account: OpenAccount,
+) -> None:
+    """Metering (never refused, may create debt) races top-ups that settle the debt first."""
+    accounts = [await open_account(credits_ucr=2 * UCR, prefix="debt") for _ in range(6)]
+    commands: list[c.Command] = []
+    for i in range(180):
+        a = accounts[i % 6]
+        if i % 3 == 2:
+            commands.append(c.GrantCredits(account_id=a, amount_ucr=(i % 5 + 1) * 100_000, source="refund",
+                                           reason="top-up"))
+        else:
+            commands.append(c.Meter(account_id=a, operation="sms", quantity=i % 7 + 1))  # 0.0075 credits each
+    expected = {a: 2 * UCR for a in accounts}
+    for cmd in commands:
+        if isinstance(cmd, c.GrantCredits):
+            expected[cmd.account_id] += cmd.amount_ucr
+        elif isinstance(cmd, c.Meter):
+            assert cmd.quantity is not None
+            expected[cmd.account_id] -= cmd.quantity * 7_500
+
+    results = await _fire([ledger, *extra_writers], commands)
+
+    assert all(isinstance(r, Outcome) for r in results), results
+    for a in accounts:
+        balance = await ledger.balance(a)
+        assert balance.balance_ucr == expected[a], a
+        assert balance.debt_ucr == max(0, -expected[a])
+        await check_stream(engine, a)
+        assert (await verify_account(engine, a)).clean
+
+
+async def test_concurrent_opens_of_one_account(engine: AsyncEngine, extra_writers: list[Ledger]) -> None:
+    account = f"open-race-{secrets.token_hex(6)}"
+    results = await _fire(extra_writers, [c.OpenAccount(account_id=account, name=account) for _ in range(12)])
+    assert sum(isinstance(r, Outcome) for r in results) == 1, results
+    assert sum(isinstance(r, AccountExists) for r in results) == 11, results
+    stream = await check_stream(engine, account)
+    assert [e.type for e in stream] == ["AccountOpened", "CreditsGranted"]
