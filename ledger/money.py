@@ -18,7 +18,8 @@ MAX_UCR: Final = 2**62
 #: Largest single quantity (tokens, messages, seconds...) a command may carry.
 MAX_QUANTITY: Final = 10**15
 
-_CREDITS_RE = re.compile(r"^[+-]?(\d+)(?:\.(\d{1,6}))?$")
+# ASCII digits only: ``\d`` would let int() read Arabic-Indic or full-width digits as money.
+_CREDITS_RE = re.compile(r"^[+-]?([0-9]+)(?:\.([0-9]{1,6}))?$")
 
 
 def ceil_ucr(exact: Fraction) -> int:

@@ -13,9 +13,18 @@ from decimal import Decimal
 from fractions import Fraction
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ledger.errors import InvalidQuantity, RateCardError, UnknownOperation, UnknownPack, UnknownPlan
 from ledger.money import MAX_QUANTITY, MAX_UCR, ceil_ucr, credits_to_exact_ucr
@@ -27,11 +36,22 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+def _exact_credits(value: object) -> object:
+    """Credits in a rate card are exact: a TOML string or integer, never a (rounded) float."""
+    if isinstance(value, bool | float):  # float-ok: refusing floats
+        raise ValueError("write credit amounts as strings (e.g. \"0.15\"): a float is not exact")
+    return value
+
+
+#: A credit amount from the rate card: a decimal string or an integer, never a float.
+Credits = Annotated[Decimal, BeforeValidator(_exact_credits)]
+
+
 class Rate(_Frozen):
     """``credits`` for every ``per`` units of one quantity dimension."""
 
-    credits: Decimal = Field(ge=0)
-    per: int = Field(default=1, gt=0)
+    credits: Credits = Field(ge=0)
+    per: StrictInt = Field(default=1, gt=0)
 
 
 class Operation(_Frozen):
@@ -42,7 +62,7 @@ class Operation(_Frozen):
     unit: str
     rates: dict[str, Rate]
     #: Session minimum in credits: a charge is never less than this.
-    minimum: Decimal = Field(default=Decimal(0), ge=0)
+    minimum: Credits = Field(default=Decimal(0), ge=0)
 
     @model_validator(mode="after")
     def _unit_is_priced(self) -> Operation:
@@ -53,23 +73,23 @@ class Operation(_Frozen):
 
 class Pack(_Frozen):
     id: str
-    credits: Decimal = Field(gt=0)
-    bonus: Decimal = Field(default=Decimal(0), ge=0)
-    price_cents: int = Field(gt=0)
+    credits: Credits = Field(gt=0)
+    bonus: Credits = Field(default=Decimal(0), ge=0)
+    price_cents: StrictInt = Field(gt=0)
 
 
 class CustomAmount(_Frozen):
     min_cents: int = Field(default=100, gt=0)
     max_cents: int = Field(default=1_000_000_00, gt=0)
-    credits_per_dollar: Decimal = Field(gt=0)
+    credits_per_dollar: Credits = Field(gt=0)
 
 
 class Plan(_Frozen):
     id: str
     name: str
     price_cents: int = Field(ge=0)
-    monthly_credits: Decimal = Field(ge=0)
-    signup_credits: Decimal = Field(default=Decimal(0), ge=0)
+    monthly_credits: Credits = Field(ge=0)
+    signup_credits: Credits = Field(default=Decimal(0), ge=0)
     signup_credits_expire_days: int | None = Field(default=None, gt=0)
     rate_limit_per_minute: int = Field(gt=0)
     concurrent_runs: int = Field(gt=0)
@@ -78,12 +98,12 @@ class Plan(_Frozen):
 class BudgetDefaults(_Frozen):
     warn_pct: int = Field(default=80, gt=0, le=100)
     critical_pct: int = Field(default=95, gt=0, le=100)
-    low_balance: Decimal = Field(default=Decimal(5), ge=0)
+    low_balance: Credits = Field(default=Decimal(5), ge=0)
 
 
 class Coupon(_Frozen):
     code: str
-    credits: Decimal = Field(gt=0)
+    credits: Credits = Field(gt=0)
     expires_at: datetime | None = None
     max_redemptions: int | None = Field(default=None, gt=0)
     #: The granted promotion credits expire this many days after redemption.

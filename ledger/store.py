@@ -212,9 +212,8 @@ class EventStore:
                 allowance_cycle=settings.get("allowance_cycle", -1),
                 budget=Budget(**settings["budget"]) if "budget" in settings else Budget(),
             )
+        # Accounts opened by this very batch have no rows yet; global things (coupon stock) still load.
         existing = list(out.states)
-        if not existing:
-            return out
         by_acct: dict[str, list[c.Command]] = defaultdict(list)
         for cmd in commands:
             by_acct[cmd.account_id].append(cmd)
@@ -222,7 +221,7 @@ class EventStore:
         # Live grants, plus any purchase a clawback names (it may be spent down to zero).
         purchase_ids = [(cmd.account_id, cmd.purchase_id) for cmd in commands
                         if isinstance(cmd, c.IssueRefund) and cmd.purchase_id is not None]
-        grant_rows = (await conn.execute(text(
+        grant_rows = [] if not existing else (await conn.execute(text(
             "SELECT account_id, grant_id, source, original_ucr, remaining_ucr, expires_at, granted_at"
             " FROM grants WHERE account_id = ANY(:ids) AND remaining_ucr > 0"
             " UNION SELECT g.account_id, g.grant_id, g.source, g.original_ucr, g.remaining_ucr,"
@@ -236,7 +235,9 @@ class EventStore:
             grants[g.account_id][g.grant_id] = Grant(g.grant_id, g.source, g.original_ucr, g.remaining_ucr,
                                                      g.expires_at, g.granted_at)
 
-        keyed = [(cmd.account_id, cmd.idempotency_key) for cmd in commands if cmd.idempotency_key]
+        # A key can only be stored for an account that exists.
+        keyed = [(cmd.account_id, cmd.idempotency_key) for cmd in commands
+                 if cmd.idempotency_key and cmd.account_id in out.states]
         if keyed:
             for k in (await conn.execute(text(
                 "SELECT k.account_id, k.key, k.request_hash, k.first_version, k.last_version"

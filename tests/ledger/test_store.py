@@ -340,10 +340,6 @@ async def test_the_same_account_redeeming_twice(coupons: CouponWorld) -> None:
         assert (await coupons.ledger.balance(a)).balance_ucr == 15 * UCR
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: EventStore._load returns before loading coupon stock (and before locking the coupons row) when no"
-    " account of the batch exists yet, so OpenAccount + RedeemCoupon for a new account in one batch ignores"
-    " max_redemptions: decide falls back to the card's full max_redemptions and redeemed_count goes past it"))
 async def test_coupon_stock_holds_for_an_account_opened_in_the_same_batch(coupons: CouponWorld) -> None:
     one = coupons.ledger_like(concurrency=1)
     await one.start()
