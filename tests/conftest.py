@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import socket
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -46,8 +47,59 @@ async def create_database(server_url: str, prefix: str, *, template: str | None 
     """Create a uniquely named database on ``server_url``'s server; return its name."""
     name = f"{prefix}_{secrets.token_hex(6)}"
     suffix = f' TEMPLATE "{template}"' if template else ""
-    await admin_execute(server_url, f'CREATE DATABASE "{name}"{suffix}')
+    await admin_execute(
+        server_url,
+        f'CREATE DATABASE "{name}"{suffix}',
+        f"COMMENT ON DATABASE \"{name}\" IS '{_OWNER_TAG}{_owner()}'",
+    )
     return name
+
+
+# Test databases say which process made them, so a later session can drop those whose
+# session was killed before its teardown ran (Ctrl-C twice, a CI timeout).
+_OWNER_TAG = "credit-ledger tests: "
+_TEST_DATABASE_NAMES = r"^credits_(tmpl|test|fresh|empty)_[0-9a-f]{12}$"
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()} {os.getpid()}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+async def drop_orphaned_databases(server_url: str) -> list[str]:
+    """Drop test databases left by dead test sessions on this host; return their names."""
+    engine = create_async_engine(to_async_url(server_url), poolclass=NullPool)
+    try:
+        async with engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    text(
+                        "SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database"
+                        " WHERE datname ~ :names"
+                    ),
+                    {"names": _TEST_DATABASE_NAMES},
+                )
+            ).all()
+    finally:
+        await engine.dispose()
+    host = socket.gethostname()
+    orphans = []
+    for name, comment in rows:
+        owner_host, _, pid = (comment or "").removeprefix(_OWNER_TAG).rpartition(" ")
+        if owner_host == host and pid.isdigit() and not _alive(int(pid)):
+            orphans.append(name)
+    for name in orphans:
+        await drop_database(server_url, name)
+    return orphans
 
 
 async def drop_database(server_url: str, name: str) -> None:
@@ -73,6 +125,7 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def template_database(server_url: str) -> AsyncIterator[str]:
     """Name of a migrated database kept pristine: only ever copied, never connected to."""
+    await drop_orphaned_databases(server_url)
     name = await create_database(server_url, "credits_tmpl")
     try:
         await asyncio.to_thread(migrate, with_database(server_url, name))
