@@ -64,6 +64,7 @@ class VerifyReport:
 
     @property
     def clean(self) -> bool:
+        """True when nothing stored disagrees with the events."""
         return not self.mismatches
 
     def summary(self) -> str:

@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ledger import commands as c
@@ -117,6 +118,7 @@ class Demo:
 
     @property
     def hours(self) -> int:
+        """Hours in the simulated month."""
         return calendar.monthrange(self.start.year, self.start.month)[1] * 24
 
     # ---- what happens when ---------------------------------------------------------------------
@@ -278,7 +280,7 @@ class Demo:
         """Count a result and remember what later hours need (grant, reservation, deployment ids)."""
         if isinstance(result, LedgerError):
             self.refused += 1
-            self.note(cmd.account_id, f"[red]refused[/] {type(cmd).__name__}: {result.detail}")
+            self.note(cmd.account_id, f"[red]refused[/] {type(cmd).__name__}: {escape(result.detail)}")
             return
         if result.replayed:
             self.replayed += 1
@@ -288,6 +290,7 @@ class Demo:
             self.follow(cmd, event)
 
     def follow(self, cmd: c.Command, e: Event) -> None:
+        """Track one event (deployment hours, ids for later steps, budget) and note what matters."""
         a = e.account_id
         match e:
             case UsageMetered():
@@ -349,9 +352,11 @@ class Demo:
 
     @property
     def next_month(self) -> datetime:
+        """Where the simulated month ends (the next cycle begins)."""
         return self.start + self.hours * HOUR
 
     def budget_alerts(self) -> None:
+        """Say once when the AI account's month spend crosses 80 %, 95 % and 100 % of its budget."""
         for pct, level in ((80, "warning"), (95, "critical"), (100, "limit reached")):
             if pct not in self.alerts and self.ai_spent_ucr * 100 >= BUDGET_UCR * pct:
                 self.alerts.add(pct)
@@ -359,6 +364,7 @@ class Demo:
                                         f" {format_credits(BUDGET_UCR)} credits spent this month ({pct} %)")
 
     def note(self, account_id: str, message: str) -> None:
+        """One timeline line: simulated time, product, what happened (Rich markup)."""
         product = next((LABELS[p] for p, i in self.ids.items() if i == account_id), account_id)
         line = f"[dim]{render.when(self.clock.now())}[/]  {product:<9}  {message}"
         (self.progress.console if self.progress is not None else self.out).print(line)
