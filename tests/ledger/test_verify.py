@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -217,3 +218,27 @@ async def test_edited_deployment_reservation_and_counter(world: World) -> None:
     assert ("mix-gpu", "deployment d1 hours charged") in whats
     assert sum(1 for a, w in whats if a == "mix-gpu" and w.endswith(" status") and "reservation" in w) == 2
     assert any(a == "mix-ai" and w.startswith("spend counter agent/support-bot/") for a, w in whats)
+
+
+async def test_clean_while_writers_commit(world: World) -> None:
+    # Each chunk reads one snapshot: a batch committing mid-verify is seen whole or not at all.
+    stop = asyncio.Event()
+
+    async def write() -> int:
+        n = 0
+        while not stop.is_set():
+            await world.ledger.execute_many([
+                c.Meter(account_id=a, operation="email", quantity=3) for a in world.accounts])
+            n += 1
+        return n
+
+    writer = asyncio.create_task(write())
+    try:
+        for _ in range(5):
+            report = await verify(world.engine, chunk_size=1)
+            assert report.mismatches == []
+    finally:
+        stop.set()
+        batches = await writer
+    assert batches > 0
+    assert (await verify(world.engine)).clean
