@@ -12,12 +12,10 @@ from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ledger.events import Attribution, GrantSource
+from ledger.events import Attribution, GrantSource, no_nul
 from ledger.money import MAX_UCR
-
-Amount = int
 
 
 class Command(BaseModel):
@@ -26,6 +24,8 @@ class Command(BaseModel):
     account_id: str = Field(min_length=1, max_length=200)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=255)
 
+    _no_nul = field_validator("*", mode="before")(no_nul)
+
     def fingerprint(self) -> bytes:
         """sha256 of the request without its key: equal for a true replay, different otherwise."""
         body = self.model_dump(mode="json", exclude={"idempotency_key"})
@@ -33,7 +33,6 @@ class Command(BaseModel):
         return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).digest()
 
 
-Ucr = int  # documented alias: an integer amount of µcr
 PositiveUcr = Field(gt=0, le=MAX_UCR)
 
 

@@ -151,3 +151,25 @@ class RateCardError(LedgerError):
     status = 422
     type_slug = "invalid-rate-card"
     title = "Invalid rate card"
+
+
+class CommandFailed(LedgerError):
+    """The database refused the command for a reason that is not a business rule (HTTP 500).
+
+    Nothing was recorded for it; its neighbours in the same batch were retried on their own.
+    """
+
+    status = 500
+    type_slug = "command-failed"
+    title = "Command could not be recorded"
+
+
+class OutcomeUnknown(LedgerError):
+    """The database failed during COMMIT: recorded or not, nobody can say (HTTP 503).
+
+    Retry with the same idempotency key: a recorded command replays, a lost one runs.
+    """
+
+    status = 503
+    type_slug = "outcome-unknown"
+    title = "Outcome unknown; retry with the same idempotency key"

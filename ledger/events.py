@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 GrantSource = Literal["allowance", "purchase", "promotion", "refund"]
 
@@ -26,10 +26,18 @@ class Draw(BaseModel):
     amount_ucr: int
 
 
+def no_nul(value: object) -> object:
+    """PostgreSQL text and jsonb cannot hold U+0000: refuse it as bad input, not a database error."""
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("text must not contain NUL characters")
+    return value
+
+
 class Attribution(BaseModel):
     """Who and what a use of credits belongs to; every field optional."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+    _no_nul = field_validator("*", mode="before")(no_nul)
     member: str | None = Field(default=None, max_length=200)
     agent: str | None = Field(default=None, max_length=200)
     flow: str | None = Field(default=None, max_length=200)

@@ -26,7 +26,7 @@ from ledger import commands as c
 from ledger.chain import GENESIS, event_hash
 from ledger.clock import Clock
 from ledger.decide import Context, execute
-from ledger.errors import IdempotencyConflict, LedgerError, UnknownAccount
+from ledger.errors import IdempotencyConflict, LedgerError, OutcomeUnknown, UnknownAccount
 from ledger.events import CouponApplied, Event, UsageMetered, event_data, event_from_row
 from ledger.grants import Grant
 from ledger.rates import RateCard
@@ -49,10 +49,6 @@ def new_uuid() -> UUID:
 def lock_key(account_id: str) -> int:
     """The advisory-lock key of an account: a stable signed 64-bit hash of its id."""
     return int.from_bytes(hashlib.blake2b(account_id.encode(), digest_size=8).digest(), "big", signed=True)
-
-
-class CommitOutcomeUnknown(Exception):
-    """The database failed during COMMIT: the batch may have been recorded or not."""
 
 
 @dataclass(frozen=True)
@@ -106,7 +102,7 @@ class EventStore:
             except Exception as exc:
                 # The commit may or may not have landed: never retry blindly, the caller retries
                 # with the same idempotency key and gets the first result if it did.
-                raise CommitOutcomeUnknown(str(exc)) from exc
+                raise OutcomeUnknown(f"commit failed in flight: {exc}") from exc
         # Replays of keys committed by earlier transactions: read their first result.
         if replays:
             async with self.engine.connect() as conn:

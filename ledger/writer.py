@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ledger import commands as c
-from ledger.errors import LedgerError
-from ledger.store import CommitOutcomeUnknown, EventStore, Outcome, Result
+from ledger.errors import CommandFailed, LedgerError, OutcomeUnknown
+from ledger.store import EventStore, Outcome, Result
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ class GroupCommitWriter:
     async def _commit(self, batch: list[_Pending]) -> None:
         try:
             results = await self.store.run_batch([p.command for p in batch])
-        except CommitOutcomeUnknown as exc:
+        except OutcomeUnknown as exc:
             log.error("commit of a batch of %d failed in flight: %s", len(batch), exc)
             for p in batch:
                 _resolve(p, exc)
@@ -108,7 +108,8 @@ class GroupCommitWriter:
         except Exception as exc:
             if len(batch) == 1:
                 log.exception("command failed: %s", type(batch[0].command).__name__)
-                _resolve(batch[0], exc)
+                _resolve(batch[0], CommandFailed(f"{type(batch[0].command).__name__} was not recorded: "
+                                                 f"{type(exc).__name__}"))
                 return
             log.warning("batch of %d failed (%s); retrying one by one", len(batch), exc)
             for p in batch:
@@ -119,10 +120,6 @@ class GroupCommitWriter:
             _resolve(p, r)
 
 
-def _resolve(p: _Pending, value: Result | BaseException) -> None:
-    if p.future.done():
-        return
-    if isinstance(value, BaseException) and not isinstance(value, LedgerError):
-        p.future.set_exception(value)
-    else:
+def _resolve(p: _Pending, value: Result) -> None:
+    if not p.future.done():
         p.future.set_result(value)
