@@ -72,14 +72,21 @@ def start_embedded_postgres(data_dir: Path) -> str:
 
 
 def stop_embedded_postgres(data_dir: Path) -> None:
-    """Stop the private PostgreSQL under ``data_dir`` if this process knows it (tests use this)."""
+    """Stop the private PostgreSQL under ``data_dir``, whichever process started it.
+
+    For tests and ``credits`` commands that clean up; a no-op when it is not running.
+    """
     pgserver = _pgserver()
     pgdata = (data_dir / "pg").resolve()
     with _lock:
         server = pgserver.PostgresServer._instances.get(pgdata)
-        if server is not None:
-            server.stop()
-            _forget(pgserver, server)
+        if server is None:
+            if not (pgdata / "postmaster.pid").exists():
+                return
+            # Attaches to the running server (another process started it) to get a handle.
+            server = pgserver.get_server(pgdata, cleanup_mode=None)
+        server.stop()
+        _forget(pgserver, server)
 
 
 def _forget(pgserver: Any, server: Any) -> None:

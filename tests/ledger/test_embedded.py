@@ -25,20 +25,24 @@ def _postmaster_pid(data_dir: Path) -> int:
     return int((data_dir / "pg" / "postmaster.pid").read_text().splitlines()[0])
 
 
-async def test_embedded_postgres_is_reused_and_answers(tmp_path: Path) -> None:
-    # The first start happens in another process, like a previous `credits demo`.
+async def _start_in_another_process(data_dir: Path) -> str:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
         "import sys; from pathlib import Path; from ledger.embedded import *; "
         "print(start_embedded_postgres(Path(sys.argv[1])))",
-        str(tmp_path),
+        str(data_dir),
         stdout=asyncio.subprocess.PIPE,
         cwd=REPO_ROOT,  # so `ledger` imports even without an install
     )
     out, _ = await asyncio.wait_for(proc.communicate(), timeout=120)
     assert proc.returncode == 0
-    first = out.decode().strip()
+    return out.decode().strip()
+
+
+async def test_embedded_postgres_is_reused_and_answers(tmp_path: Path) -> None:
+    # The first start happens in another process, like a previous `credits demo`.
+    first = await _start_in_another_process(tmp_path)
     try:
         pid = _postmaster_pid(tmp_path)
         second = await asyncio.to_thread(start_embedded_postgres, tmp_path)
@@ -56,6 +60,14 @@ async def test_embedded_postgres_is_reused_and_answers(tmp_path: Path) -> None:
     finally:
         await asyncio.to_thread(stop_embedded_postgres, tmp_path)
     assert not (tmp_path / "pg" / "postmaster.pid").exists()
+
+
+async def test_stop_reaches_a_server_another_process_started(tmp_path: Path) -> None:
+    await _start_in_another_process(tmp_path)
+    assert (tmp_path / "pg" / "postmaster.pid").exists()
+    await asyncio.to_thread(stop_embedded_postgres, tmp_path)
+    assert not (tmp_path / "pg" / "postmaster.pid").exists()
+    await asyncio.to_thread(stop_embedded_postgres, tmp_path)  # already stopped: no-op
 
 
 async def test_start_from_inside_the_event_loop(tmp_path: Path) -> None:
