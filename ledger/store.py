@@ -178,7 +178,8 @@ class EventStore:
                 batch_keys[(acct, key)] = (fp, i)
                 new_keys.append((acct, key, fp, state.version + 1, version))
 
-        if new_events:
+        # A keyed command that appended nothing (e.g. nothing was due to expire) still keeps its key.
+        if new_events or new_keys:
             await _write(conn, now, original, states, new_events, new_keys, redeemed)
         return results, replays
 
@@ -384,6 +385,12 @@ async def _write(
     redeemed: list[tuple[str, str, UUID]],
 ) -> None:
     """Write one batch's events and the inline state they changed: one statement per table."""
+    if new_events:
+        await _insert_events(conn, new_events)
+    await _write_state(conn, now, original, states, new_events, new_keys, redeemed)
+
+
+async def _insert_events(conn: AsyncConnection, new_events: list[tuple[Event, int, bytes]]) -> None:
     ev = _cols(((e.account_id, v, e.event_id, e.type, e.schema_version, _dumps(event_data(e)),
                  e.idempotency_key, e.amount_ucr, e.balance_after_ucr, e.occurred_at, e.recorded_at, h)
                 for e, v, h in new_events), 12)
@@ -396,6 +403,17 @@ async def _write(
         " CAST(:rec AS timestamptz[]), CAST(:h AS bytea[]))"),
         dict(zip(("a", "v", "id", "t", "sv", "d", "k", "amt", "bal", "occ", "rec", "h"), ev, strict=True)))
 
+
+async def _write_state(
+    conn: AsyncConnection,
+    now: datetime,
+    original: dict[str, AccountState],
+    states: dict[str, AccountState],
+    new_events: list[tuple[Event, int, bytes]],
+    new_keys: list[tuple[str, str, bytes, int, int]],
+    redeemed: list[tuple[str, str, UUID]],
+) -> None:
+    """Update the inline state the batch changed, then store its idempotency keys."""
     changed = [s for a, s in states.items() if s.version != (original[a].version if a in original else 0)]
     opened = [s for s in changed if s.account_id not in original]
     updated = [s for s in changed if s.account_id in original]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -28,6 +29,11 @@ class _Pending:
     future: asyncio.Future[Result]
 
 
+#: What callers queue: one command, or the commands of one ``submit_many`` call, kept together
+#: so they commit in one transaction and in the order given.
+_Group = list[_Pending]
+
+
 class GroupCommitWriter:
     """Batches concurrent commands into shared transactions."""
 
@@ -37,7 +43,11 @@ class GroupCommitWriter:
         self.window_s = window_s
         self.max_batch = max_batch
         self.concurrency = concurrency
-        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._groups: deque[_Group] = deque()
+        self._arrived = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._in_flight = 0
         self._loops: list[asyncio.Task[None]] = []
         #: Sizes of the batches committed, for metrics and benchmarks.
         self.batch_sizes: list[int] = []
@@ -49,7 +59,9 @@ class GroupCommitWriter:
 
     async def stop(self) -> None:
         """Finish every command already submitted, then stop the loops."""
-        await self._queue.join()
+        while self._groups or self._in_flight:
+            self._idle.clear()
+            await self._idle.wait()
         for task in self._loops:
             task.cancel()
         for task in self._loops:
@@ -73,29 +85,51 @@ class GroupCommitWriter:
 
     def submit_nowait(self, command: c.Command) -> asyncio.Future[Result]:
         """Queue one command; the future resolves to its result (errors as values)."""
-        if not self._loops:
-            raise RuntimeError("the writer is not started")
-        fut: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Pending(command, fut))
-        return fut
+        return self._enqueue([command])[0]
 
     async def submit_many(self, commands: Sequence[c.Command]) -> list[Result]:
-        """Queue several commands at once (they land in as few batches as fit); results in order."""
-        futures = [self.submit_nowait(cmd) for cmd in commands]
-        return list(await asyncio.gather(*futures))
+        """Run several commands in one transaction, in the order given; results in order."""
+        if not commands:
+            return []
+        return list(await asyncio.gather(*self._enqueue(commands)))
+
+    def _enqueue(self, commands: Sequence[c.Command]) -> list[asyncio.Future[Result]]:
+        if not self._loops:
+            raise RuntimeError("the writer is not started")
+        loop = asyncio.get_running_loop()
+        group = [_Pending(cmd, loop.create_future()) for cmd in commands]
+        self._groups.append(group)
+        self._arrived.set()
+        return [p.future for p in group]
+
+    async def _take(self) -> list[_Pending]:
+        """Wait for work, then take whole groups up to ``max_batch`` commands (at least one group)."""
+        while not self._groups:
+            self._arrived.clear()
+            await self._arrived.wait()
+        if self.window_s > 0 and len(self._groups) == 1:
+            await asyncio.sleep(self.window_s)  # company for a lone arrival
+        batch: list[_Pending] = []
+        # A group is never split, so one larger than max_batch commits alone.
+        while self._groups and (not batch or len(batch) + len(self._groups[0]) <= self.max_batch):
+            batch += self._groups.popleft()
+        self._in_flight += 1
+        return batch
 
     async def _loop(self) -> None:
         while True:
-            batch = [await self._queue.get()]
-            if self.window_s > 0 and self._queue.empty():
-                await asyncio.sleep(self.window_s)
-            while len(batch) < self.max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+            batch = await self._take()
+            if not batch:  # another loop took the groups while this one waited for company
+                self._in_flight -= 1
+                if not self._in_flight and not self._groups:
+                    self._idle.set()
+                continue
             try:
                 await self._commit(batch)
             finally:
-                for _ in batch:
-                    self._queue.task_done()
+                self._in_flight -= 1
+                if not self._in_flight and not self._groups:
+                    self._idle.set()
 
     async def _commit(self, batch: list[_Pending]) -> None:
         try:
