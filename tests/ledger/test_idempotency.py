@@ -314,3 +314,18 @@ async def test_within_one_batch_a_conflict_and_a_refusal(
     assert (await single.balance(rich)).balance_ucr == 4 * UCR
     assert (await single.balance(empty)).balance_ucr == 0
     assert await _key_rows(engine, empty, k2) == [(v_empty + 2, v_empty + 2)]
+
+
+async def test_a_keyed_command_that_appends_nothing_keeps_its_key_on_its_own(
+    engine: AsyncEngine, ledger: Ledger, open_account: OpenAccount,
+) -> None:
+    """Nothing is due to expire, so no event; the key is still stored, alone or with neighbours."""
+    account = await open_account(credits_ucr=1_000_000)
+    first = await ledger.execute(c.ExpireGrants(account_id=account, idempotency_key="alone"))
+    assert first.events == () and not first.replayed
+    again = await ledger.execute(c.ExpireGrants(account_id=account, idempotency_key="alone"))
+    assert again.replayed
+    async with engine.connect() as conn:
+        keys = (await conn.execute(text(
+            "SELECT key FROM idempotency_keys WHERE account_id = :a AND key = 'alone'"), {"a": account})).all()
+    assert len(keys) == 1

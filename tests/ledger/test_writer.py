@@ -1,0 +1,66 @@
+"""The group-commit writer: batching, whole groups in order, draining on stop."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ledger import commands as c
+from ledger.clock import ManualClock
+from ledger.rates import RateCard
+from ledger.service import Ledger
+from ledger.store import Outcome
+from tests.ledger.conftest import OpenAccount
+
+
+async def test_concurrent_callers_share_batches(ledger: Ledger, open_account: OpenAccount) -> None:
+    account = await open_account(credits_ucr=100_000_000)
+    before = len(ledger.writer.batch_sizes)
+    await asyncio.gather(*[ledger.execute(c.Meter(account_id=account, operation="email", quantity=1))
+                           for _ in range(64)])
+    sizes = ledger.writer.batch_sizes[before:]
+    assert sum(sizes) == 64
+    assert len(sizes) < 64, "64 concurrent callers must not take 64 transactions"
+
+
+async def test_a_group_larger_than_max_batch_commits_whole_and_in_order(
+    engine: AsyncEngine, clock: ManualClock, rate_card: RateCard, open_account: OpenAccount,
+) -> None:
+    small = Ledger(engine, clock, rate_card, max_batch=8, concurrency=2)
+    await small.start()
+    try:
+        accounts = [await open_account(credits_ucr=10_000_000) for _ in range(3)]
+        commands = [c.Meter(account_id=accounts[i % 3], operation="email", quantity=i + 1,
+                            idempotency_key=f"k{i}") for i in range(30)]
+        before = len(small.writer.batch_sizes)
+        results = await small.execute_many(commands)
+    finally:
+        await small.stop()
+    assert all(isinstance(r, Outcome) for r in results)
+    assert small.writer.batch_sizes[before:] == [30], "one execute_many call is one transaction"
+    async with engine.connect() as conn:
+        for n, account in enumerate(accounts):
+            rows = (await conn.execute(text(
+                "SELECT idempotency_key FROM events WHERE account_id = :a AND type = 'UsageMetered'"
+                " AND idempotency_key LIKE 'k%' ORDER BY version"), {"a": account})).scalars().all()
+            assert rows == [f"k{i}" for i in range(n, 30, 3)], "per account, events follow submission order"
+
+
+async def test_stop_finishes_everything_submitted(
+    engine: AsyncEngine, clock: ManualClock, rate_card: RateCard, open_account: OpenAccount,
+) -> None:
+    account = await open_account(credits_ucr=10_000_000)
+    service = Ledger(engine, clock, rate_card)
+    await service.start()
+    futures = [service.writer.submit_nowait(c.Meter(account_id=account, operation="email", quantity=1))
+               for _ in range(40)]
+    await service.stop()
+    assert all(f.done() and isinstance(f.result(), Outcome) for f in futures)
+    async with engine.connect() as conn:
+        n = (await conn.execute(text(
+            "SELECT count(*) FROM events WHERE account_id = :a AND type = 'UsageMetered'"
+            " AND idempotency_key IS NULL AND (data->'quantities'->>'messages')::int = 1"),
+            {"a": account})).scalar()
+    assert n == 40
