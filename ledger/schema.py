@@ -19,6 +19,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
+    Sequence,
     SmallInteger,
     Table,
     Text,
@@ -47,10 +48,14 @@ def _ts(name: str, nullable: bool = False, **kw: Any) -> Column[Any]:
     return Column(name, DateTime(timezone=True), nullable=nullable, **kw)
 
 
+events_position_seq = Sequence("events_position_seq", metadata=metadata)
+
 events = Table(
     "events",
     metadata,
-    Column("position", BigInteger, server_default=text("nextval('events_position_seq')"), nullable=False),
+    # From a sequence: unique by construction, but visible out of order (see ledger/log.py).
+    Column("position", BigInteger, events_position_seq, server_default=events_position_seq.next_value(),
+           nullable=False),
     Column("account_id", Text, nullable=False),
     Column("version", BigInteger, nullable=False),
     Column("event_id", UUID(as_uuid=True), nullable=False),
@@ -75,7 +80,7 @@ Index("events_position_idx", events.c.position)
 accounts = Table(
     "accounts",
     metadata,
-    Column("account_id", Text, primary_key=True),
+    Column("account_id", Text, nullable=False),
     Column("name", Text, nullable=False),
     Column("plan", Text, nullable=False),
     Column("status", Text, nullable=False),
@@ -88,6 +93,7 @@ accounts = Table(
     Column("settings", JSONB, nullable=False),
     _ts("opened_at"),
     _ts("updated_at"),
+    PrimaryKeyConstraint("account_id", name="accounts_pkey"),
 )
 
 grants = Table(
@@ -188,27 +194,31 @@ coupon_redemptions = Table(
 rate_cards = Table(
     "rate_cards",
     metadata,
-    Column("version", Text, primary_key=True),
-    Column("seq", BigInteger, nullable=False, unique=True),
+    Column("version", Text, nullable=False),
+    Column("seq", BigInteger, nullable=False),
     Column("card", JSONB, nullable=False),
     Column("source", Text, nullable=False),
     _ts("loaded_at"),
+    PrimaryKeyConstraint("version", name="rate_cards_pkey"),
+    UniqueConstraint("seq", name="rate_cards_seq_key"),
 )
 
 coupons = Table(
     "coupons",
     metadata,
-    Column("code", Text, primary_key=True),
+    Column("code", Text, nullable=False),
     Column("max_redemptions", Integer),
     Column("redeemed_count", Integer, nullable=False, server_default=text("0")),
+    PrimaryKeyConstraint("code", name="coupons_pkey"),
 )
 
 log_checkpoints = Table(
     "log_checkpoints",
     metadata,
-    Column("name", Text, primary_key=True),
+    Column("name", Text, nullable=False),
     Column("tx_id", Xid8, nullable=False),
     Column("position", BigInteger, nullable=False),
     Column("active", Boolean, nullable=False, server_default=text("true")),
     _ts("updated_at"),
+    PrimaryKeyConstraint("name", name="log_checkpoints_pkey"),
 )
