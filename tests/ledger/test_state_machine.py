@@ -38,11 +38,13 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from ledger import commands as c
 from ledger.clock import ManualClock
 from ledger.db import make_engine
 from ledger.errors import (
+    CommandFailed,
     CouponRejected,
     IdempotencyConflict,
     InvalidRequest,
@@ -53,6 +55,7 @@ from ledger.errors import (
     UnknownPack,
 )
 from ledger.events import Attribution, Draw, Event
+from ledger.money import MAX_UCR
 from ledger.rates import parse_rate_card, sample_rate_card_text
 from ledger.service import Ledger
 from ledger.store import Outcome
@@ -950,3 +953,17 @@ def test_clawback_after_burning_never_expiring_grants(machine_database_url: str)
         assert m.model.balance == C  # what is left of the refund credit
     finally:
         m.teardown()
+
+
+@pytest.mark.xfail(strict=True, raises=(CommandFailed, DBAPIError), reason=(
+    "BUG: a credit that takes the balance past BIGINT is not refused by decide (ledger/decide.py _grant has no "
+    "bound on the resulting balance): the store's INSERT fails with 'value out of int64 range' and the caller "
+    "gets CommandFailed (HTTP 500) instead of InvalidRequest (422)"))
+async def test_a_balance_overflowing_bigint_is_refused_not_a_database_error(ledger: Ledger) -> None:
+    account = f"ovf-{secrets.token_hex(6)}"
+    await ledger.execute(c.OpenAccount(account_id=account, name="overflow"))  # 5 signup credits
+    await ledger.execute(c.GrantCredits(account_id=account, amount_ucr=MAX_UCR, source="purchase", reason="x"))
+    before = await ledger.balance(account, recent=1)
+    with pytest.raises(InvalidRequest):
+        await ledger.execute(c.GrantCredits(account_id=account, amount_ucr=MAX_UCR, source="purchase", reason="x"))
+    assert (await ledger.balance(account, recent=1)).version == before.version
