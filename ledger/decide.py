@@ -77,6 +77,10 @@ class _Builder:
 
     def emit(self, cls: type[E], *, amount_ucr: int = 0, occurred_at: datetime | None = None,
              **fields: Any) -> E:
+        balance_after = self.state.balance_ucr + amount_ucr
+        if abs(balance_after) > MAX_UCR:
+            # Refused here, as bad input, rather than by a BIGINT overflow in the database.
+            raise InvalidRequest("the balance would leave the range the ledger can hold")
         event = cls(
             event_id=self.ctx.new_id(),
             account_id=self.state.account_id,
@@ -84,7 +88,7 @@ class _Builder:
             recorded_at=self.ctx.now,
             idempotency_key=self.key,
             amount_ucr=amount_ucr,
-            balance_after_ucr=self.state.balance_ucr + amount_ucr,
+            balance_after_ucr=balance_after,
             **fields,
         )
         self.events.append(event)  # type: ignore[arg-type]
@@ -131,7 +135,9 @@ def check_spend(state: AccountState, cost_ucr: int, attribution: Attribution, no
         raise refuse("insufficient_balance", state.available_ucr)
     budget = state.budget
     if budget.hard_stop and budget.monthly_limit_ucr is not None:
-        spent = state.counter(("account", "", month_key(now)))
+        # Held reservations count as spent: settling them is never refused, so the hard stop
+        # must be enforced when the credits are held, not when the run finishes.
+        spent = state.counter(("account", "", month_key(now))) + state.reserved_ucr
         if spent + cost_ucr > budget.monthly_limit_ucr:
             raise refuse("budget_hard_limit", budget.monthly_limit_ucr - spent)
     for scope, subject in (("agent", attribution.agent), ("member", attribution.member)):

@@ -454,11 +454,6 @@ def test_budget_without_hard_stop_does_not_refuse() -> None:
     s.refused(c.SetBudget(account_id=ACCT, monthly_limit_ucr=C, warn_pct=95, critical_pct=80), InvalidRequest)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: the budget hard stop ignores credits held by reservations: check_spend (ledger/decide.py) compares "
-    "only the month's spend counter (UsageMetered) with the limit, while the balance check subtracts "
-    "reserved_ucr. With a 1-credit hard limit, two 0.8-credit reservations are both accepted and settling them "
-    "spends 1.6 credits; expected the second Reserve refused with budget_hard_limit, remaining 0.2"))
 def test_budget_hard_stop_counts_what_is_reserved() -> None:
     s = funded()
     s.when(c.SetBudget(account_id=ACCT, monthly_limit_ucr=C, hard_stop=True))
@@ -764,14 +759,12 @@ def test_resume_charges_a_new_hour_at_once() -> None:
     assert s.state.balance_ucr == 5 * C - 2 * 800_000
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: nothing bounds an account's balance: _grant (and _purchase, _refund, _coupon) in ledger/decide.py "
-    "only check each amount <= MAX_UCR, so a second GrantCredits(MAX_UCR) yields balance_after_ucr = 2^63 + 5e6, "
-    "which does not fit BIGINT: the store then fails the batch with sqlalchemy DBAPIError 'value out of int64 "
-    "range' (an HTTP 500) instead of refusing with InvalidRequest (422)"))
 def test_a_balance_beyond_max_ucr_is_refused() -> None:
+    """Balances stay within ±MAX_UCR (2^62 µcr): refused as bad input, never a BIGINT overflow."""
     s = free_account()  # 5 credits
-    s.when(grant(MAX_UCR, "purchase"))
+    s.when(grant(MAX_UCR - 5 * C, "purchase"))
+    assert s.state.balance_ucr == MAX_UCR
+    s.refused(grant(1, "purchase"), InvalidRequest)
     s.refused(grant(MAX_UCR, "purchase"), InvalidRequest)
 
 
