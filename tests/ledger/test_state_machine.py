@@ -240,7 +240,8 @@ class Model:
         if cost > self.available:
             fails.append(("insufficient_balance", max(self.available, 0)))
         if self.hard_stop and self.budget_limit is not None:
-            spent = self.counters.get(("account", "", "M" + month_key(self.now)), 0)
+            # What reservations hold counts as spent: settling them is never refused.
+            spent = self.counters.get(("account", "", "M" + month_key(self.now)), 0) + self.reserved
             if spent + cost > self.budget_limit:
                 fails.append(("budget_hard_limit", max(self.budget_limit - spent, 0)))
         for scope, subject in (("agent", attribution.agent), ("member", attribution.member)):
@@ -976,10 +977,13 @@ def test_clawback_after_burning_never_expiring_grants(machine_database_url: str)
 
 
 async def test_a_balance_overflowing_bigint_is_refused_not_a_database_error(ledger: Ledger) -> None:
+    """Regression (fixed in 1a522d1): a balance past ±MAX_UCR is a 422, never a BIGINT overflow (a 500)."""
     account = f"ovf-{secrets.token_hex(6)}"
     await ledger.execute(c.OpenAccount(account_id=account, name="overflow"))  # 5 signup credits
-    await ledger.execute(c.GrantCredits(account_id=account, amount_ucr=MAX_UCR, source="purchase", reason="x"))
+    await ledger.execute(c.GrantCredits(account_id=account, amount_ucr=MAX_UCR - 5_000_000, source="purchase",
+                                        reason="x"))
     before = await ledger.balance(account, recent=1)
+    assert before.balance_ucr == MAX_UCR
     with pytest.raises(InvalidRequest):
         await ledger.execute(c.GrantCredits(account_id=account, amount_ucr=MAX_UCR, source="purchase", reason="x"))
     assert (await ledger.balance(account, recent=1)).version == before.version
