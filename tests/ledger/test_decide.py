@@ -773,6 +773,70 @@ def test_the_largest_single_credit_is_accepted() -> None:
     assert only(s.when(grant(MAX_UCR, "purchase")), CreditsGranted).balance_after_ucr == MAX_UCR
 
 
+# ---- time, plans and bad input -----------------------------------------------------------------
+
+
+def test_metered_usage_keeps_when_it_happened() -> None:
+    s = funded()
+    yesterday = T0 - DAY
+    e = only(s.when(c.Meter(account_id=ACCT, operation="email", quantity=1000, occurred_at=yesterday)),
+             UsageMetered)
+    assert (e.occurred_at, e.recorded_at) == (yesterday, T0)
+    # A little clock skew is tolerated; usage from the future is not.
+    s.when(c.Meter(account_id=ACCT, operation="email", quantity=1, occurred_at=T0 + timedelta(minutes=5)))
+    s.refused(c.Meter(account_id=ACCT, operation="email", quantity=1, occurred_at=T0 + timedelta(minutes=6)),
+              InvalidRequest)
+
+
+def test_usage_metered_last_month_does_not_count_against_this_months_budget() -> None:
+    s = funded()
+    s.when(c.SetBudget(account_id=ACCT, monthly_limit_ucr=C, hard_stop=True))
+    s.when(c.Meter(account_id=ACCT, operation="email", quantity=900, occurred_at=datetime(2026, 10, 31, tzinfo=UTC)))
+    s.when(charge("email", 1000))  # October's 0.9 is not November's
+    assert s.refused(charge("email", 1), PaymentRequired).reason == "budget_hard_limit"
+
+
+def test_grant_expiry_must_be_in_the_future() -> None:
+    s = free_account()
+    s.refused(grant(C, expires_at=T0), InvalidRequest)
+    s.refused(grant(C, expires_at=T0 - timedelta(seconds=1)), InvalidRequest)
+    e = only(s.when(grant(C, expires_at=T0 + timedelta(seconds=1))), CreditsGranted)
+    assert e.expires_at == T0 + timedelta(seconds=1)
+
+
+def test_plan_change_sets_the_next_allowance() -> None:
+    s = free_account()
+    s.refused(c.ChangePlan(account_id=ACCT, plan="free"), InvalidState)
+    s.refused(c.ChangePlan(account_id=ACCT, plan="enterprise"), UnknownPlan)
+    changed = s.when(c.ChangePlan(account_id=ACCT, plan="pro"))
+    assert types(changed) == ["PlanChanged"] and changed[0].amount_ucr == 0
+    assert s.state.plan == "pro"
+    # The free plan granted no allowance for this cycle, so the pro one can be granted now.
+    granted = only(s.when(c.GrantAllowance(account_id=ACCT, cycle=0)), AllowanceGranted)
+    assert (granted.plan, granted.amount_ucr) == ("pro", 25 * C)
+    s.refused(c.GrantAllowance(account_id=ACCT, cycle=0), InvalidState)
+    s.when(c.ChangePlan(account_id=ACCT, plan="team"))
+    s.at(datetime(2026, 12, 1, 9, 0, tzinfo=UTC))
+    assert only(s.when(c.GrantAllowance(account_id=ACCT, cycle=1)), AllowanceGranted).amount_ucr == 150 * C
+
+
+def test_custom_amount_bounds_and_pack_prices() -> None:
+    s = free_account()
+    s.refused(c.RecordPurchase(account_id=ACCT, kind="custom", cents_paid=99), InvalidRequest)  # minimum $1
+    s.refused(c.RecordPurchase(account_id=ACCT, kind="custom", cents_paid=10_000_001), InvalidRequest)
+    one = only(s.when(c.RecordPurchase(account_id=ACCT, kind="custom", cents_paid=100)), CreditsPurchased)
+    assert (one.credits_ucr, one.bonus_ucr, one.amount_ucr) == (C, 0, C)  # 1 credit per dollar
+    odd = only(s.when(c.RecordPurchase(account_id=ACCT, kind="custom", cents_paid=1999)), CreditsPurchased)
+    assert odd.amount_ucr == 19_990_000
+    scale = only(s.when(purchase("scale", 20000)), CreditsPurchased)
+    assert (scale.credits_ucr, scale.bonus_ucr, scale.amount_ucr) == (200 * C, 30 * C, 230 * C)
+    s.refused(c.RecordPurchase(account_id=ACCT, kind="pack", cents_paid=1000), InvalidRequest)  # no pack_id
+    s.refused(c.RecordPurchase(account_id=ACCT, kind="subscription", cents_paid=2000), InvalidRequest)
+    sub = only(s.when(c.RecordPurchase(account_id=ACCT, kind="subscription", cents_paid=2000, credits_ucr=25 * C)),
+               CreditsPurchased)
+    assert (sub.kind, sub.amount_ucr) == ("subscription", 25 * C)
+
+
 # ---- the balance chain over a long history -----------------------------------------------------
 
 
