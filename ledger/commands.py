@@ -81,6 +81,8 @@ class Reserve(Command):
     quantities: dict[str, int] | None = None
     amount_ucr: int | None = Field(default=None, gt=0, le=MAX_UCR)
     ttl_s: int = Field(default=3600, gt=0, le=30 * 24 * 3600)
+    #: Checked against agent and member limits when the credits are held.
+    attribution: Attribution = Attribution()
 
 
 class Settle(Command):

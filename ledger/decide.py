@@ -271,7 +271,7 @@ def _reserve(b: _Builder, cmd: c.Reserve) -> None:
     else:
         held = _price(card, cmd.operation, cmd.quantity, cmd.quantities).amount_ucr
     _expire_due(b)
-    check_spend(b.state, held, Attribution(), b.ctx.now, card)
+    check_spend(b.state, held, cmd.attribution, b.ctx.now, card)
     b.emit(CreditsReserved, reservation_id=b.ctx.new_id(), operation=cmd.operation, held_ucr=held,
            expires_at=b.ctx.now + timedelta(seconds=cmd.ttl_s))
 

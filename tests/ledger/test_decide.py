@@ -898,3 +898,12 @@ def test_random_histories_keep_the_chain_and_the_gate(plan: str, steps: list[c.C
         assert s.state.debt_ucr >= 0
         assert sum(e.amount_ucr for e in events) == s.state.balance_ucr - before.balance_ucr
     assert fold(AccountState(account_id=ACCT), s.history) == s.state
+
+
+def test_a_reservation_is_held_to_the_agent_limit() -> None:
+    s = funded("builder")
+    s.when(c.SetLimit(account_id=ACCT, scope="agent", subject="bot", per_day_ucr=C))
+    refused = s.refused(c.Reserve(account_id=ACCT, operation="email", amount_ucr=2 * C,
+                                  attribution=Attribution(agent="bot")), PaymentRequired)
+    assert (refused.reason, refused.remaining_ucr) == ("agent_limit", C)
+    s.when(c.Reserve(account_id=ACCT, operation="email", amount_ucr=C, attribution=Attribution(agent="bot")))
