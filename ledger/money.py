@@ -63,6 +63,8 @@ def parse_credits(text: str) -> int:
 
 def fraction_to_decimal_str(exact: Fraction, places: int = 12) -> str:
     """Render an exact fraction for people (explain output); truncated, never used for money."""
+    if exact.denominator == 1:  # the usual case: a whole number of µcr
+        return str(exact.numerator)
     scaled = exact * 10**places
     q = scaled.numerator // scaled.denominator if scaled >= 0 else -((-scaled.numerator) // scaled.denominator)
     sign = "-" if q < 0 else ""

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from fractions import Fraction
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
@@ -163,20 +165,18 @@ class RateCard(_Frozen):
             raise UnknownPlan(f"unknown plan {plan_id!r}") from None
 
 
-class PriceLine(_Frozen):
+@dataclass(frozen=True, slots=True)
+class PriceLine:
     dimension: str
     quantity: int
     credits: Decimal
     per: int
     exact_ucr: Fraction
 
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
-
-class Price(_Frozen):
+@dataclass(frozen=True, slots=True)
+class Price:
     """What one use of an operation costs, with everything needed to explain it."""
-
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
     operation: Slug
     rate_card_version: str
@@ -184,6 +184,12 @@ class Price(_Frozen):
     exact_ucr: Fraction
     minimum_ucr: int
     amount_ucr: int
+
+
+@lru_cache(maxsize=4096)
+def _exact_rate(credits: Decimal, per: int) -> Fraction:
+    """µcr per unit, exactly; cached because every priced command needs it."""
+    return credits_to_exact_ucr(credits) / per
 
 
 def normalize_quantities(
@@ -214,10 +220,10 @@ def price(card: RateCard, slug: str, quantities: Mapping[str, int]) -> Price:
     total = Fraction(0)
     for dim, q in sorted(quantities.items()):
         rate = op.rates[dim]
-        exact = credits_to_exact_ucr(rate.credits) * q / rate.per
+        exact = _exact_rate(rate.credits, rate.per) * q
         total += exact
         lines.append(PriceLine(dimension=dim, quantity=q, credits=rate.credits, per=rate.per, exact_ucr=exact))
-    minimum = ceil_ucr(credits_to_exact_ucr(op.minimum))
+    minimum = ceil_ucr(_exact_rate(op.minimum, 1))
     amount = max(ceil_ucr(total), minimum)
     if amount > MAX_UCR:
         raise InvalidQuantity(f"cost of {slug!r} is out of range")

@@ -21,7 +21,7 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
     data_dir: Path = Path.home() / ".credits"
     #: How long the group-commit writer waits for more commands after the first arrives.
-    batch_window_ms: float = 1.0  # float-ok: a duration, not money
+    batch_window_ms: float = 0.0  # float-ok: a duration, not money
     batch_max: int = 512
     #: Batches in flight at once (each on its own connection).
     writer_concurrency: int = 2

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -23,7 +24,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ledger import commands as c
-from ledger.chain import GENESIS, event_hash
+from ledger.chain import GENESIS, canonical_json, event_hash
 from ledger.clock import Clock
 from ledger.decide import Context, execute
 from ledger.errors import IdempotencyConflict, LedgerError, OutcomeUnknown, UnknownAccount
@@ -132,7 +133,7 @@ class EventStore:
         results: list[Result | None] = [None] * len(commands)
         replays: dict[int, tuple[str, int, int]] = {}
         batch_keys: dict[tuple[str, str], tuple[bytes, int]] = {}
-        new_events: list[tuple[Event, int, bytes]] = []
+        new_events: list[_NewEvent] = []
         new_keys: list[tuple[str, str, bytes, int, int]] = []
         redeemed: list[tuple[str, str, UUID]] = []
 
@@ -166,8 +167,9 @@ class EventStore:
             version, prev_hash = state.version, state.last_hash or GENESIS
             for e in events:
                 version += 1
-                prev_hash = _hash(prev_hash, version, e)
-                new_events.append((e, version, prev_hash))
+                data_json = canonical_json(event_data(e))
+                prev_hash = _hash(prev_hash, version, e, data_json)
+                new_events.append((e, version, prev_hash, data_json))
                 if isinstance(e, CouponApplied):
                     stock = loaded.coupon_stock.get(e.code)
                     loaded.coupon_stock[e.code] = None if stock is None else stock - 1
@@ -347,12 +349,16 @@ class EventStore:
 _NO_ATTR = c.Charge.model_fields["attribution"].default
 
 
-def _hash(prev: bytes, version: int, e: Event) -> bytes:
+#: An event on its way to the table: the event, its version, its chained hash, its data as JSON.
+_NewEvent = tuple[Event, int, bytes, str]
+
+
+def _hash(prev: bytes, version: int, e: Event, data_json: str) -> bytes:
     return event_hash(
         prev, account_id=e.account_id, version=version, event_id=e.event_id, type_=e.type,
         schema_version=e.schema_version, idempotency_key=e.idempotency_key, amount_ucr=e.amount_ucr,
         balance_after_ucr=e.balance_after_ucr, occurred_at=e.occurred_at, recorded_at=e.recorded_at,
-        data=event_data(e),
+        data_json=data_json,
     )
 
 
@@ -375,26 +381,52 @@ def _cols(rows: Iterable[tuple[Any, ...]], n: int) -> list[list[Any]]:
     return cols
 
 
+class _Writes:
+    """Statements collected for one round trip: each becomes a data-modifying CTE."""
+
+    _PARAM = re.compile(r"(?<![:\w]):(\w+)")
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.params: dict[str, Any] = {}
+
+    def add(self, sql: str, params: dict[str, Any]) -> None:
+        n = len(self.parts)
+        self.parts.append(self._PARAM.sub(lambda m: f":w{n}_{m.group(1)}", sql))
+        self.params.update({f"w{n}_{k}": v for k, v in params.items()})
+
+    async def run(self, conn: AsyncConnection) -> None:
+        if self.parts:
+            ctes = ", ".join(f"w{i} AS ({sql})" for i, sql in enumerate(self.parts))
+            await conn.execute(text(f"WITH {ctes} SELECT 1"), self.params)
+
+
 async def _write(
     conn: AsyncConnection,
     now: datetime,
     original: dict[str, AccountState],
     states: dict[str, AccountState],
-    new_events: list[tuple[Event, int, bytes]],
+    new_events: list[_NewEvent],
     new_keys: list[tuple[str, str, bytes, int, int]],
     redeemed: list[tuple[str, str, UUID]],
 ) -> None:
-    """Write one batch's events and the inline state they changed: one statement per table."""
+    """Write one batch's events and the inline state they changed, in one round trip.
+
+    Each table gets one multi-row statement; they run together as data-modifying CTEs of a
+    single statement (they touch different rows, so their order does not matter).
+    """
+    w = _Writes()
     if new_events:
-        await _insert_events(conn, new_events)
-    await _write_state(conn, now, original, states, new_events, new_keys, redeemed)
+        _insert_events(w, new_events)
+    _write_state(w, now, original, states, new_events, new_keys, redeemed)
+    await w.run(conn)
 
 
-async def _insert_events(conn: AsyncConnection, new_events: list[tuple[Event, int, bytes]]) -> None:
-    ev = _cols(((e.account_id, v, e.event_id, e.type, e.schema_version, _dumps(event_data(e)),
+def _insert_events(w: _Writes, new_events: list[_NewEvent]) -> None:
+    ev = _cols(((e.account_id, v, e.event_id, e.type, e.schema_version, data_json,
                  e.idempotency_key, e.amount_ucr, e.balance_after_ucr, e.occurred_at, e.recorded_at, h)
-                for e, v, h in new_events), 12)
-    await conn.execute(text(
+                for e, v, h, data_json in new_events), 12)
+    w.add((
         "INSERT INTO events (account_id, version, event_id, type, schema_version, data, idempotency_key,"
         " amount_ucr, balance_after_ucr, occurred_at, recorded_at, hash)"
         " SELECT * FROM unnest(CAST(:a AS text[]), CAST(:v AS bigint[]), CAST(:id AS uuid[]),"
@@ -404,12 +436,12 @@ async def _insert_events(conn: AsyncConnection, new_events: list[tuple[Event, in
         dict(zip(("a", "v", "id", "t", "sv", "d", "k", "amt", "bal", "occ", "rec", "h"), ev, strict=True)))
 
 
-async def _write_state(
-    conn: AsyncConnection,
+def _write_state(
+    w: _Writes,
     now: datetime,
     original: dict[str, AccountState],
     states: dict[str, AccountState],
-    new_events: list[tuple[Event, int, bytes]],
+    new_events: list[_NewEvent],
     new_keys: list[tuple[str, str, bytes, int, int]],
     redeemed: list[tuple[str, str, UUID]],
 ) -> None:
@@ -420,7 +452,7 @@ async def _write_state(
     if opened:
         cols = _cols(((s.account_id, s.name, s.plan, s.status, s.balance_ucr, s.debt_ucr, s.reserved_ucr,
                        s.version, s.last_hash, _settings(s), s.opened_at) for s in opened), 11)
-        await conn.execute(text(
+        w.add((
             "INSERT INTO accounts (account_id, name, plan, status, balance_ucr, debt_ucr, reserved_ucr,"
             " version, last_hash, settings, opened_at, updated_at)"
             " SELECT *, CAST(:now AS timestamptz) FROM unnest(CAST(:a AS text[]), CAST(:n AS text[]),"
@@ -431,7 +463,7 @@ async def _write_state(
     if updated:
         cols = _cols(((s.account_id, s.plan, s.status, s.balance_ucr, s.debt_ucr, s.reserved_ucr, s.version,
                        s.last_hash, _settings(s)) for s in updated), 9)
-        await conn.execute(text(
+        w.add((
             "UPDATE accounts SET plan = u.p, status = u.st, balance_ucr = u.b, debt_ucr = u.d,"
             " reserved_ucr = u.r, version = u.v, last_hash = u.h, settings = u.s, updated_at = :now"
             " FROM unnest(CAST(:a AS text[]), CAST(:p AS text[]), CAST(:st AS text[]), CAST(:b AS bigint[]),"
@@ -452,21 +484,21 @@ async def _write_state(
         limit_rows += [(s.account_id, k[0], k[1], lim.per_run_ucr, lim.per_day_ucr, lim.per_month_ucr)
                        for k, lim in s.limits.items() if before.limits.get(k) != lim]
     if grant_rows:
-        await conn.execute(text(
+        w.add((
             "INSERT INTO grants (account_id, grant_id, source, original_ucr, remaining_ucr, expires_at,"
             " granted_at) SELECT * FROM unnest(CAST(:a AS text[]), CAST(:g AS uuid[]), CAST(:s AS text[]),"
             " CAST(:o AS bigint[]), CAST(:r AS bigint[]), CAST(:e AS timestamptz[]), CAST(:t AS timestamptz[]))"
             " ON CONFLICT (account_id, grant_id) DO UPDATE SET remaining_ucr = excluded.remaining_ucr"),
             dict(zip(("a", "g", "s", "o", "r", "e", "t"), _cols(grant_rows, 7), strict=True)))
     if res_rows:
-        await conn.execute(text(
+        w.add((
             "INSERT INTO reservations (account_id, reservation_id, operation, held_ucr, status, expires_at,"
             " created_at) SELECT * FROM unnest(CAST(:a AS text[]), CAST(:r AS uuid[]), CAST(:o AS text[]),"
             " CAST(:h AS bigint[]), CAST(:s AS text[]), CAST(:e AS timestamptz[]), CAST(:c AS timestamptz[]))"
             " ON CONFLICT (account_id, reservation_id) DO UPDATE SET status = excluded.status"),
             dict(zip(("a", "r", "o", "h", "s", "e", "c"), _cols(res_rows, 7), strict=True)))
     if dep_rows:
-        await conn.execute(text(
+        w.add((
             "INSERT INTO deployments (account_id, deployment_id, instance_type, hourly_ucr, status,"
             " hours_charged, credits_ucr, segment_started_at, segment_first_hour, paused_reason, started_at)"
             " SELECT * FROM unnest(CAST(:a AS text[]), CAST(:d AS text[]), CAST(:i AS text[]),"
@@ -479,7 +511,7 @@ async def _write_state(
             dict(zip(("a", "d", "i", "h", "s", "n", "c", "ss", "f", "pr", "st"), _cols(dep_rows, 11),
                      strict=True)))
     if limit_rows:
-        await conn.execute(text(
+        w.add((
             "INSERT INTO limits (account_id, scope, subject, per_run_ucr, per_day_ucr, per_month_ucr)"
             " SELECT * FROM unnest(CAST(:a AS text[]), CAST(:s AS text[]), CAST(:j AS text[]),"
             " CAST(:r AS bigint[]), CAST(:d AS bigint[]), CAST(:m AS bigint[]))"
@@ -489,13 +521,13 @@ async def _write_state(
 
     # Spend counters are written as deltas: only the keys a batch gates on are ever loaded.
     deltas: dict[tuple[str, str, str, str], int] = defaultdict(int)
-    for e, _, _ in new_events:
+    for e, _, _, _ in new_events:
         if isinstance(e, UsageMetered):
             for k in spend_keys(e.attribution, e.occurred_at):
                 deltas[(e.account_id, *k)] += e.cost_ucr
     if deltas:
         cols = _cols(((*k, v) for k, v in deltas.items()), 5)
-        await conn.execute(text(
+        w.add((
             "INSERT INTO spend_counters (account_id, scope, subject, period, spent_ucr)"
             " SELECT * FROM unnest(CAST(:a AS text[]), CAST(:s AS text[]), CAST(:j AS text[]),"
             " CAST(:p AS text[]), CAST(:v AS bigint[]))"
@@ -505,7 +537,7 @@ async def _write_state(
 
     if new_keys:
         cols = _cols(new_keys, 5)
-        await conn.execute(text(
+        w.add((
             "INSERT INTO idempotency_keys (account_id, key, request_hash, first_version, last_version,"
             " created_at) SELECT *, CAST(:now AS timestamptz) FROM unnest(CAST(:a AS text[]),"
             " CAST(:k AS text[]), CAST(:h AS bytea[]), CAST(:f AS bigint[]), CAST(:l AS bigint[]))"),
@@ -513,14 +545,14 @@ async def _write_state(
 
     if redeemed:
         cols = _cols(redeemed, 3)
-        await conn.execute(text(
+        w.add((
             "INSERT INTO coupon_redemptions (account_id, code, event_id, redeemed_at)"
             " SELECT *, CAST(:now AS timestamptz) FROM unnest(CAST(:a AS text[]), CAST(:c AS text[]),"
             " CAST(:e AS uuid[]))"), {"now": now, "a": cols[0], "c": cols[1], "e": cols[2]})
         counts: dict[str, int] = defaultdict(int)
         for _, code, _ in redeemed:
             counts[code] += 1
-        await conn.execute(text(
+        w.add((
             "UPDATE coupons SET redeemed_count = redeemed_count + q.n"
             " FROM unnest(CAST(:c AS text[]), CAST(:n AS int[])) AS q(c, n) WHERE coupons.code = q.c"),
             {"c": list(counts), "n": list(counts.values())})
