@@ -61,7 +61,7 @@ class Account:
 class Ledger:
     """One account-safe entry point for every command and exact read."""
 
-    def __init__(self, engine: AsyncEngine, clock: Clock, card: RateCard, *, window_s: float = 0.001,  # float-ok
+    def __init__(self, engine: AsyncEngine, clock: Clock, card: RateCard, *, window_s: float = 0.0,  # float-ok
                  max_batch: int = 512, concurrency: int = 2) -> None:
         self.engine = engine
         self.clock = clock

@@ -37,7 +37,7 @@ _Group = list[_Pending]
 class GroupCommitWriter:
     """Batches concurrent commands into shared transactions."""
 
-    def __init__(self, store: EventStore, *, window_s: float = 0.001, max_batch: int = 512,  # float-ok
+    def __init__(self, store: EventStore, *, window_s: float = 0.0, max_batch: int = 512,  # float-ok
                  concurrency: int = 2) -> None:
         self.store = store
         self.window_s = window_s
