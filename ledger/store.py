@@ -202,17 +202,11 @@ class EventStore:
         rows = (await conn.execute(text(
             "SELECT account_id, name, plan, status, debt_ucr, reserved_ucr, version, last_hash, settings,"
             " opened_at FROM accounts WHERE account_id = ANY(:ids)"), {"ids": account_ids})).all()
-        for r in rows:
-            settings = r.settings
-            out.states[r.account_id] = AccountState(
-                account_id=r.account_id, exists=True, name=r.name, plan=r.plan, status=r.status,
-                version=r.version, last_hash=bytes(r.last_hash), opened_at=r.opened_at,
-                debt_ucr=r.debt_ucr, reserved_ucr=r.reserved_ucr,
-                allowance_cycle=settings.get("allowance_cycle", -1),
-                budget=Budget(**settings["budget"]) if "budget" in settings else Budget(),
-            )
+        account_rows = {r.account_id: r for r in rows}
+        budgets = {a: Budget(**r.settings["budget"]) if "budget" in r.settings else Budget()
+                   for a, r in account_rows.items()}
         # Accounts opened by this very batch have no rows yet; global things (coupon stock) still load.
-        existing = list(out.states)
+        existing = list(account_rows)
         by_acct: dict[str, list[c.Command]] = defaultdict(list)
         for cmd in commands:
             by_acct[cmd.account_id].append(cmd)
@@ -223,7 +217,7 @@ class EventStore:
         grant_rows = [] if not existing else (await conn.execute(text(
             "SELECT account_id, grant_id, source, original_ucr, remaining_ucr, expires_at, granted_at"
             " FROM grants WHERE account_id = ANY(:ids) AND remaining_ucr > 0"
-            " UNION SELECT g.account_id, g.grant_id, g.source, g.original_ucr, g.remaining_ucr,"
+            " UNION ALL SELECT g.account_id, g.grant_id, g.source, g.original_ucr, g.remaining_ucr,"
             " g.expires_at, g.granted_at FROM grants g"
             " JOIN unnest(CAST(:pa AS text[]), CAST(:pg AS uuid[])) AS p(a, g2)"
             " ON g.account_id = p.a AND g.grant_id = p.g2"),
@@ -236,7 +230,7 @@ class EventStore:
 
         # A key can only be stored for an account that exists.
         keyed = [(cmd.account_id, cmd.idempotency_key) for cmd in commands
-                 if cmd.idempotency_key and cmd.account_id in out.states]
+                 if cmd.idempotency_key and cmd.account_id in account_rows]
         if keyed:
             for k in (await conn.execute(text(
                 "SELECT k.account_id, k.key, k.request_hash, k.first_version, k.last_version"
@@ -262,8 +256,7 @@ class EventStore:
         # Spend counters matter only to gating against a budget or a limit.
         counter_keys: list[tuple[str, CounterKey]] = []
         for a in existing:
-            st = out.states[a]
-            has_rules = st.budget.monthly_limit_ucr is not None or bool(limits[a]) or any(
+            has_rules = budgets[a].monthly_limit_ucr is not None or bool(limits[a]) or any(
                 isinstance(cmd, c.SetBudget | c.SetLimit) for cmd in by_acct[a])
             if not has_rules:
                 continue
@@ -338,9 +331,12 @@ class EventStore:
                 out.coupon_stock[cp.code] = (None if cp.max_redemptions is None
                                              else cp.max_redemptions - cp.redeemed_count)
 
-        for a in existing:
-            out.states[a] = replace(
-                out.states[a], grants=grants[a], limits=limits[a], counters=counters[a],
+        for a, r in account_rows.items():
+            out.states[a] = AccountState(
+                account_id=a, exists=True, name=r.name, plan=r.plan, status=r.status, version=r.version,
+                last_hash=bytes(r.last_hash), opened_at=r.opened_at, debt_ucr=r.debt_ucr,
+                reserved_ucr=r.reserved_ucr, allowance_cycle=r.settings.get("allowance_cycle", -1),
+                budget=budgets[a], grants=grants[a], limits=limits[a], counters=counters[a],
                 reservations=reservations[a], deployments=deployments[a],
                 coupons_redeemed=frozenset(redeemed[a]))
         return out
