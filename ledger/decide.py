@@ -159,7 +159,7 @@ def check_spend(state: AccountState, cost_ucr: int, attribution: Attribution, no
                 raise refuse(f"{scope}_limit", cap - spent)
 
 
-def _price(card: RateCard, operation: str, quantity: int | None,
+def price_usage(card: RateCard, operation: str, quantity: int | None,
            quantities: Mapping[str, int] | None) -> Price:
     op = card.operation(operation)
     return price(card, operation, normalize_quantities(op, quantity, quantities))
@@ -251,14 +251,14 @@ def _coupon(b: _Builder, cmd: c.RedeemCoupon) -> None:
 
 
 def _charge(b: _Builder, cmd: c.Charge) -> None:
-    p = _price(b.ctx.card, cmd.operation, cmd.quantity, cmd.quantities)
+    p = price_usage(b.ctx.card, cmd.operation, cmd.quantity, cmd.quantities)
     _expire_due(b)
     check_spend(b.state, p.amount_ucr, cmd.attribution, b.ctx.now, b.ctx.card)
     _debit(b, p, attribution=cmd.attribution, gated=True)
 
 
 def _meter(b: _Builder, cmd: c.Meter) -> None:
-    p = _price(b.ctx.card, cmd.operation, cmd.quantity, cmd.quantities)
+    p = price_usage(b.ctx.card, cmd.operation, cmd.quantity, cmd.quantities)
     if cmd.occurred_at is not None and cmd.occurred_at > b.ctx.now + timedelta(minutes=5):
         raise InvalidRequest("occurred_at is in the future")
     _expire_due(b)
@@ -273,7 +273,7 @@ def _reserve(b: _Builder, cmd: c.Reserve) -> None:
             raise InvalidRequest("give an amount or a quantity, not both")
         held = cmd.amount_ucr
     else:
-        held = _price(card, cmd.operation, cmd.quantity, cmd.quantities).amount_ucr
+        held = price_usage(card, cmd.operation, cmd.quantity, cmd.quantities).amount_ucr
     _expire_due(b)
     check_spend(b.state, held, cmd.attribution, b.ctx.now, card)
     b.emit(CreditsReserved, reservation_id=b.ctx.new_id(), operation=cmd.operation, held_ucr=held,
@@ -291,7 +291,7 @@ def _held(b: _Builder, reservation_id: UUID) -> None:
 def _settle(b: _Builder, cmd: c.Settle) -> None:
     _held(b, cmd.reservation_id)
     r = b.state.reservations[cmd.reservation_id]
-    p = _price(b.ctx.card, r.operation, cmd.quantity, cmd.quantities)
+    p = price_usage(b.ctx.card, r.operation, cmd.quantity, cmd.quantities)
     _expire_due(b)
     # The work happened: release the whole hold, then meter what was used (never refused).
     b.emit(CreditsReleased, reservation_id=r.reservation_id,

@@ -16,7 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ledger.events import Event
-from ledger.store import _EVENT_COLUMNS, row_to_event
+from ledger.store import EVENT_COLUMNS, row_to_event
 
 
 @dataclass(frozen=True, order=True)
@@ -39,7 +39,7 @@ class LogEntry:
 async def read_log(conn: AsyncConnection, after: LogPosition = START, limit: int = 1000) -> list[LogEntry]:
     """Up to ``limit`` events after ``after``, oldest first, never passing a writer still in flight."""
     rows = (await conn.execute(text(
-        f"SELECT tx_id::text::bigint AS tx, {_EVENT_COLUMNS} FROM events"
+        f"SELECT tx_id::text::bigint AS tx, {EVENT_COLUMNS} FROM events"
         " WHERE (tx_id, position) > (CAST(CAST(CAST(:tx AS bigint) AS text) AS xid8), :pos)"
         " AND tx_id < pg_snapshot_xmin(pg_current_snapshot())"
         " ORDER BY tx_id, position LIMIT :limit"),

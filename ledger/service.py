@@ -14,13 +14,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger import commands as c
 from ledger.clock import Clock, add_months
-from ledger.decide import Context, _price, execute
+from ledger.decide import Context, execute, price_usage
 from ledger.errors import InvalidRequest, PaymentRequired, UnknownAccount
 from ledger.events import Attribution, Event
 from ledger.money import credits_to_exact_ucr, floor_ucr
 from ledger.rate_cards import current_rate_card, store_rate_card
 from ledger.rates import Price, RateCard
-from ledger.store import _EVENT_COLUMNS, EventStore, Outcome, Result, new_uuid, row_to_event
+from ledger.store import EVENT_COLUMNS, EventStore, Outcome, Result, new_uuid, row_to_event
 from ledger.writer import GroupCommitWriter
 
 
@@ -146,7 +146,7 @@ class Ledger:
 
     async def _events(self, conn: Any, account_id: str, limit: int, offset: int) -> list[Event]:
         rows = (await conn.execute(text(
-            f"SELECT {_EVENT_COLUMNS} FROM events WHERE account_id = :a ORDER BY version DESC"
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE account_id = :a ORDER BY version DESC"
             " LIMIT :l OFFSET :o"), {"a": account_id, "l": limit, "o": offset})).all()
         return [row_to_event(r) for r in rows]
 
@@ -160,7 +160,7 @@ class Ledger:
         cmd = c.Charge(account_id=account_id, operation=operation, quantity=quantity,
                        quantities=dict(quantities) if quantities is not None else None,
                        attribution=attribution or Attribution())
-        p = _price(self.card, operation, quantity, quantities)
+        p = price_usage(self.card, operation, quantity, quantities)
         now = self.clock.now()
         async with self.engine.connect() as conn:
             state = await self.store.snapshot(conn, cmd, now, self.card)

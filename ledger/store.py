@@ -554,12 +554,12 @@ def _write_state(
             {"c": list(counts), "n": list(counts.values())})
 
 
-_EVENT_COLUMNS = ("position, account_id, version, event_id, type, schema_version, data, idempotency_key,"
+EVENT_COLUMNS = ("position, account_id, version, event_id, type, schema_version, data, idempotency_key,"
                   " amount_ucr, balance_after_ucr, occurred_at, recorded_at")
 
 
 def row_to_event(r: Any) -> Event:
-    """An event from an ``events`` row (any query selecting ``_EVENT_COLUMNS``)."""
+    """An event from an ``events`` row (any query selecting ``EVENT_COLUMNS``)."""
     return event_from_row(
         type_=r.type, schema_version=r.schema_version, data=r.data,
         envelope={"event_id": r.event_id, "account_id": r.account_id, "occurred_at": r.occurred_at,
@@ -571,6 +571,6 @@ def row_to_event(r: Any) -> Event:
 async def read_versions(conn: AsyncConnection, account_id: str, first: int, last: int) -> list[Event]:
     """Events ``first..last`` of one account, in order."""
     rows = (await conn.execute(text(
-        f"SELECT {_EVENT_COLUMNS} FROM events WHERE account_id = :a AND version BETWEEN :f AND :l"
+        f"SELECT {EVENT_COLUMNS} FROM events WHERE account_id = :a AND version BETWEEN :f AND :l"
         " ORDER BY version"), {"a": account_id, "f": first, "l": last})).all()
     return [row_to_event(r) for r in rows]

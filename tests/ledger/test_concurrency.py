@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger import commands as c
 from ledger.clock import ManualClock
-from ledger.decide import _price
+from ledger.decide import price_usage
 from ledger.errors import AccountExists, PaymentRequired
 from ledger.events import UsageMetered
 from ledger.rates import RateCard
@@ -50,7 +50,7 @@ async def extra_writers(engine: AsyncEngine, clock: ManualClock, rate_card: Rate
 
 
 def test_the_charge_costs_exactly_one_credit(rate_card: RateCard) -> None:
-    assert _price(rate_card, "email", 1000, None).amount_ucr == UCR
+    assert price_usage(rate_card, "email", 1000, None).amount_ucr == UCR
 
 
 async def _fire(services: Sequence[Ledger], commands: Sequence[c.Command]) -> list[Outcome | BaseException]:
