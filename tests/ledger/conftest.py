@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
 import pytest
@@ -15,6 +15,7 @@ from ledger.clock import ManualClock
 from ledger.rate_cards import ensure_rate_card
 from ledger.rates import RateCard
 from ledger.service import Ledger
+from ledger.store import Result
 
 #: Every test starts at the same instant unless it moves its clock.
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
@@ -66,3 +67,36 @@ def open_account(ledger: Ledger) -> OpenAccount:
         return account_id
 
     return _open
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def single(engine: AsyncEngine, clock: ManualClock, rate_card: RateCard) -> AsyncIterator[Ledger]:
+    """A ledger with one writer loop: commands handed over together share one batch."""
+    service = Ledger(engine, clock, rate_card, concurrency=1)
+    await service.start()
+    try:
+        yield service
+    finally:
+        await service.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def contending_writers(engine: AsyncEngine, clock: ManualClock,
+                             rate_card: RateCard) -> AsyncIterator[list[Ledger]]:
+    """Four more ledgers running each command in its own transaction on three loops: many
+    transactions contend for the same account (and the same idempotency key) at once."""
+    ledgers = [Ledger(engine, clock, rate_card, max_batch=1, concurrency=3) for _ in range(4)]
+    for service in ledgers:
+        await service.start()
+    try:
+        yield ledgers
+    finally:
+        for service in ledgers:
+            await service.stop()
+
+
+async def one_batch(service: Ledger, commands: Sequence[c.Command]) -> list[Result]:
+    """Run ``commands`` as one ``execute_many`` and check they shared one transaction."""
+    results = await service.execute_many(commands)
+    assert service.writer.batch_sizes[-1] == len(commands), "the commands did not share one batch"
+    return results

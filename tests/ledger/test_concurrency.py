@@ -9,11 +9,10 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger import commands as c
@@ -35,20 +34,6 @@ def _charge(account_id: str) -> c.Charge:
     return c.Charge(account_id=account_id, operation="email", quantity=1000)
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def extra_writers(engine: AsyncEngine, clock: ManualClock, rate_card: RateCard) -> AsyncIterator[list[Ledger]]:
-    """Four more started ledgers on the session engine, each running every command in its own
-    transaction on three loops: many transactions contend for the same account at once."""
-    ledgers = [Ledger(engine, clock, rate_card, max_batch=1, concurrency=3) for _ in range(4)]
-    for service in ledgers:
-        await service.start()
-    try:
-        yield ledgers
-    finally:
-        for service in ledgers:
-            await service.stop()
-
-
 def test_the_charge_costs_exactly_one_credit(rate_card: RateCard) -> None:
     assert price_usage(rate_card, "email", 1000, None).amount_ucr == UCR
 
@@ -61,12 +46,12 @@ async def _fire(services: Sequence[Ledger], commands: Sequence[c.Command]) -> li
 
 @pytest.mark.parametrize("writers", [1, 5], ids=["one-writer", "five-writers"])
 async def test_fifty_charges_on_twenty_credits(
-    engine: AsyncEngine, ledger: Ledger, extra_writers: list[Ledger], open_account: OpenAccount, writers: int,
+    engine: AsyncEngine, ledger: Ledger, contending_writers: list[Ledger], open_account: OpenAccount, writers: int,
 ) -> None:
     account = await open_account(credits_ucr=20 * UCR)
     before = (await ledger.balance(account)).version
 
-    results = await _fire([ledger, *extra_writers][:writers], [_charge(account) for _ in range(50)])
+    results = await _fire([ledger, *contending_writers][:writers], [_charge(account) for _ in range(50)])
 
     accepted = [r for r in results if isinstance(r, Outcome)]
     refused = [r for r in results if isinstance(r, PaymentRequired)]
@@ -121,14 +106,14 @@ async def test_charges_from_five_processes(
 
 
 async def test_many_accounts_no_lost_update(
-    engine: AsyncEngine, ledger: Ledger, extra_writers: list[Ledger], open_account: OpenAccount,
+    engine: AsyncEngine, ledger: Ledger, contending_writers: list[Ledger], open_account: OpenAccount,
 ) -> None:
     # 20 accounts holding 3..15 credits; 10 charges of 1 credit each, all 200 interleaved.
     starts = {await open_account(credits_ucr=(3 + i % 13) * UCR, prefix="many"): 3 + i % 13 for i in range(20)}
     versions = {a: (await ledger.balance(a)).version for a in starts}
     commands = [_charge(a) for _ in range(10) for a in starts]
 
-    results = await _fire([ledger, *extra_writers], commands)
+    results = await _fire([ledger, *contending_writers], commands)
 
     assert all(isinstance(r, Outcome | PaymentRequired) for r in results), results
     accepted = Counter(cmd.account_id for cmd, r in zip(commands, results, strict=True) if isinstance(r, Outcome))
@@ -147,7 +132,7 @@ async def test_many_accounts_no_lost_update(
 
 
 async def test_mixed_credits_and_metered_debt_no_lost_update(
-    engine: AsyncEngine, ledger: Ledger, extra_writers: list[Ledger], open_account: OpenAccount,
+    engine: AsyncEngine, ledger: Ledger, contending_writers: list[Ledger], open_account: OpenAccount,
 ) -> None:
     """Metering (never refused, may create debt) races top-ups that settle the debt first."""
     accounts = [await open_account(credits_ucr=2 * UCR, prefix="debt") for _ in range(6)]
@@ -167,7 +152,7 @@ async def test_mixed_credits_and_metered_debt_no_lost_update(
             assert cmd.quantity is not None
             expected[cmd.account_id] -= cmd.quantity * 7_500
 
-    results = await _fire([ledger, *extra_writers], commands)
+    results = await _fire([ledger, *contending_writers], commands)
 
     assert all(isinstance(r, Outcome) for r in results), results
     for a in accounts:
@@ -178,9 +163,9 @@ async def test_mixed_credits_and_metered_debt_no_lost_update(
         assert (await verify_account(engine, a)).clean
 
 
-async def test_concurrent_opens_of_one_account(engine: AsyncEngine, extra_writers: list[Ledger]) -> None:
+async def test_concurrent_opens_of_one_account(engine: AsyncEngine, contending_writers: list[Ledger]) -> None:
     account = f"open-race-{secrets.token_hex(6)}"
-    results = await _fire(extra_writers, [c.OpenAccount(account_id=account, name=account) for _ in range(12)])
+    results = await _fire(contending_writers, [c.OpenAccount(account_id=account, name=account) for _ in range(12)])
     assert sum(isinstance(r, Outcome) for r in results) == 1, results
     assert sum(isinstance(r, AccountExists) for r in results) == 11, results
     stream = await check_stream(engine, account)

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -17,11 +16,10 @@ from ledger import commands as c
 from ledger.clock import ManualClock
 from ledger.errors import IdempotencyConflict, InvalidQuantity, PaymentRequired, UnknownOperation
 from ledger.events import AccountOpened, UsageMetered
-from ledger.rates import RateCard
 from ledger.service import Ledger
-from ledger.store import Outcome, Result
+from ledger.store import Outcome
 from tests.ledger._charger import check_stream, run_chargers
-from tests.ledger.conftest import OpenAccount
+from tests.ledger.conftest import OpenAccount, one_batch
 
 UCR = 1_000_000
 
@@ -56,30 +54,6 @@ async def _key_rows(engine: AsyncEngine, account_id: str, key: str) -> list[tupl
 
 def _ids(outcome: Outcome) -> list[str]:
     return [str(e.event_id) for e in outcome.events]
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def single(engine: AsyncEngine, clock: ManualClock, rate_card: RateCard) -> AsyncIterator[Ledger]:
-    """A ledger with one writer loop: everything handed over at once lands in one batch."""
-    service = Ledger(engine, clock, rate_card, concurrency=1)
-    await service.start()
-    try:
-        yield service
-    finally:
-        await service.stop()
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def writers(engine: AsyncEngine, clock: ManualClock, rate_card: RateCard) -> AsyncIterator[list[Ledger]]:
-    """Four ledgers running each command in its own transaction: replays race across transactions."""
-    ledgers = [Ledger(engine, clock, rate_card, max_batch=1, concurrency=3) for _ in range(4)]
-    for service in ledgers:
-        await service.start()
-    try:
-        yield ledgers
-    finally:
-        for service in ledgers:
-            await service.stop()
 
 
 # ---- sequential replays --------------------------------------------------------------------
@@ -130,12 +104,12 @@ async def _fire(services: Sequence[Ledger], commands: Sequence[c.Command]) -> li
 
 @pytest.mark.parametrize("spread", ["one-writer", "many-transactions"])
 async def test_twenty_concurrent_replays_append_once(
-    engine: AsyncEngine, ledger: Ledger, writers: list[Ledger], open_account: OpenAccount, spread: str,
+    engine: AsyncEngine, ledger: Ledger, contending_writers: list[Ledger], open_account: OpenAccount, spread: str,
 ) -> None:
     account = await open_account(credits_ucr=5 * UCR)
     key = _key()
     before = await _version(engine, account)
-    services = [ledger] if spread == "one-writer" else writers
+    services = [ledger] if spread == "one-writer" else contending_writers
 
     results = await _fire(services, [_charge(account, key) for _ in range(20)])
 
@@ -150,10 +124,10 @@ async def test_twenty_concurrent_replays_append_once(
     assert await _key_rows(engine, account, key) == [(before + 1, before + 1)]
 
 
-async def test_concurrent_open_account_with_one_key(engine: AsyncEngine, writers: list[Ledger]) -> None:
+async def test_concurrent_open_account_with_one_key(engine: AsyncEngine, contending_writers: list[Ledger]) -> None:
     account = f"race-{secrets.token_hex(6)}"
     cmd = c.OpenAccount(account_id=account, name=account, plan="team", idempotency_key="signup")
-    results = await _fire(writers, [cmd] * 12)
+    results = await _fire(contending_writers, [cmd] * 12)
     outcomes = [r for r in results if isinstance(r, Outcome)]
     assert len(outcomes) == 12, results
     assert len({tuple(_ids(o)) for o in outcomes}) == 1
@@ -265,19 +239,13 @@ async def test_same_key_on_two_accounts_is_independent(
 
 # ---- replays inside one batch --------------------------------------------------------------
 
-async def _one_batch(single: Ledger, commands: Sequence[c.Command]) -> list[Result]:
-    results = await single.execute_many(commands)
-    assert single.writer.batch_sizes[-1] == len(commands), "the commands did not share one batch"
-    return results
-
-
 async def test_duplicates_within_one_batch_return_the_first_result(
     engine: AsyncEngine, single: Ledger, open_account: OpenAccount,
 ) -> None:
     account = await open_account(credits_ucr=5 * UCR)
     key = _key()
     before = await _version(engine, account)
-    results = await _one_batch(single, [_charge(account, key)] * 4)
+    results = await one_batch(single, [_charge(account, key)] * 4)
     assert all(isinstance(r, Outcome) for r in results), results
     outcomes = [r for r in results if isinstance(r, Outcome)]
     assert [o.replayed for o in outcomes] == [False, True, True, True]
@@ -294,7 +262,7 @@ async def test_within_one_batch_a_conflict_and_a_refusal(
     empty = await open_account()
     k1, k2 = _key(), _key()
     v_rich, v_empty = await _version(engine, rich), await _version(engine, empty)
-    results = await _one_batch(single, [
+    results = await one_batch(single, [
         _charge(rich, k1),
         _charge(rich, k1, quantity=3000),  # same key, different body: 409
         _charge(empty, k2),  # 402: keeps no key ...

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -47,7 +47,7 @@ from ledger.service import Ledger
 from ledger.state import AccountState, apply
 from ledger.store import Outcome, Result, read_versions
 from tests.ledger._charger import check_stream
-from tests.ledger.conftest import T0, OpenAccount
+from tests.ledger.conftest import T0, OpenAccount, one_batch
 
 UCR = 1_000_000
 
@@ -67,23 +67,6 @@ async def _count(engine: AsyncEngine, sql: str, **params: Any) -> int:
         return int(await conn.scalar(text(sql), params) or 0)
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def single(engine: AsyncEngine, clock: ManualClock, rate_card: RateCard) -> AsyncIterator[Ledger]:
-    """A ledger with one writer loop: commands handed over together share one batch."""
-    service = Ledger(engine, clock, rate_card, concurrency=1)
-    await service.start()
-    try:
-        yield service
-    finally:
-        await service.stop()
-
-
-async def _one_batch(service: Ledger, commands: Sequence[c.Command]) -> list[Result]:
-    results = await service.execute_many(commands)
-    assert service.writer.batch_sizes[-1] == len(commands), "the commands did not share one batch"
-    return results
-
-
 # ---- one batch, some refused -----------------------------------------------------------------
 
 async def test_one_batch_refused_commands_fail_alone(
@@ -96,7 +79,7 @@ async def test_one_batch_refused_commands_fail_alone(
     ghost = f"ghost-{secrets.token_hex(6)}"
     before = {a: await _version(engine, a) for a in (rich, poor, other)}
 
-    results = await _one_batch(single, [
+    results = await one_batch(single, [
         _charge(rich),  # 0 ok
         c.Charge(account_id=rich, operation="no-such-op", quantity=1),  # 1 unknown slug
         _charge(other, quantity=0),  # 2 zero quantity
@@ -283,7 +266,7 @@ async def test_coupon_max_redemptions_hold_across_accounts(coupons: CouponWorld,
         one = coupons.ledger_like(concurrency=1)
         await one.start()
         try:
-            results = list(await _one_batch(one, redeem))
+            results = list(await one_batch(one, redeem))
         finally:
             await one.stop()
     else:
@@ -330,7 +313,7 @@ async def test_the_same_account_redeeming_twice(coupons: CouponWorld) -> None:
     one = coupons.ledger_like(concurrency=1)
     await one.start()
     try:
-        applied, rejected = await _one_batch(one, [c.RedeemCoupon(account_id="twice-batch", code="WELCOME10")] * 2)
+        applied, rejected = await one_batch(one, [c.RedeemCoupon(account_id="twice-batch", code="WELCOME10")] * 2)
     finally:
         await one.stop()
     assert isinstance(applied, Outcome)
@@ -348,7 +331,7 @@ async def test_coupon_stock_holds_for_an_account_opened_in_the_same_batch(coupon
         for i in range(5):
             # A sign-up with a coupon: open the account and redeem, in one batch.
             a = f"signup-{i}"
-            opened, redeemed = await _one_batch(one, [c.OpenAccount(account_id=a, name=a),
+            opened, redeemed = await one_batch(one, [c.OpenAccount(account_id=a, name=a),
                                                       c.RedeemCoupon(account_id=a, code="LIMITED3")])
             assert isinstance(opened, Outcome)
             outcomes.append(redeemed)
