@@ -1,4 +1,4 @@
-"""Commands: what a caller asks of one account. Frozen and strict (a float is never an amount).
+"""Commands: what a caller asks of one account. Frozen and strict (amounts are integers, never floats).
 
 Every command may carry an ``idempotency_key``; ``request_fingerprint`` is what a replay must
 match for the key to return the first result instead of a 409.

@@ -39,13 +39,13 @@ class _Frozen(BaseModel):
 
 
 def _exact_credits(value: object) -> object:
-    """Credits in a rate card are exact: a TOML string or integer, never a (rounded) float."""
+    """Credits in a rate card are exact: a TOML string or integer, never a (rounded) float."""  # float-ok
     if isinstance(value, bool | float):  # float-ok: refusing floats
-        raise ValueError("write credit amounts as strings (e.g. \"0.15\"): a float is not exact")
+        raise ValueError("write credit amounts as strings (e.g. \"0.15\"): a float is not exact")  # float-ok
     return value
 
 
-#: A credit amount from the rate card: a decimal string or an integer, never a float.
+#: A credit amount from the rate card: a decimal string or an integer, never a float.  # float-ok
 Credits = Annotated[Decimal, BeforeValidator(_exact_credits)]
 
 
