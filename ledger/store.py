@@ -137,11 +137,13 @@ class EventStore:
         new_keys: list[tuple[str, str, bytes, int, int]] = []
         redeemed: list[tuple[str, str, UUID]] = []
 
+        ctx = Context(now=now, card=card, new_id=new_uuid, coupon_stock=loaded.coupon_stock)
         for i, cmd in enumerate(commands):
             acct = cmd.account_id
-            fp = cmd.fingerprint()
             key = cmd.idempotency_key
+            fp = b""
             if key is not None:
+                fp = cmd.fingerprint()
                 prior = loaded.keys.get((acct, key))
                 if prior is not None:
                     if prior[0] != fp:
@@ -158,7 +160,6 @@ class EventStore:
                         results[i] = Outcome(first_result.events, True)
                     continue
             state = states.get(acct) or AccountState(account_id=acct)
-            ctx = Context(now=now, card=card, new_id=new_uuid, coupon_stock=loaded.coupon_stock)
             try:
                 events, after = execute(state, cmd, ctx)
             except LedgerError as err:
