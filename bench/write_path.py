@@ -32,6 +32,7 @@ import platform
 import pstats
 import random
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -59,6 +60,7 @@ from ledger.events import UsageMetered
 from ledger.rate_cards import ensure_rate_card
 from ledger.rates import RateCard
 from ledger.service import Ledger
+from ledger.settings import Settings
 from ledger.store import Outcome
 
 BENCH_DB = "credits_bench"
@@ -321,12 +323,24 @@ CREATE TABLE bench_floor (
 """
 
 
+def git_commit() -> str | None:
+    """The checked-out commit (with ``+dirty`` when ledger/ has local changes), if this is a git clone."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "ledger"], capture_output=True, text=True,
+                               check=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+dirty" if dirty else "")
+
+
 async def server_facts(pool: Any) -> dict[str, Any]:
     facts: dict[str, Any] = {}
     async with pool.acquire() as conn:
         facts["server_version"] = await conn.fetchval("SHOW server_version")
         for name in ("fsync", "synchronous_commit", "wal_sync_method", "commit_delay", "shared_buffers",
-                     "max_connections"):
+                     "max_connections", "autovacuum"):
             facts[name] = await conn.fetchval(f"SHOW {name}")
     return facts
 
@@ -536,8 +550,11 @@ class Bench:
         sample.batch_sizes = self.ledger.writer.batch_sizes[mark:]
         return sample
 
-    async def checkpoint(self) -> None:
+    async def between_runs(self) -> None:
+        """What a healthy server's autovacuum would have done by now (it may be off on a test box), then
+        a checkpoint, so every run starts from the same kind of state. Not timed."""
         async with self.pool.acquire() as conn:
+            await conn.execute("VACUUM ANALYZE")
             await conn.execute("CHECKPOINT")
 
 
@@ -582,7 +599,7 @@ async def run_schedule(b: Bench, schedule: list[tuple[Phase, PhaseFn]], runs: in
                        title: str) -> None:
     task = progress.add_task(title, total=runs * len(schedule))
     for run in range(runs):
-        await b.checkpoint()
+        await b.between_runs()
         # Pairs (ledger, reference) swap order on odd runs, so drift does not favour either side.
         pairs = [schedule[i:i + 2] for i in range(0, len(schedule), 2)]
         for pair in pairs:
@@ -692,7 +709,7 @@ async def sweep(b: Bench, runs: int, progress: Progress, max_batch: int) -> list
     default = b.ledger
     try:
         for run in range(runs):
-            await b.checkpoint()
+            await b.between_runs()
             order = grid if run % 2 == 0 else grid[::-1]
             for s in order:
                 b.ledger = b.new_ledger(s)
@@ -750,6 +767,10 @@ async def profile(b: Bench, out: Path) -> None:
 # ---- entry point ---------------------------------------------------------------------------------
 
 
+def _default(name: str) -> Any:
+    return Settings.model_fields[name].default
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.write_path", description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=int, default=None, help="runs per figure (median); default 5, 1 with --quick")
@@ -759,10 +780,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help=f"any database on the server to use; {BENCH_DB} is dropped and recreated on it")
     p.add_argument("--out", type=Path, default=None,
                    help="JSON output (default bench/results/write_path.json; _sweep/_only for those modes)")
-    p.add_argument("--window-ms", type=float, default=1.0, help="Ledger window_s, in ms (default 1)")
-    p.add_argument("--concurrency", type=int, default=2, help="Ledger writer concurrency (default 2)")
-    p.add_argument("--max-batch", type=int, default=512, help="Ledger max_batch (default 512)")
-    p.add_argument("--pool-size", type=int, default=10, help="the ledger engine's pool size (default 10)")
+    # The shipped defaults (Settings), so the figures describe what an operator gets.
+    p.add_argument("--window-ms", type=float, default=_default("batch_window_ms"),
+                   help="Ledger window_s, in ms (default: Settings.batch_window_ms, %(default)s)")
+    p.add_argument("--concurrency", type=int, default=_default("writer_concurrency"),
+                   help="Ledger writer concurrency (default: Settings.writer_concurrency, %(default)s)")
+    p.add_argument("--max-batch", type=int, default=_default("batch_max"),
+                   help="Ledger max_batch (default: Settings.batch_max, %(default)s)")
+    p.add_argument("--pool-size", type=int, default=_default("pool_size"),
+                   help="the ledger engine's pool size (default: Settings.pool_size, %(default)s)")
     p.add_argument("--baseline-pool", type=int, default=16,
                    help="connections of the asyncpg baseline pool and of each eventsourcing peer (default 16)")
     p.add_argument("--dup-rate", type=float, default=DUP_RATE,
@@ -800,6 +826,7 @@ async def amain(args: argparse.Namespace) -> int:
             result: dict[str, Any] = {
                 "benchmark": "write_path",
                 "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "commit": await asyncio.to_thread(git_commit),
                 "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                             "python": sys.version.split()[0], **facts},
                 "config": {"runs": runs, "seconds_per_phase": seconds, "writer": vars(settings),
