@@ -6,6 +6,7 @@ Entrypoints (CLI, API, workers) call ``open_ledger``; nothing is wired at import
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -41,6 +42,9 @@ async def open_ledger(
         ledger = Ledger(engine, clock or SystemClock(), card, window_s=settings.batch_window_ms / 1000,
                         max_batch=settings.batch_max, concurrency=settings.writer_concurrency)
         await ledger.start()
+        # Everything built so far (modules, the rate card, the pool) lives as long as the process:
+        # keep the collector from rescanning it, which otherwise shows as write-path pauses.
+        gc.freeze()
         try:
             yield ledger
         finally:

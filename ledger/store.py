@@ -107,8 +107,9 @@ class EventStore:
         # Replays of keys committed by earlier transactions: read their first result.
         if replays:
             async with self.engine.connect() as conn:
-                for i, (account_id, first, last) in replays.items():
-                    results[i] = Outcome(tuple(await read_versions(conn, account_id, first, last)), True)
+                found = await read_ranges(conn, list(replays.values()))
+            for i, (account_id, first, last) in replays.items():
+                results[i] = Outcome(tuple(found[(account_id, first, last)]), True)
         return results  # type: ignore[return-value]
 
     async def _run(
@@ -555,8 +556,10 @@ def _write_state(
             {"c": list(counts), "n": list(counts.values())})
 
 
-EVENT_COLUMNS = ("position, account_id, version, event_id, type, schema_version, data, idempotency_key,"
-                  " amount_ucr, balance_after_ucr, occurred_at, recorded_at")
+EVENT_FIELDS = ("position", "account_id", "version", "event_id", "type", "schema_version", "data",
+                "idempotency_key", "amount_ucr", "balance_after_ucr", "occurred_at", "recorded_at")
+#: What a query selects to rebuild events with ``row_to_event``.
+EVENT_COLUMNS = ", ".join(EVENT_FIELDS)
 
 
 def row_to_event(r: Any) -> Event:
@@ -575,3 +578,18 @@ async def read_versions(conn: AsyncConnection, account_id: str, first: int, last
         f"SELECT {EVENT_COLUMNS} FROM events WHERE account_id = :a AND version BETWEEN :f AND :l"
         " ORDER BY version"), {"a": account_id, "f": first, "l": last})).all()
     return [row_to_event(r) for r in rows]
+
+
+async def read_ranges(
+    conn: AsyncConnection, ranges: list[tuple[str, int, int]]
+) -> dict[tuple[str, int, int], list[Event]]:
+    """Events of several ``(account, first, last)`` version ranges in one query, each in order."""
+    rows = (await conn.execute(text(
+        f"SELECT q.a AS q_a, q.f AS q_f, q.l AS q_l, {', '.join('e.' + f for f in EVENT_FIELDS)}"
+        " FROM unnest(CAST(:a AS text[]), CAST(:f AS bigint[]), CAST(:l AS bigint[])) AS q(a, f, l)"
+        " JOIN events e ON e.account_id = q.a AND e.version BETWEEN q.f AND q.l ORDER BY e.account_id, e.version"),
+        {"a": [r[0] for r in ranges], "f": [r[1] for r in ranges], "l": [r[2] for r in ranges]})).all()
+    out: dict[tuple[str, int, int], list[Event]] = {r: [] for r in ranges}
+    for row in rows:
+        out[(row.q_a, row.q_f, row.q_l)].append(row_to_event(row))
+    return out
