@@ -152,7 +152,19 @@ def _draw(s: AccountState, draws: tuple[Draw, ...]) -> dict[UUID, Grant]:
 
 def apply(s: AccountState, e: Event) -> AccountState:
     """The state after ``e``. Versions and hashes are the store's business, not the fold's."""
+    # The most frequent event first: each case is an isinstance through pydantic's ABCMeta.
     match e:
+        case UsageMetered():
+            counters = dict(s.counters)
+            for key in spend_keys(e.attribution, e.occurred_at):
+                counters[key] = counters.get(key, 0) + e.cost_ucr
+            deployments = s.deployments
+            if e.deployment_id is not None and e.hour_index is not None:
+                d = s.deployments[e.deployment_id]
+                deployments = {**deployments, d.deployment_id: replace(
+                    d, hours_charged=d.hours_charged + 1, credits_ucr=d.credits_ucr + e.cost_ucr)}
+            s = replace(s, grants=_draw(s, e.draws), debt_ucr=s.debt_ucr + e.debt_added_ucr,
+                        counters=counters, deployments=deployments)
         case AccountOpened():
             s = replace(s, exists=True, name=e.name, plan=e.plan, status="active", opened_at=e.occurred_at)
         case PlanChanged():
@@ -178,17 +190,6 @@ def apply(s: AccountState, e: Event) -> AccountState:
         case GrantExpired():
             g = s.grants[e.grant_id]
             s = _add_grant(s, replace(g, remaining_ucr=g.remaining_ucr - e.expired_ucr))
-        case UsageMetered():
-            counters = dict(s.counters)
-            for key in spend_keys(e.attribution, e.occurred_at):
-                counters[key] = counters.get(key, 0) + e.cost_ucr
-            deployments = s.deployments
-            if e.deployment_id is not None and e.hour_index is not None:
-                d = s.deployments[e.deployment_id]
-                deployments = {**deployments, d.deployment_id: replace(
-                    d, hours_charged=d.hours_charged + 1, credits_ucr=d.credits_ucr + e.cost_ucr)}
-            s = replace(s, grants=_draw(s, e.draws), debt_ucr=s.debt_ucr + e.debt_added_ucr,
-                        counters=counters, deployments=deployments)
         case CreditsReserved():
             r = Reservation(e.reservation_id, e.operation, e.held_ucr, "held", e.expires_at, e.occurred_at)
             s = replace(s, reserved_ucr=s.reserved_ucr + e.held_ucr,

@@ -210,12 +210,19 @@ class EventStore:
         # Accounts opened by this very batch have no rows yet; global things (coupon stock) still load.
         existing = list(account_rows)
         by_acct: dict[str, list[c.Command]] = defaultdict(list)
+        # Commands by exact type, found once: isinstance on pydantic models goes through ABCMeta
+        # and was a visible share of the write path when every lookup below rescanned the batch.
+        by_type: dict[type[c.Command], list[Any]] = defaultdict(list)
         for cmd in commands:
             by_acct[cmd.account_id].append(cmd)
+            by_type[type(cmd)].append(cmd)
+
+        def of(*types: type[c.Command]) -> list[Any]:
+            return [cmd for t in types for cmd in by_type.get(t, ())]
 
         # Live grants, plus any purchase a clawback names (it may be spent down to zero).
-        purchase_ids = [(cmd.account_id, cmd.purchase_id) for cmd in commands
-                        if isinstance(cmd, c.IssueRefund) and cmd.purchase_id is not None]
+        purchase_ids = [(cmd.account_id, cmd.purchase_id) for cmd in of(c.IssueRefund)
+                        if cmd.purchase_id is not None]
         grant_rows = [] if not existing else (await conn.execute(text(
             "SELECT account_id, grant_id, source, original_ucr, remaining_ucr, expires_at, granted_at"
             " FROM grants WHERE account_id = ANY(:ids) AND remaining_ucr > 0"
@@ -243,11 +250,11 @@ class EventStore:
                 out.keys[(k.account_id, k.key)] = (bytes(k.request_hash), k.first_version, k.last_version)
 
         limits: dict[str, dict[tuple[str, str], Limit]] = defaultdict(dict)
-        wants_limits = [a for a in existing if any(
-            isinstance(cmd, c.SetLimit) or (
-                isinstance(cmd, _GATED) and (attr := _usage_attribution(cmd)) is not None
-                and (attr.agent or attr.member))
-            for cmd in by_acct[a])]
+        wants_limits = sorted({cmd.account_id for cmd in of(c.SetLimit, *_GATED)
+                               if cmd.account_id in account_rows and (
+                                   type(cmd) is c.SetLimit
+                                   or ((attr := _usage_attribution(cmd)) is not None
+                                       and (attr.agent or attr.member)))})
         if wants_limits:
             for lr in (await conn.execute(text(
                 "SELECT account_id, scope, subject, per_run_ucr, per_day_ucr, per_month_ucr FROM limits"
@@ -257,9 +264,9 @@ class EventStore:
 
         # Spend counters matter only to gating against a budget or a limit.
         counter_keys: list[tuple[str, CounterKey]] = []
+        setting_rules = {cmd.account_id for cmd in of(c.SetBudget, c.SetLimit)}
         for a in existing:
-            has_rules = budgets[a].monthly_limit_ucr is not None or bool(limits[a]) or any(
-                isinstance(cmd, c.SetBudget | c.SetLimit) for cmd in by_acct[a])
+            has_rules = budgets[a].monthly_limit_ucr is not None or bool(limits[a]) or a in setting_rules
             if not has_rules:
                 continue
             for cmd in by_acct[a]:
@@ -278,9 +285,8 @@ class EventStore:
                 counters[cr.account_id][(cr.scope, cr.subject, cr.period)] = cr.spent_ucr
 
         reservations: dict[str, dict[UUID, Reservation]] = defaultdict(dict)
-        res_ids = [(cmd.account_id, cmd.reservation_id) for cmd in commands
-                   if isinstance(cmd, c.Settle | c.Release)]
-        expiring = [cmd.account_id for cmd in commands if isinstance(cmd, c.ExpireReservations)]
+        res_ids = [(cmd.account_id, cmd.reservation_id) for cmd in of(c.Settle, c.Release)]
+        expiring = [cmd.account_id for cmd in of(c.ExpireReservations)]
         if res_ids or expiring:
             for rr in (await conn.execute(text(
                 "SELECT r.account_id, r.reservation_id, r.operation, r.held_ucr, r.status, r.expires_at,"
@@ -296,9 +302,8 @@ class EventStore:
                     rr.reservation_id, rr.operation, rr.held_ucr, rr.status, rr.expires_at, rr.created_at)
 
         deployments: dict[str, dict[str, Deployment]] = defaultdict(dict)
-        dep_ids = [(cmd.account_id, cmd.deployment_id) for cmd in commands if isinstance(
-            cmd, c.StartDeployment | c.ChargeDeploymentHour | c.StopDeployment | c.PauseDeployment
-            | c.ResumeDeployment)]
+        dep_ids = [(cmd.account_id, cmd.deployment_id) for cmd in of(
+            c.StartDeployment, c.ChargeDeploymentHour, c.StopDeployment, c.PauseDeployment, c.ResumeDeployment)]
         if dep_ids:
             for dr in (await conn.execute(text(
                 "SELECT d.* FROM deployments d JOIN unnest(CAST(:a AS text[]), CAST(:d AS text[])) AS q(a, d2)"
@@ -311,7 +316,7 @@ class EventStore:
                     dr.started_at)
 
         redeemed: dict[str, set[str]] = defaultdict(set)
-        coupon_cmds = [(cmd.account_id, cmd.code) for cmd in commands if isinstance(cmd, c.RedeemCoupon)]
+        coupon_cmds = [(cmd.account_id, cmd.code) for cmd in of(c.RedeemCoupon)]
         if coupon_cmds:
             for cr2 in (await conn.execute(text(
                 "SELECT account_id, code FROM coupon_redemptions WHERE account_id = ANY(:a)"
