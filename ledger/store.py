@@ -579,10 +579,7 @@ def row_to_event(r: Any) -> Event:
 
 async def read_versions(conn: AsyncConnection, account_id: str, first: int, last: int) -> list[Event]:
     """Events ``first..last`` of one account, in order."""
-    rows = (await conn.execute(text(
-        f"SELECT {EVENT_COLUMNS} FROM events WHERE account_id = :a AND version BETWEEN :f AND :l"
-        " ORDER BY version"), {"a": account_id, "f": first, "l": last})).all()
-    return [row_to_event(r) for r in rows]
+    return (await read_ranges(conn, [(account_id, first, last)]))[(account_id, first, last)]
 
 
 async def read_ranges(

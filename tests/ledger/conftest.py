@@ -47,10 +47,10 @@ async def ledger(engine: AsyncEngine, clock: ManualClock, rate_card: RateCard) -
 
 @pytest.fixture
 def open_account(ledger: Ledger) -> OpenAccount:
-    """Open a uniquely named account; ``credits_ucr`` > 0 adds an operator purchase-like grant.
+    """Open a uniquely named account on ``plan``; ``credits_ucr`` > 0 adds a purchase grant.
 
-    Accounts open on the ``free`` plan, whose signup credits are a promotion grant; pass
-    ``plan=None`` ... or use ``plain=True`` for an account holding exactly ``credits_ucr``.
+    With ``plain`` (the default) the plan's signup credits are burned first, so the account
+    holds exactly ``credits_ucr``; ``plain=False`` keeps them.
     """
 
     async def _open(*, plan: str = "free", credits_ucr: int = 0, plain: bool = True, prefix: str = "acct") -> str:

@@ -9,9 +9,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger import commands as c
 from ledger.clock import ManualClock
+from ledger.errors import OutcomeUnknown
 from ledger.rates import RateCard
 from ledger.service import Ledger
-from ledger.store import Outcome
+from ledger.store import Outcome, Result
+from ledger.writer import GroupCommitWriter
 from tests.ledger.conftest import OpenAccount
 
 
@@ -64,3 +66,29 @@ async def test_stop_finishes_everything_submitted(
             " AND idempotency_key IS NULL AND (data->'quantities'->>'messages')::int = 1"),
             {"a": account})).scalar()
     assert n == 40
+
+
+class _CommitLost:
+    """A store whose COMMIT fails in flight: recorded or not, nobody can tell."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def run_batch(self, commands: list[c.Command]) -> list[Result]:
+        self.calls += 1
+        raise OutcomeUnknown("connection lost during COMMIT")
+
+
+async def test_an_ambiguous_commit_is_never_retried_blindly() -> None:
+    """Retrying after a lost COMMIT could charge twice: every caller gets OutcomeUnknown (503)
+    and retries with its idempotency key instead; the batch is not re-run command by command."""
+    store = _CommitLost()
+    writer = GroupCommitWriter(store, concurrency=1)  # type: ignore[arg-type]
+    await writer.start()
+    try:
+        results = await writer.submit_many([c.Meter(account_id="a", operation="email", quantity=1,
+                                                    idempotency_key=f"k{i}") for i in range(3)])
+    finally:
+        await writer.stop()
+    assert store.calls == 1
+    assert all(isinstance(r, OutcomeUnknown) and r.status == 503 for r in results)
