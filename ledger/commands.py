@@ -172,9 +172,23 @@ class SetLimit(Command):
     per_month_ucr: int | None = Field(default=None, gt=0, le=MAX_UCR)
 
 
+class CreateApiKey(Command):
+    """Issue an account key; the caller made the secret and passes only its hash."""
+
+    key_id: str = Field(min_length=8, max_length=64, pattern=r"^[a-z0-9]+$")
+    prefix: str = Field(min_length=1, max_length=100)
+    role: Literal["admin", "member", "read"]
+    name: str = Field(min_length=1, max_length=200)
+    secret_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class RevokeApiKey(Command):
+    key_id: str = Field(min_length=1, max_length=64)
+
+
 AnyCommand = (
     OpenAccount | ChangePlan | GrantCredits | RedeemCoupon | Charge | Meter | Reserve | Settle
     | Release | ExpireReservations | RecordPurchase | IssueRefund | GrantAllowance | ExpireGrants
     | StartDeployment | ChargeDeploymentHour | StopDeployment | PauseDeployment | ResumeDeployment
-    | SetBudget | SetLimit
+    | SetBudget | SetLimit | CreateApiKey | RevokeApiKey
 )

@@ -70,6 +70,15 @@ def alembic_config(url: str) -> Config:
     return config
 
 
+def head_revision() -> str:
+    """The newest migration this package ships."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config("postgresql://unused")).get_current_head()
+    assert head is not None
+    return head
+
+
 def migrate(url: str) -> None:
     """Bring the database at ``url`` to the newest schema (Alembic ``upgrade head``).
 

@@ -27,6 +27,8 @@ from ledger.errors import (
 from ledger.events import (
     AccountOpened,
     AllowanceGranted,
+    ApiKeyCreated,
+    ApiKeyRevoked,
     Attribution,
     BudgetSet,
     CouponApplied,
@@ -454,6 +456,16 @@ def _plan(b: _Builder, cmd: c.ChangePlan) -> None:
     b.emit(PlanChanged, old_plan=b.state.plan, new_plan=new.id)
 
 
+def _create_key(b: _Builder, cmd: c.CreateApiKey) -> None:
+    b.emit(ApiKeyCreated, key_id=cmd.key_id, prefix=cmd.prefix, role=cmd.role, name=cmd.name)
+
+
+def _revoke_key(b: _Builder, cmd: c.RevokeApiKey) -> None:
+    # Whether the key exists and belongs here is checked against ``api_keys`` by the service;
+    # the store's update only ever touches this account's unrevoked key.
+    b.emit(ApiKeyRevoked, key_id=cmd.key_id)
+
+
 _HANDLERS: dict[type[c.Command], Callable[[_Builder, Any], None]] = {
     c.ChangePlan: _plan,
     c.GrantCredits: _grant,
@@ -475,6 +487,8 @@ _HANDLERS: dict[type[c.Command], Callable[[_Builder, Any], None]] = {
     c.ResumeDeployment: _resume,
     c.SetBudget: _budget,
     c.SetLimit: _limit,
+    c.CreateApiKey: _create_key,
+    c.RevokeApiKey: _revoke_key,
 }
 
 

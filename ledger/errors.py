@@ -173,3 +173,35 @@ class OutcomeUnknown(LedgerError):
     status = 503
     type_slug = "outcome-unknown"
     title = "Outcome unknown; retry with the same idempotency key"
+
+
+class Unauthorized(LedgerError):
+    """No key, or a key that is malformed, unknown or revoked (one answer for all of them)."""
+
+    status = 401
+    type_slug = "unauthorized"
+    title = "Missing or invalid API key"
+
+
+class Forbidden(LedgerError):
+    """The key may see this account but its role is too weak for the request."""
+
+    status = 403
+    type_slug = "forbidden"
+    title = "Role too weak"
+
+
+class RateLimited(LedgerError):
+    """Over the plan's request rate; nothing was recorded. Retry after ``retry_after_s``."""
+
+    status = 429
+    type_slug = "rate-limited"
+    title = "Too many requests"
+
+    def __init__(self, *, limit_per_minute: int, retry_after_s: int) -> None:
+        super().__init__(f"over the limit of {limit_per_minute} requests per minute; retry in {retry_after_s} s")
+        self.limit_per_minute = limit_per_minute
+        self.retry_after_s = retry_after_s
+
+    def extra(self) -> dict[str, Any]:
+        return {"limit_per_minute": self.limit_per_minute, "retry_after_s": self.retry_after_s}

@@ -214,6 +214,24 @@ class LimitSet(EventBase):
     per_month_ucr: int | None
 
 
+ApiKeyRole = Literal["admin", "member", "read"]
+
+
+class ApiKeyCreated(EventBase):
+    """An account key was issued (its secret is never recorded, only shown once)."""
+
+    type: Literal["ApiKeyCreated"] = "ApiKeyCreated"
+    key_id: str
+    prefix: str
+    role: ApiKeyRole
+    name: str
+
+
+class ApiKeyRevoked(EventBase):
+    type: Literal["ApiKeyRevoked"] = "ApiKeyRevoked"
+    key_id: str
+
+
 Event = Annotated[
     AccountOpened
     | PlanChanged
@@ -232,7 +250,9 @@ Event = Annotated[
     | DeploymentPaused
     | DeploymentResumed
     | BudgetSet
-    | LimitSet,
+    | LimitSet
+    | ApiKeyCreated
+    | ApiKeyRevoked,
     Field(discriminator="type"),
 ]
 

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     DateTime,
     Index,
@@ -32,7 +33,8 @@ from sqlalchemy.types import UserDefinedType
 metadata = MetaData()
 
 #: Tables without ``account_id``: replicated catalogues in a distributed setup.
-REFERENCE_TABLES = frozenset({"rate_cards", "coupons", "log_checkpoints", "alembic_version"})
+#: ``api_keys`` is one of them: a request is authenticated by its key id before any account is known.
+REFERENCE_TABLES = frozenset({"rate_cards", "coupons", "log_checkpoints", "api_keys", "alembic_version"})
 
 
 class Xid8(UserDefinedType[Any]):
@@ -222,3 +224,22 @@ log_checkpoints = Table(
     _ts("updated_at"),
     PrimaryKeyConstraint("name", name="log_checkpoints_pkey"),
 )
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("key_id", Text, nullable=False),
+    #: NULL for operator keys, which act on every account.
+    Column("account_id", Text),
+    Column("role", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    #: The visible part (``cl_live_<id>``); the secret itself is never stored.
+    Column("prefix", Text, nullable=False),
+    Column("secret_sha256", LargeBinary, nullable=False),
+    _ts("created_at"),
+    _ts("revoked_at", nullable=True),
+    PrimaryKeyConstraint("key_id", name="api_keys_pkey"),
+    CheckConstraint("role IN ('operator', 'admin', 'member', 'read')", name="api_keys_role_check"),
+    CheckConstraint("(role = 'operator') = (account_id IS NULL)", name="api_keys_scope_check"),
+)
+Index("api_keys_account_idx", api_keys.c.account_id)

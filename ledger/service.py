@@ -6,16 +6,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger import commands as c
-from ledger.clock import Clock, add_months
+from ledger.clock import Clock, add_months, month_key
 from ledger.decide import Context, execute, price_usage
-from ledger.errors import InvalidRequest, PaymentRequired, UnknownAccount
+from ledger.errors import InvalidRequest, NotFound, PaymentRequired, UnknownAccount
 from ledger.events import Attribution, Event
 from ledger.money import credits_to_exact_ucr, floor_ucr
 from ledger.rate_cards import current_rate_card, store_rate_card
@@ -46,6 +46,18 @@ class Estimate:
     sufficient: bool
     remaining_ucr: int
     reason: str | None
+
+
+@dataclass(frozen=True)
+class DeploymentView:
+    deployment_id: str
+    instance_type: str
+    status: str
+    hourly_ucr: int
+    hours_charged: int
+    credits_ucr: int
+    paused_reason: str | None
+    started_at: datetime
 
 
 @dataclass(frozen=True)
@@ -143,6 +155,65 @@ class Ledger:
             if exists is None:
                 raise UnknownAccount(account_id)
             return await self._events(conn, account_id, limit, offset)
+
+    async def ledger_page(self, account_id: str, *, limit: int = 50, offset: int = 0,
+                          before_version: int | None = None) -> list[tuple[int, Event]]:
+        """``(version, event)`` newest first; ``before_version`` continues a stable iteration."""
+        if not 1 <= limit <= 501 or offset < 0:
+            raise InvalidRequest("limit must be 1..500 and offset >= 0")
+        async with self.engine.connect() as conn:
+            await self._exists(conn, account_id)
+            rows = (await conn.execute(text(
+                f"SELECT {EVENT_COLUMNS} FROM events WHERE account_id = :a AND version < :b"
+                " ORDER BY version DESC LIMIT :l OFFSET :o"),
+                {"a": account_id, "b": before_version if before_version is not None else 2**62,
+                 "l": limit, "o": offset})).all()
+        return [(r.version, row_to_event(r)) for r in rows]
+
+    async def entry(self, account_id: str, event_id: Any) -> tuple[int, Event]:
+        """One entry of the account by its id; 404 when the account has no such entry."""
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(text(
+                f"SELECT {EVENT_COLUMNS} FROM events WHERE account_id = :a AND event_id = :e"),
+                {"a": account_id, "e": event_id})).first()
+        if row is None:
+            raise NotFound(f"no entry {event_id} in account {account_id!r}")
+        return row.version, row_to_event(row)
+
+    async def deployments(self, account_id: str, deployment_id: str | None = None) -> list[DeploymentView]:
+        """The account's deployments (newest first), or just ``deployment_id``."""
+        async with self.engine.connect() as conn:
+            await self._exists(conn, account_id)
+            rows = (await conn.execute(text(
+                "SELECT deployment_id, instance_type, status, hourly_ucr, hours_charged, credits_ucr,"
+                " paused_reason, started_at FROM deployments WHERE account_id = :a"
+                " AND (CAST(:d AS text) IS NULL OR deployment_id = :d) ORDER BY started_at DESC, deployment_id"),
+                {"a": account_id, "d": deployment_id})).all()
+        return [DeploymentView(*r) for r in rows]
+
+    async def spent(self, account_id: str, scope: str = "account", subject: str = "") -> int:
+        """What the account (or one agent/member) spent this month, from the spend counters."""
+        async with self.engine.connect() as conn:
+            value = (await conn.execute(text(
+                "SELECT spent_ucr FROM spend_counters WHERE account_id = :a AND scope = :s AND subject = :j"
+                " AND period = :p"), {"a": account_id, "s": scope, "j": subject,
+                                      "p": month_key(self.clock.now())})).scalar()
+        return int(value or 0)
+
+    async def burn_rate(self, account_id: str, days: int = 7) -> int:
+        """µcr of usage over the last ``days`` days (for the run-out forecast)."""
+        since = self.clock.now() - timedelta(days=days)
+        async with self.engine.connect() as conn:
+            value = (await conn.execute(text(
+                "SELECT coalesce(sum(-amount_ucr), 0) FROM events WHERE account_id = :a"
+                " AND type = 'UsageMetered' AND recorded_at >= :t"), {"a": account_id, "t": since})).scalar()
+        return int(value or 0)
+
+    async def _exists(self, conn: Any, account_id: str) -> None:
+        exists = (await conn.execute(text("SELECT 1 FROM accounts WHERE account_id = :a"),
+                                     {"a": account_id})).first()
+        if exists is None:
+            raise UnknownAccount(account_id)
 
     async def _events(self, conn: Any, account_id: str, limit: int, offset: int) -> list[Event]:
         rows = (await conn.execute(text(

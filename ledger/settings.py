@@ -27,6 +27,17 @@ class Settings(BaseSettings):
     writer_concurrency: int = 2
     pool_size: int = 10
 
+    # ---- HTTP API ----
+    #: Shown in new keys: ``cl_<env>_...`` (``live`` or ``test``).
+    key_env: str = "live"
+    #: Seconds a verified key is trusted by one API process before it is looked up again; a
+    #: revocation reaches other processes within this time (the revoking process at once).
+    key_cache_s: float = 5.0  # float-ok: a duration
+    #: Per-plan request limits in Redis (off: no limit, no Redis round trip per request).
+    rate_limits: bool = True
+    #: Requests per minute for operator keys on routes that name no account.
+    operator_rate_limit_per_minute: int = 60_000
+
 
 def load_settings() -> Settings:
     return Settings()

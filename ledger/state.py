@@ -220,5 +220,6 @@ def apply(s: AccountState, e: Event) -> AccountState:
         case LimitSet():
             s = replace(s, limits={**s.limits, (e.scope, e.subject): Limit(
                 e.per_run_ucr, e.per_day_ucr, e.per_month_ucr)})
+        # ApiKeyCreated / ApiKeyRevoked move no money: the ``api_keys`` table is their state.
     status = _status(s.debt_ucr, s.status)
     return s if status == s.status else replace(s, status=status)

@@ -28,7 +28,15 @@ from ledger.chain import GENESIS, canonical_json, event_hash
 from ledger.clock import Clock
 from ledger.decide import Context, execute
 from ledger.errors import IdempotencyConflict, LedgerError, OutcomeUnknown, UnknownAccount
-from ledger.events import CouponApplied, Event, UsageMetered, event_data, event_from_row
+from ledger.events import (
+    ApiKeyCreated,
+    ApiKeyRevoked,
+    CouponApplied,
+    Event,
+    UsageMetered,
+    event_data,
+    event_from_row,
+)
 from ledger.grants import Grant
 from ledger.rates import RateCard
 from ledger.state import (
@@ -137,6 +145,7 @@ class EventStore:
         new_events: list[_NewEvent] = []
         new_keys: list[tuple[str, str, bytes, int, int]] = []
         redeemed: list[tuple[str, str, UUID]] = []
+        api_keys = _ApiKeyWrites()
 
         ctx = Context(now=now, card=card, new_id=new_uuid, coupon_stock=loaded.coupon_stock)
         for i, cmd in enumerate(commands):
@@ -176,6 +185,8 @@ class EventStore:
                     stock = loaded.coupon_stock.get(e.code)
                     loaded.coupon_stock[e.code] = None if stock is None else stock - 1
                     redeemed.append((acct, e.code, e.event_id))
+                elif isinstance(e, ApiKeyCreated | ApiKeyRevoked):
+                    api_keys.add(cmd, e, now)
             states[acct] = replace(after, version=version, last_hash=prev_hash)
             results[i] = Outcome(tuple(events))
             if key is not None:
@@ -184,7 +195,7 @@ class EventStore:
 
         # A keyed command that appended nothing (e.g. nothing was due to expire) still keeps its key.
         if new_events or new_keys:
-            await _write(conn, now, original, states, new_events, new_keys, redeemed)
+            await _write(conn, now, original, states, new_events, new_keys, redeemed, api_keys)
         return results, replays
 
     async def snapshot(self, conn: AsyncConnection, command: c.Command, now: datetime,
@@ -404,6 +415,39 @@ class _Writes:
             await conn.execute(text(f"WITH {ctes} SELECT 1"), self.params)
 
 
+class _ApiKeyWrites:
+    """``api_keys`` rows created or revoked by a batch, written with its events."""
+
+    def __init__(self) -> None:
+        self.created: list[tuple[str, str, str, str, str, bytes, datetime]] = []
+        self.revoked: list[tuple[str, str]] = []
+        self.now: datetime | None = None
+
+    def add(self, cmd: c.Command, e: ApiKeyCreated | ApiKeyRevoked, now: datetime) -> None:
+        self.now = now
+        if isinstance(e, ApiKeyCreated):
+            assert isinstance(cmd, c.CreateApiKey)
+            self.created.append((e.key_id, e.account_id, e.role, e.name, e.prefix,
+                                 bytes.fromhex(cmd.secret_sha256), now))
+        else:
+            self.revoked.append((e.account_id, e.key_id))
+
+    def write(self, w: _Writes) -> None:
+        if self.created:
+            w.add((
+                "INSERT INTO api_keys (key_id, account_id, role, name, prefix, secret_sha256, created_at)"
+                " SELECT * FROM unnest(CAST(:ki AS text[]), CAST(:ka AS text[]), CAST(:kr AS text[]),"
+                " CAST(:kn AS text[]), CAST(:kp AS text[]), CAST(:ks AS bytea[]), CAST(:kt AS timestamptz[]))"),
+                dict(zip(("ki", "ka", "kr", "kn", "kp", "ks", "kt"), _cols(self.created, 7), strict=True)))
+        if self.revoked:
+            # Scoped to the account, so a command can only ever revoke its own account's key.
+            w.add((
+                "UPDATE api_keys SET revoked_at = :rnow FROM unnest(CAST(:ra AS text[]), CAST(:rk AS text[]))"
+                " AS r(a, k) WHERE api_keys.key_id = r.k AND api_keys.account_id = r.a"
+                " AND api_keys.revoked_at IS NULL"),
+                {"rnow": self.now, "ra": [a for a, _ in self.revoked], "rk": [k for _, k in self.revoked]})
+
+
 async def _write(
     conn: AsyncConnection,
     now: datetime,
@@ -412,6 +456,7 @@ async def _write(
     new_events: list[_NewEvent],
     new_keys: list[tuple[str, str, bytes, int, int]],
     redeemed: list[tuple[str, str, UUID]],
+    api_keys: _ApiKeyWrites,
 ) -> None:
     """Write one batch's events and the inline state they changed, in one round trip.
 
@@ -422,6 +467,7 @@ async def _write(
     if new_events:
         _insert_events(w, new_events)
     _write_state(w, now, original, states, new_events, new_keys, redeemed)
+    api_keys.write(w)
     await w.run(conn)
 
 

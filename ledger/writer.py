@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ledger import commands as c
@@ -49,8 +49,10 @@ class GroupCommitWriter:
         self._idle.set()
         self._in_flight = 0
         self._loops: list[asyncio.Task[None]] = []
-        #: Sizes of the batches committed, for metrics and benchmarks.
+        #: Sizes of the latest batches committed, for benchmarks (bounded: the writer runs for months).
         self.batch_sizes: list[int] = []
+        #: Called with each committed batch's size (metrics).
+        self.on_commit: list[Callable[[int], None]] = []
 
     async def start(self) -> None:
         if not self._loops:
@@ -149,7 +151,11 @@ class GroupCommitWriter:
             for p in batch:
                 await self._commit([p])
             return
+        if len(self.batch_sizes) >= 100_000:
+            del self.batch_sizes[:50_000]
         self.batch_sizes.append(len(batch))
+        for observe in self.on_commit:
+            observe(len(batch))
         for p, r in zip(batch, results, strict=True):
             _resolve(p, r)
 

@@ -29,6 +29,7 @@ from ledger.cli.demo import run_demo
 from ledger.db import make_engine, to_async_url
 from ledger.db import migrate as run_migrations
 from ledger.errors import InvalidRequest, LedgerError, RateCardError
+from ledger.keys import create_account_key, create_operator_key, list_keys, revoke_account_key
 from ledger.money import format_credits
 from ledger.rate_cards import current_rate_card, list_rate_cards, rate_card_version
 from ledger.rates import RateCard, load_rate_card_file
@@ -47,7 +48,9 @@ app = typer.Typer(
 rates_app = typer.Typer(help="Rate cards: load a new version, show one, list them.", no_args_is_help=True)
 accounts_app = typer.Typer(help="Accounts (operator tools).", no_args_is_help=True)
 app.add_typer(rates_app, name="rates")
+keys_app = typer.Typer(help="API keys: create (shown once), list, revoke.", no_args_is_help=True)
 app.add_typer(accounts_app, name="accounts")
+app.add_typer(keys_app, name="keys")
 
 
 def main() -> None:
@@ -212,6 +215,67 @@ async def _accounts_open(account_id: str, name: str | None, plan: str | None) ->
         await ledger.execute(c.OpenAccount(account_id=account_id, name=name or account_id, plan=plan))
         b = await ledger.balance(account_id, recent=0)
     typer.echo(f"opened {account_id} on plan {b.plan}: balance {format_credits(b.balance_ucr)} credits")
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[str, typer.Option(help="operator (all accounts), or admin|member|read with --account.")],
+    name: Annotated[str, typer.Option(help="What the key is for.")],
+    account: Annotated[str | None, typer.Option(help="The account an admin/member/read key belongs to.")] = None,
+    env: Annotated[str, typer.Option(help="Shown in the key (cl_<env>_...): live or test.")] = "live",
+) -> None:
+    """Create an API key; the key is printed once, alone on the last line."""
+    if env not in ("live", "test"):
+        fail("--env must be live or test")
+    if (role == "operator") != (account is None):
+        fail("an operator key takes no --account; admin, member and read keys need one")
+    if role not in ("operator", "admin", "member", "read"):
+        fail(f"unknown role {role!r}: use operator, admin, member or read")
+    typer.echo(run(_keys_create(role, name, account, env)))
+
+
+async def _keys_create(role: str, name: str, account: str | None, env: str) -> str:
+    if account is None:
+        async with open_engine() as engine:
+            key, _ = await create_operator_key(engine, name, env=env)
+        typer.echo(f"operator key {key.prefix} created; it is shown once:")
+        return key.key
+    async with open_ledger() as ledger:
+        await ledger.account(account)
+        new, info = await create_account_key(ledger, account, role, name, env=env)  # type: ignore[arg-type]
+    assert new is not None
+    typer.echo(f"{info.role} key {info.prefix} for {account} created; it is shown once:")
+    return new.key
+
+
+@keys_app.command("list")
+def keys_list(account: Annotated[str, typer.Option(help="Whose keys.")]) -> None:
+    """List an account's keys (prefixes only; secrets are never stored)."""
+    run(_keys_list(account))
+
+
+async def _keys_list(account: str) -> None:
+    async with open_ledger() as ledger:
+        await ledger.account(account)
+        keys = await list_keys(ledger.engine, account)
+    for k in keys:
+        state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
+        typer.echo(f"{k.key_id}  {k.prefix}  {k.role:<6}  {state}  {k.name}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(metavar="KEY_ID")],
+    account: Annotated[str, typer.Option(help="The key's account.")],
+) -> None:
+    """Revoke an account key; requests with it get 401 from then on."""
+    run(_keys_revoke(account, key_id))
+
+
+async def _keys_revoke(account: str, key_id: str) -> None:
+    async with open_ledger() as ledger:
+        await revoke_account_key(ledger, account, key_id)
+    typer.echo(f"revoked {key_id}")
 
 
 @app.command()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from ledger.db import make_engine, migrate, to_async_url
+from ledger.db import head_revision, make_engine, migrate, to_async_url
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -60,7 +60,7 @@ async def test_migrate_from_inside_the_event_loop_and_concurrently(
     engine = make_engine(empty_database_url, pool_size=1)
     try:
         async with engine.connect() as conn:
-            assert await conn.scalar(text("SELECT version_num FROM alembic_version")) == "0001"
+            assert await conn.scalar(text("SELECT version_num FROM alembic_version")) == head_revision() == "0002"
     finally:
         await engine.dispose()
 

@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI): parse, call the ledger, render. ``create_app`` builds it."""

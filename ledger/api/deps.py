@@ -1,0 +1,75 @@
+"""Request dependencies: the runtime, the caller's key, account access and the rate limit.
+
+Order matters and is the same on every route: 401 (no valid key), then 404 (another account:
+never reveal that it exists), then 403 (role too weak), then 429 (over the plan's rate), and
+only then is the body looked at. A refused request records nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends, Header, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from ledger.api.runtime import Runtime
+from ledger.errors import InvalidRequest, Unauthorized
+from ledger.keys import Principal, Role
+
+_bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer cl_live_...`")
+
+
+def runtime(request: Request) -> Runtime:
+    rt: Runtime = request.app.state.runtime
+    return rt
+
+
+RT = Annotated[Runtime, Depends(runtime)]
+
+
+async def caller(rt: RT, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
+    """The principal of the request's key; 401 for a missing, malformed, unknown or revoked key."""
+    if creds is None:
+        raise Unauthorized("send an API key as `Authorization: Bearer <key>`")
+    found = await rt.principal(creds.credentials)
+    if found is None:
+        raise Unauthorized("the API key is not valid (unknown, malformed or revoked)")
+    return found
+
+
+def access(role: Role) -> Callable[..., Awaitable[Principal]]:
+    """A dependency: the caller may act as ``role`` on the path's ``{account}`` (if any), within its rate."""
+
+    async def check(request: Request, rt: RT, who: Annotated[Principal, Depends(caller)]) -> Principal:
+        account = request.path_params.get("account")
+        who.require(role, account)
+        await rt.rate_limit(who, account)
+        return who
+
+    return check
+
+
+Reader = Annotated[Principal, Depends(access("read"))]
+Member = Annotated[Principal, Depends(access("member"))]
+Admin = Annotated[Principal, Depends(access("admin"))]
+Operator = Annotated[Principal, Depends(access("operator"))]
+
+IdemHeader = Annotated[str | None, Header(alias="Idempotency-Key", max_length=255,
+                                         description="Same key + same body: the first response again.")]
+
+
+def idempotency_key(header: str | None, body_key: str | None) -> str | None:
+    """The request's idempotency key, from the header or the body (which must agree)."""
+    if header is not None and body_key is not None and header != body_key:
+        raise InvalidRequest("the Idempotency-Key header and the body's idempotency_key differ")
+    key = header if header is not None else body_key
+    if key is not None and not key.strip():
+        raise InvalidRequest("Idempotency-Key must not be blank")
+    return key
+
+
+def replayed(response: Response, was_replayed: bool) -> None:
+    """Mark an idempotent replay (the first response again, nothing appended)."""
+    if was_replayed:
+        response.headers["Idempotent-Replayed"] = "true"

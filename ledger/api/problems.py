@@ -1,0 +1,74 @@
+"""Every error -> ``application/problem+json``, in one place.
+
+Domain errors carry their status and fields (``ledger.errors``); request validation, unknown
+routes and anything unexpected are mapped here too, so no response is ever an HTML page or a
+bare ``{"detail": ...}``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ledger.errors import LedgerError, RateLimited, Unauthorized
+
+log = logging.getLogger(__name__)
+
+PROBLEM = "application/problem+json"
+_BASE = "https://credit-ledger.dev/problems/"
+
+
+def problem_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(jsonable_encoder(body), status_code=status, media_type=PROBLEM, headers=headers)
+
+
+async def ledger_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, LedgerError)
+    headers: dict[str, str] = {}
+    if isinstance(exc, RateLimited):
+        headers["Retry-After"] = str(exc.retry_after_s)
+    elif isinstance(exc, Unauthorized):
+        headers["WWW-Authenticate"] = "Bearer"
+    if exc.status >= 500:
+        log.error("%s %s: %s", request.method, request.url.path, exc.detail)
+    return problem_response(exc.status, exc.problem(), headers)
+
+
+async def validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+              for e in exc.errors()]
+    first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+    where = ".".join(str(p) for p in first["loc"] if p != "body")
+    detail = f"{where}: {first['msg']}" if where else str(first["msg"])
+    return problem_response(422, {"type": _BASE + "invalid-request", "title": "Invalid request", "status": 422,
+                                  "detail": detail, "errors": errors})
+
+
+async def http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+    return problem_response(exc.status_code, {"type": _BASE + slug, "title": str(exc.detail),
+                                              "status": exc.status_code, "detail": str(exc.detail)},
+                            dict(exc.headers or {}))
+
+
+async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return problem_response(500, {"type": _BASE + "internal", "title": "Internal server error", "status": 500,
+                                  "detail": "the server failed; nothing is known to be recorded unless a retry"
+                                            " with the same Idempotency-Key says so"})
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers on ``app``."""
+    app.add_exception_handler(LedgerError, ledger_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected_error)

@@ -1,0 +1,76 @@
+"""Accounts and API keys."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response, status
+
+from ledger import commands as c
+from ledger.api import schemas as s
+from ledger.api.deps import RT, Admin, IdemHeader, Operator, Reader, idempotency_key
+from ledger.api.deps import replayed as _replayed
+from ledger.keys import KeyInfo, create_account_key, list_keys, revoke_account_key
+from ledger.store import new_uuid
+
+router = APIRouter(tags=["accounts"])
+
+
+async def _account(rt: RT, account_id: str) -> s.AccountOut:
+    a = await rt.ledger.account(account_id)
+    return s.AccountOut(id=a.account_id, name=a.name, plan=a.plan, status=a.status,
+                        created_at=a.opened_at, settings=dict(a.settings))
+
+
+@router.post("/v1/accounts", status_code=status.HTTP_201_CREATED, response_model=s.AccountOut)
+async def open_account(body: s.AccountIn, rt: RT, who: Operator, response: Response,
+                       idem: IdemHeader = None) -> s.AccountOut:
+    """Open an account (operator). Signup credits and the first allowance are granted per plan."""
+    account_id = body.id or f"acct_{new_uuid().hex}"
+    outcome = await rt.ledger.execute(c.OpenAccount(
+        account_id=account_id, name=body.name, plan=body.plan,
+        idempotency_key=idempotency_key(idem, body.idempotency_key)))
+    _replayed(response, outcome.replayed)
+    return await _account(rt, account_id)
+
+
+@router.get("/v1/accounts/{account}", response_model=s.AccountOut)
+async def get_account(account: str, rt: RT, who: Reader) -> s.AccountOut:
+    """The account: id, name, plan, status and settings."""
+    return await _account(rt, account)
+
+
+def _key_out(info: KeyInfo, key: str | None = None) -> s.ApiKeyOut:
+    return s.ApiKeyOut(id=info.key_id, prefix=info.prefix, role=info.role, name=info.name,
+                       created_at=info.created_at, revoked_at=info.revoked_at, key=key)
+
+
+@router.post("/v1/accounts/{account}/api-keys", status_code=status.HTTP_201_CREATED, response_model=s.ApiKeyOut)
+async def create_key(account: str, body: s.ApiKeyIn, rt: RT, who: Admin, response: Response,
+                     idem: IdemHeader = None) -> s.ApiKeyOut:
+    """Create an account key (admin). The key is in this response only; it is stored hashed."""
+    await rt.ledger.account(account)
+    new, info = await create_account_key(rt.ledger, account, body.role, body.name, env=rt.settings.key_env,
+                                         idempotency_key=idempotency_key(idem, body.idempotency_key))
+    _replayed(response, new is None)
+    return _key_out(info, new.key if new else None)
+
+
+@router.get("/v1/accounts/{account}/api-keys", response_model=s.ApiKeyList)
+async def get_keys(account: str, rt: RT, who: Admin) -> s.ApiKeyList:
+    """The account's keys (prefixes only), newest first."""
+    await rt.ledger.account(account)
+    return s.ApiKeyList(data=[_key_out(k) for k in await list_keys(rt.ledger.engine, account)])
+
+
+@router.delete("/v1/accounts/{account}/api-keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT,
+               response_class=Response)
+async def revoke_key(account: str, key_id: str, rt: RT, who: Admin) -> Response:
+    """Revoke a key (admin); it answers 401 from now on. Revoking twice is fine."""
+    await revoke_account_key(rt.ledger, account, key_id)
+    rt.forget_key(key_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/v1/me", response_model=s.MeOut)
+async def me(rt: RT, who: Reader) -> s.MeOut:
+    """Who this key is: its id, role and account (null for an operator key)."""
+    return s.MeOut(key_id=who.key_id, role=who.role, account_id=who.account_id)

@@ -1,0 +1,28 @@
+"""The rate card and the credit packs (any valid key)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from ledger.api import schemas as s
+from ledger.api.deps import RT, Reader
+from ledger.money import credits_to_exact_ucr, floor_ucr, format_credits
+
+router = APIRouter(tags=["pricing"])
+
+
+@router.get("/v1/rates", response_model=s.RatesOut)
+async def rates(rt: RT, who: Reader) -> s.RatesOut:
+    """The current rate card (operations, packs, plans) and its version. Prices are decimal strings."""
+    card = rt.ledger.card
+    return s.RatesOut(version=card.version, card=card.model_dump(mode="json"))
+
+
+@router.get("/v1/packs", response_model=s.PackList)
+async def packs(rt: RT, who: Reader) -> s.PackList:
+    """Credit packs on sale: credits, bonus credits and price in cents."""
+    card = rt.ledger.card
+    return s.PackList(rate_card_version=card.version, data=[
+        s.PackOut(id=p.id, credits=format_credits(floor_ucr(credits_to_exact_ucr(p.credits))),
+                  bonus=format_credits(floor_ucr(credits_to_exact_ucr(p.bonus))), price_cents=p.price_cents)
+        for p in card.packs.values()])

@@ -1,0 +1,56 @@
+"""Budget and per-agent / per-member limits (admin)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Response
+
+from ledger import commands as c
+from ledger.api import schemas as s
+from ledger.api.deps import RT, Admin, IdemHeader, idempotency_key, replayed
+from ledger.events import BudgetSet, LimitSet
+from ledger.money import format_credits
+
+router = APIRouter(tags=["controls"])
+
+
+def _m(ucr: int | None) -> str | None:
+    return None if ucr is None else format_credits(ucr)
+
+
+@router.put("/v1/accounts/{account}/budget", response_model=s.BudgetOut)
+async def set_budget(account: str, body: s.BudgetIn, rt: RT, who: Admin, response: Response,
+                     idem: IdemHeader = None) -> s.BudgetOut:
+    """Set the monthly budget (null clears it): warnings at warn/critical %, refusals past it with ``hard_stop``."""
+    limit = s.pick_money("monthly_limit", body.monthly_limit, body.monthly_limit_ucr, required=False)
+    outcome = await rt.ledger.execute(c.SetBudget(
+        account_id=account, monthly_limit_ucr=limit, warn_pct=body.warn_pct, critical_pct=body.critical_pct,
+        hard_stop=body.hard_stop, idempotency_key=idempotency_key(idem, body.idempotency_key)))
+    replayed(response, outcome.replayed)
+    e = next(e for e in outcome.events if isinstance(e, BudgetSet))
+    spent = await rt.ledger.spent(account)
+    return s.BudgetOut(monthly_limit=_m(e.monthly_limit_ucr), monthly_limit_ucr=e.monthly_limit_ucr,
+                       warn_pct=e.warn_pct, critical_pct=e.critical_pct, hard_stop=e.hard_stop,
+                       spent_this_month=format_credits(spent), spent_this_month_ucr=spent)
+
+
+@router.put("/v1/accounts/{account}/limits/{scope}/{key}", response_model=s.LimitOut)
+async def set_limit(account: str, scope: Literal["agent", "member"],
+                    key: str, body: s.LimitIn, rt: RT, who: Admin, response: Response,
+                    idem: IdemHeader = None) -> s.LimitOut:
+    """Cap what one agent or member may spend per run, day and month (gated work past it is a 402)."""
+    outcome = await rt.ledger.execute(c.SetLimit(
+        account_id=account, scope=scope, subject=key,
+        per_run_ucr=s.pick_money("per_run", body.per_run, body.per_run_ucr, required=False),
+        per_day_ucr=s.pick_money("per_day", body.per_day, body.per_day_ucr, required=False),
+        per_month_ucr=s.pick_money("per_month", body.per_month, body.per_month_ucr, required=False),
+        idempotency_key=idempotency_key(idem, body.idempotency_key)))
+    replayed(response, outcome.replayed)
+    e = next(e for e in outcome.events if isinstance(e, LimitSet))
+    return s.LimitOut(scope=e.scope, key=e.subject, per_run=_m(e.per_run_ucr), per_run_ucr=e.per_run_ucr,
+                      per_day=_m(e.per_day_ucr), per_day_ucr=e.per_day_ucr, per_month=_m(e.per_month_ucr),
+                      per_month_ucr=e.per_month_ucr)
+
+
+

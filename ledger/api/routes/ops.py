@@ -1,0 +1,52 @@
+"""Liveness, readiness and Prometheus metrics (no key needed: for the operator's probes)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Response
+from sqlalchemy import text
+
+from ledger.api.deps import RT
+from ledger.api.problems import problem_response
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """The process is up."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", responses={503: {"description": "The database or Redis is unreachable."}})
+async def readyz(rt: RT) -> Response:
+    """Ready when PostgreSQL and Redis both answer (within 2 s each)."""
+    checks: dict[str, str] = {}
+    try:
+        async with asyncio.timeout(2):
+            async with rt.ledger.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"unreachable: {type(exc).__name__}"
+    if rt.redis is not None:
+        try:
+            async with asyncio.timeout(2):
+                await rt.redis.ping()
+            checks["redis"] = "ok"
+        except Exception as exc:
+            checks["redis"] = f"unreachable: {type(exc).__name__}"
+    if all(v == "ok" for v in checks.values()):
+        from fastapi.responses import JSONResponse
+
+        return JSONResponse({"status": "ready", **checks})
+    return problem_response(503, {"type": "https://credit-ledger.dev/problems/not-ready", "title": "Not ready",
+                                  "status": 503, "detail": ", ".join(f"{k} {v}" for k, v in checks.items()),
+                                  **checks})
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(rt: RT) -> Response:
+    """Prometheus text format: requests, latencies, commits per batch, 402s, 429s."""
+    return Response(rt.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -1,0 +1,79 @@
+"""What a running API process holds: the ledger, the rate limiter, Redis, metrics and caches."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from redis.asyncio import Redis
+
+from ledger.api.metrics import Metrics
+from ledger.api.ratelimit import RateLimiter
+from ledger.errors import RateLimited, UnknownAccount
+from ledger.keys import Principal, authenticate
+from ledger.service import Ledger
+from ledger.settings import Settings
+
+
+@dataclass
+class Runtime:
+    ledger: Ledger
+    settings: Settings
+    limiter: RateLimiter | None = None
+    redis: Redis | None = None
+    metrics: Metrics = field(default_factory=Metrics)
+    _keys: dict[str, tuple[Principal, float]] = field(default_factory=dict)
+    _plans: dict[str, tuple[str, float]] = field(default_factory=dict)
+
+    async def principal(self, raw: str) -> Principal | None:
+        """The key's principal, trusted for ``key_cache_s`` once verified."""
+        now = time.monotonic()
+        hit = self._keys.get(raw)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        found = await authenticate(self.ledger.engine, raw)
+        if found is not None and self.settings.key_cache_s > 0:
+            if len(self._keys) > 10_000:
+                self._keys.clear()
+            self._keys[raw] = (found, now + self.settings.key_cache_s)
+        return found
+
+    def forget_key(self, key_id: str) -> None:
+        """Drop a revoked key from this process's cache at once."""
+        for raw in [raw for raw, (p, _) in self._keys.items() if p.key_id == key_id]:
+            del self._keys[raw]
+
+    async def _plan_of(self, account_id: str) -> str | None:
+        now = time.monotonic()
+        hit = self._plans.get(account_id)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        try:
+            plan = (await self.ledger.account(account_id)).plan
+        except UnknownAccount:  # the route itself answers 404
+            return None
+        if len(self._plans) > 100_000:
+            self._plans.clear()
+        self._plans[account_id] = (plan, now + 30.0)
+        return plan
+
+    async def rate_limit(self, who: Principal, account_id: str | None) -> None:
+        """Count the request against its plan's per-minute limit; raise ``RateLimited`` over it.
+
+        Requests on an account count against that account's plan, whoever sends them; an
+        operator's requests that name no account count against the operator limit.
+        """
+        if self.limiter is None or not self.settings.rate_limits:
+            return
+        subject = account_id or who.account_id
+        if subject is not None:
+            plan_id = await self._plan_of(subject)
+            plan = self.ledger.card.plans.get(plan_id) if plan_id else None
+            if plan is None:
+                return
+            key, limit = f"account:{subject}", plan.rate_limit_per_minute
+        else:
+            key, limit = f"key:{who.key_id}", self.settings.operator_rate_limit_per_minute
+        decision = await self.limiter.hit(key, limit)
+        if not decision.allowed:
+            raise RateLimited(limit_per_minute=limit, retry_after_s=decision.retry_after_s)

@@ -1,0 +1,443 @@
+"""Request and response bodies of the HTTP API (API.md), as pydantic models for OpenAPI.
+
+Money goes out twice, ``<name>_ucr`` (integer µcr) and ``<name>`` (decimal string of credits);
+requests may give either. Integers are strict: a JSON float where money or a quantity is
+expected is a 422, never rounded.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+
+from ledger.errors import InvalidRequest
+from ledger.money import MAX_UCR, format_credits, parse_credits
+
+#: A decimal string of credits with at most six places, e.g. ``"12.5"`` or ``"0.000150"``.
+CreditsText = Annotated[str, Field(max_length=40, pattern=r"^\s*-?[0-9]+(\.[0-9]{1,6})?\s*$",
+                                   examples=["12.500000"])]
+Ucr = Annotated[StrictInt, Field(gt=0, le=MAX_UCR, examples=[12_500_000])]
+Quantity = Annotated[StrictInt, Field(examples=[1200])]
+Quantities = Annotated[dict[Annotated[str, Field(max_length=100)], Quantity],
+                       Field(max_length=20, examples=[{"input_tokens": 1200, "output_tokens": 350}])]
+IdempotencyKey = Annotated[str, Field(min_length=1, max_length=255, examples=["run-42-step-3"])]
+
+
+def credits(ucr: int) -> str:
+    return format_credits(ucr)
+
+
+def pick_money(name: str, text: str | None, ucr: int | None, *, required: bool = True) -> int | None:
+    """The µcr a request gave as ``name`` (decimal string) or ``name_ucr`` (integer), never both."""
+    if text is not None and ucr is not None:
+        raise InvalidRequest(f"give one of {name} or {name}_ucr, not both")
+    if ucr is not None:
+        return ucr
+    if text is not None:
+        try:
+            value = parse_credits(text)
+        except ValueError as exc:
+            raise InvalidRequest(f"{name}: {exc}") from None
+        if value <= 0:
+            raise InvalidRequest(f"{name} must be more than 0")
+        return value
+    if required:
+        raise InvalidRequest(f"{name} (or {name}_ucr) is required")
+    return None
+
+
+class Body(BaseModel):
+    """A request body: unknown fields are refused so a typo is a 422, not a silent default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class WriteBody(Body):
+    #: Same as the ``Idempotency-Key`` header (which wins when both are given and agree).
+    idempotency_key: IdempotencyKey | None = None
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class AttributionIn(Body):
+    member: Annotated[str, Field(max_length=200)] | None = None
+    agent: Annotated[str, Field(max_length=200)] | None = None
+    flow: Annotated[str, Field(max_length=200)] | None = None
+    run: Annotated[str, Field(max_length=200)] | None = None
+    node: Annotated[str, Field(max_length=200)] | None = None
+    deployment: Annotated[str, Field(max_length=200)] | None = None
+    execution: Annotated[str, Field(max_length=200)] | None = None
+
+
+# ---- accounts and keys ---------------------------------------------------------------------
+
+class AccountIn(WriteBody):
+    id: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:@-]+$",
+                             examples=["acme"])] | None = None
+    name: Annotated[str, Field(min_length=1, max_length=200, examples=["Acme Inc."])]
+    plan: Annotated[str, Field(max_length=100, examples=["pro"])] | None = None
+
+
+class AccountOut(Out):
+    id: str
+    name: str
+    plan: str
+    status: Literal["active", "in_debt", "closed"]
+    created_at: datetime
+    settings: dict[str, Any]
+
+
+class ApiKeyIn(WriteBody):
+    role: Literal["admin", "member", "read"]
+    name: Annotated[str, Field(min_length=1, max_length=200, examples=["billing backend"])]
+
+
+class ApiKeyOut(Out):
+    id: str
+    prefix: str
+    role: str
+    name: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+    #: The whole key: in the creating response only, never again (null on an idempotent replay).
+    key: str | None = None
+
+
+class ApiKeyList(Out):
+    data: list[ApiKeyOut]
+
+
+class MeOut(Out):
+    key_id: str
+    role: str
+    account_id: str | None
+
+
+# ---- balance and ledger --------------------------------------------------------------------
+
+class Entry(Out):
+    id: UUID
+    version: int
+    created_at: datetime
+    occurred_at: datetime
+    type: str
+    operation: str | None
+    amount: str
+    amount_ucr: int
+    balance_after: str
+    balance_after_ucr: int
+    attribution: dict[str, str]
+    idempotency_key: str | None
+    details: dict[str, Any]
+
+
+class EntryPage(Out):
+    data: list[Entry]
+    has_more: bool
+    next_cursor: str | None
+
+
+class SourceAmounts(Out):
+    allowance: str
+    allowance_ucr: int
+    purchase: str
+    purchase_ucr: int
+    promotion: str
+    promotion_ucr: int
+    refund: str
+    refund_ucr: int
+
+
+class BalanceOut(Out):
+    account_id: str
+    plan: str
+    status: str
+    balance: str
+    balance_ucr: int
+    available: str
+    available_ucr: int
+    reserved: str
+    reserved_ucr: int
+    debt: str
+    debt_ucr: int
+    by_source: SourceAmounts
+    monthly_allowance: str
+    monthly_allowance_ucr: int
+    resets_at: datetime | None
+    #: When the balance runs out at the last 7 days' burn rate; null when idle.
+    runout_at: datetime | None
+    version: int
+    recent: list[Entry]
+
+
+# ---- pricing, charging, metering -----------------------------------------------------------
+
+class UsageIn(WriteBody):
+    operation: Annotated[str, Field(min_length=1, max_length=100, examples=["gpt-4o"])]
+    quantity: Quantity | None = None
+    quantities: Quantities | None = None
+    attribution: AttributionIn | None = None
+
+
+class EstimateIn(Body):
+    operation: Annotated[str, Field(min_length=1, max_length=100, examples=["gpt-4o"])]
+    quantity: Quantity | None = None
+    quantities: Quantities | None = None
+    attribution: AttributionIn | None = None
+
+
+class PriceLineOut(Out):
+    dimension: str
+    quantity: int
+    credits_per: str
+    per: int
+    exact_ucr: str
+
+
+class EstimateOut(Out):
+    operation: str
+    quantities: dict[str, int]
+    total: str
+    total_ucr: int
+    sufficient: bool
+    remaining: str
+    remaining_ucr: int
+    reason: str | None
+    rate_card_version: str
+    lines: list[PriceLineOut]
+
+
+class Draw(Out):
+    grant_id: UUID
+    source: str
+    amount: str
+    amount_ucr: int
+
+
+class ChargeOut(Out):
+    id: UUID
+    operation: str
+    quantities: dict[str, int]
+    #: What was charged (a debit; the ledger entry shows it negative).
+    amount: str
+    amount_ucr: int
+    balance_after: str
+    balance_after_ucr: int
+    rate_card_version: str
+    grants: list[Draw]
+    debt_added: str
+    debt_added_ucr: int
+    created_at: datetime
+
+
+class UsageBatchIn(Body):
+    #: Each item: ``{account_id, operation, quantity | quantities, attribution?, occurred_at?,
+    #: idempotency_key}``. Items are checked one by one: a bad item rejects only itself.
+    events: Annotated[list[dict[str, Any]], Field(min_length=1, max_length=1000)]
+
+
+class UsageItem(Body):
+    account_id: Annotated[str, Field(min_length=1, max_length=200)]
+    operation: Annotated[str, Field(min_length=1, max_length=100)]
+    quantity: Quantity | None = None
+    quantities: Quantities | None = None
+    attribution: AttributionIn | None = None
+    occurred_at: datetime | None = None
+    idempotency_key: IdempotencyKey
+
+
+class UsageResult(Out):
+    idempotency_key: str | None
+    status: Literal["created", "replayed", "rejected"]
+    id: UUID | None = None
+    amount: str | None = None
+    amount_ucr: int | None = None
+    error: dict[str, Any] | None = None
+
+
+class UsageBatchOut(Out):
+    results: list[UsageResult]
+
+
+class ReservationIn(WriteBody):
+    operation: Annotated[str, Field(min_length=1, max_length=100, examples=["training_h100_per_minute"])]
+    quantity: Quantity | None = None
+    quantities: Quantities | None = None
+    amount: CreditsText | None = None
+    amount_ucr: Ucr | None = None
+    ttl_s: Annotated[StrictInt, Field(gt=0, le=30 * 24 * 3600)] | None = None
+    attribution: AttributionIn | None = None
+
+
+class ReservationOut(Out):
+    id: UUID
+    operation: str
+    held: str
+    held_ucr: int
+    expires_at: datetime
+    balance_after: str
+    balance_after_ucr: int
+
+
+class SettleIn(WriteBody):
+    quantity: Quantity | None = None
+    quantities: Quantities | None = None
+    attribution: AttributionIn | None = None
+
+
+class SettleOut(Out):
+    reservation_id: UUID
+    charge: ChargeOut
+    released: str
+    released_ucr: int
+
+
+class ReleaseOut(Out):
+    reservation_id: UUID
+    released: str
+    released_ucr: int
+    balance_after: str
+    balance_after_ucr: int
+
+
+class ExplainOut(Out):
+    entry: Entry
+    operation: str | None
+    rate_card_version: str | None
+    rates: list[PriceLineOut]
+    quantities: dict[str, int]
+    exact_cost: str | None
+    minimum: str | None
+    minimum_ucr: int | None
+    charged: str
+    charged_ucr: int
+    rounding: str
+    grants: list[Draw]
+    debt_added: str
+    debt_added_ucr: int
+    limits_checked: list[dict[str, Any]]
+    gated: bool | None
+
+
+# ---- buying and granting -------------------------------------------------------------------
+
+class CouponIn(WriteBody):
+    code: Annotated[str, Field(min_length=1, max_length=100, examples=["WELCOME10"])]
+
+
+class GrantIn(WriteBody):
+    amount: CreditsText | None = None
+    amount_ucr: Ucr | None = None
+    source: Literal["promotion", "refund", "purchase", "allowance"] = "promotion"
+    expires_at: datetime | None = None
+    reason: Annotated[str, Field(min_length=1, max_length=500, examples=["support goodwill"])]
+
+
+class GrantOut(Out):
+    grant_id: UUID
+    source: str
+    amount: str
+    amount_ucr: int
+    expires_at: datetime | None
+    balance_after: str
+    balance_after_ucr: int
+    code: str | None = None
+    debt_settled: str
+    debt_settled_ucr: int
+
+
+# ---- deployments ---------------------------------------------------------------------------
+
+class DeploymentIn(WriteBody):
+    deployment_id: Annotated[str, Field(min_length=1, max_length=200, examples=["dep-llama-1"])]
+    instance_type: Annotated[str, Field(min_length=1, max_length=100, examples=["gpu-s"])]
+
+
+class DeploymentActionIn(WriteBody):
+    pass
+
+
+class PauseIn(WriteBody):
+    reason: Annotated[str, Field(min_length=1, max_length=200)] = "paused_by_user"
+
+
+class DeploymentOut(Out):
+    id: str
+    instance_type: str
+    status: str
+    hourly: str
+    hourly_ucr: int
+    hours_charged: int
+    credits: str
+    credits_ucr: int
+    paused_reason: str | None
+    started_at: datetime
+
+
+class DeploymentList(Out):
+    data: list[DeploymentOut]
+
+
+# ---- controls ------------------------------------------------------------------------------
+
+class BudgetIn(WriteBody):
+    #: Null clears the budget.
+    monthly_limit: CreditsText | None = None
+    monthly_limit_ucr: Ucr | None = None
+    warn_pct: Annotated[StrictInt, Field(gt=0, le=100)] = 80
+    critical_pct: Annotated[StrictInt, Field(gt=0, le=100)] = 95
+    hard_stop: StrictBool = False
+
+
+class BudgetOut(Out):
+    monthly_limit: str | None
+    monthly_limit_ucr: int | None
+    warn_pct: int
+    critical_pct: int
+    hard_stop: bool
+    spent_this_month: str
+    spent_this_month_ucr: int
+
+
+class LimitIn(WriteBody):
+    per_run: CreditsText | None = None
+    per_run_ucr: Ucr | None = None
+    per_day: CreditsText | None = None
+    per_day_ucr: Ucr | None = None
+    per_month: CreditsText | None = None
+    per_month_ucr: Ucr | None = None
+
+
+class LimitOut(Out):
+    scope: str
+    key: str
+    per_run: str | None
+    per_run_ucr: int | None
+    per_day: str | None
+    per_day_ucr: int | None
+    per_month: str | None
+    per_month_ucr: int | None
+
+
+# ---- catalogue -----------------------------------------------------------------------------
+
+class PackOut(Out):
+    id: str
+    credits: str
+    bonus: str
+    price_cents: int
+
+
+class PackList(Out):
+    data: list[PackOut]
+    rate_card_version: str
+
+
+class RatesOut(Out):
+    version: str
+    card: dict[str, Any]
