@@ -279,6 +279,40 @@ async def _keys_revoke(account: str, key_id: str) -> None:
 
 
 @app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="API processes (uvicorn workers).")] = 1,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Run the HTTP API on DATABASE_URL / REDIS_URL, or on the embedded default.
+
+    On SIGTERM or Ctrl-C it stops accepting, lets requests in flight finish and their commands
+    commit, then exits.
+    """
+    import os
+
+    import uvicorn
+
+    # Resolve (and start, on the embedded default) the servers once here, so worker processes
+    # share them instead of racing to start their own; migrate once too.
+    settings = load_settings()
+    try:
+        from ledger.embedded import resolve_urls
+
+        db_url, redis_url = resolve_urls(settings, need_redis=True)
+        run_migrations(db_url)
+    except (DBAPIError, OSError) as exc:
+        fail(f"cannot use the database: {str(getattr(exc, 'orig', None) or exc).splitlines()[0]}")
+    os.environ["DATABASE_URL"] = db_url
+    if redis_url:
+        os.environ["REDIS_URL"] = redis_url
+    typer.echo(f"serving the API on http://{host}:{port} ({workers} worker{'s' if workers > 1 else ''})", err=True)
+    uvicorn.run("ledger.api.app:create_app", factory=True, host=host, port=port, workers=workers,
+                log_level=log_level, timeout_graceful_shutdown=30, proxy_headers=False)
+
+
+@app.command()
 def balance(account_id: Annotated[str, typer.Argument(metavar="ACCOUNT")]) -> None:
     """Show an account's exact balance, by source, with its allowance and reset date."""
     run(_balance(account_id))
