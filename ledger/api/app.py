@@ -20,6 +20,7 @@ from ledger.api.metrics import Metrics, MetricsMiddleware
 from ledger.api.ratelimit import RateLimiter
 from ledger.api.routes import accounts, balance, catalogue, controls, deployments, grants, ops, usage
 from ledger.api.runtime import Runtime
+from ledger.api.schemas import ERRORS
 from ledger.bootstrap import open_ledger
 from ledger.clock import Clock
 from ledger.embedded import resolve_urls
@@ -69,8 +70,9 @@ def create_app(runtime: Runtime | None = None, *, settings: Settings | None = No
     if runtime is not None:
         _attach(app, runtime)
     problems.install(app)
-    for module in (accounts, balance, usage, grants, deployments, controls, catalogue, ops):
-        app.include_router(module.router)
+    for module in (accounts, balance, usage, grants, deployments, controls, catalogue):
+        app.include_router(module.router, responses=ERRORS)
+    app.include_router(ops.router)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
 

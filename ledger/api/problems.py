@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ledger.errors import LedgerError, RateLimited, Unauthorized
@@ -40,15 +41,26 @@ async def ledger_error(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(exc.status, exc.problem(), headers)
 
 
-async def validation_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
+def _invalid(raw_errors: Any, *, skip_body: bool) -> JSONResponse:
     errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
-              for e in exc.errors()]
+              for e in raw_errors]
     first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
-    where = ".".join(str(p) for p in first["loc"] if p != "body")
+    where = ".".join(str(p) for p in first["loc"] if not (skip_body and p == "body"))
     detail = f"{where}: {first['msg']}" if where else str(first["msg"])
     return problem_response(422, {"type": _BASE + "invalid-request", "title": "Invalid request", "status": 422,
                                   "detail": detail, "errors": errors})
+
+
+async def validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """The request did not match its schema (including malformed JSON and JSON floats for money)."""
+    assert isinstance(exc, RequestValidationError)
+    return _invalid(exc.errors(), skip_body=True)
+
+
+async def domain_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """A command the route built was refused by its own validation (e.g. a NUL character)."""
+    assert isinstance(exc, ValidationError)
+    return _invalid(exc.errors(), skip_body=False)
 
 
 async def http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -70,5 +82,6 @@ def install(app: FastAPI) -> None:
     """Register the handlers on ``app``."""
     app.add_exception_handler(LedgerError, ledger_error)
     app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(ValidationError, domain_validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(Exception, unexpected_error)

@@ -39,7 +39,7 @@ async def _run(rt: RT, cmd: c.Command, response: Response) -> None:
 
 @router.post("/v1/accounts/{account}/deployments", status_code=status.HTTP_201_CREATED,
              response_model=s.DeploymentOut,
-             responses={402: {"description": "The first hour cannot be paid; nothing was recorded."}})
+             responses=s.PAYMENT_REQUIRED)
 async def start(account: str, body: s.DeploymentIn, rt: RT, who: Member, response: Response,
                 idem: IdemHeader = None) -> s.DeploymentOut:
     """Start a deployment: gated, its first hour charged now; later hours are charged at their start."""
@@ -77,7 +77,7 @@ async def pause(account: str, deployment_id: str, rt: RT, who: Member, response:
 
 
 @router.post("/v1/accounts/{account}/deployments/{deployment_id}/resume", response_model=s.DeploymentOut,
-             responses={402: {"description": "The new hour cannot be paid; nothing was recorded."}})
+             responses=s.PAYMENT_REQUIRED)
 async def resume(account: str, deployment_id: str, rt: RT, who: Member, response: Response,
                  body: s.DeploymentActionIn | None = None, idem: IdemHeader = None) -> s.DeploymentOut:
     """Resume (gated): a new hour starts and is charged now."""

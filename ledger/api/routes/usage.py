@@ -40,7 +40,7 @@ async def estimate(account: str, body: s.EstimateIn, rt: RT, who: Reader) -> s.E
 
 
 @router.post("/v1/accounts/{account}/charges", status_code=status.HTTP_201_CREATED, response_model=s.ChargeOut,
-             responses={402: {"description": "The account may not spend this much; nothing was recorded."}})
+             responses=s.PAYMENT_REQUIRED)
 async def charge(account: str, body: s.UsageIn, rt: RT, who: Member, response: Response,
                  idem: IdemHeader = None) -> s.ChargeOut:
     """A gated charge: 201 with the grants it drew, or 402 with required/remaining/reason/upgrade_url."""
@@ -99,7 +99,7 @@ async def record_usage(body: s.UsageBatchIn, rt: RT, who: Member) -> s.UsageBatc
 
 @router.post("/v1/accounts/{account}/reservations", status_code=status.HTTP_201_CREATED,
              response_model=s.ReservationOut,
-             responses={402: {"description": "The account may not hold this much; nothing was recorded."}})
+             responses=s.PAYMENT_REQUIRED)
 async def reserve(account: str, body: s.ReservationIn, rt: RT, who: Member, response: Response,
                   idem: IdemHeader = None) -> s.ReservationOut:
     """Hold credits for a long run (gated). Settle charges what was used; the rest is released."""

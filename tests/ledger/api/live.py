@@ -1,0 +1,67 @@
+"""A real uvicorn server on a loopback port, in a thread with its own event loop (for clients
+that must talk HTTP over a socket: schemathesis, the SDK)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import uvicorn
+
+from ledger.api.app import create_app
+from ledger.db import make_engine
+from ledger.keys import create_operator_key
+from ledger.settings import Settings
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@contextmanager
+def live_server(database_url: str, redis_url: str) -> Iterator[str]:
+    """Serve the API on ``database_url`` / ``redis_url``; yield its base URL; stop it on exit."""
+    port = free_port()
+    settings = Settings(database_url=database_url, redis_url=redis_url, key_env="test")
+    server = uvicorn.Server(uvicorn.Config(create_app(settings=settings), host="127.0.0.1", port=port,
+                                           log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, name="live-api", daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the live API server did not become ready")
+        time.sleep(0.05)
+    try:
+        yield base
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def operator_key_for(database_url: str) -> str:
+    """A new operator key on ``database_url`` (run outside any event loop)."""
+
+    async def make() -> str:
+        engine = make_engine(database_url, pool_size=1)
+        try:
+            key, _ = await create_operator_key(engine, "live tests", env="test")
+            return key.key
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(make())
