@@ -58,7 +58,7 @@ class Decision:
     """The verdict on one request, with what the ``RateLimit-*`` / ``Retry-After`` headers need.
 
     ``retry_after_s`` is 0 when allowed, else whole seconds (at least 1) until the window has
-    room again. ``remaining`` is 0 when refused.
+    room again. ``remaining`` is 0 when refused, -1 when not counted.
     """
 
     allowed: bool
@@ -122,11 +122,12 @@ class RateLimiter:
         self._last_warning: float | None = None
         self._suppressed = 0
 
-    async def hit(self, key: str, per_minute: int) -> Decision:
+    async def hit(self, key: str, per_minute: int, *, count_remaining: bool = True) -> Decision:
         """Consume one request of ``key``'s ``per_minute`` budget, if there is one left.
 
         The budget is identified by ``key`` *and* ``per_minute``: a key whose plan changes
-        starts the new limit with a fresh window.
+        starts the new limit with a fresh window. Without ``count_remaining`` an allowed hit
+        costs one round trip instead of two, and reports ``remaining`` as -1 (not counted).
         """
         if per_minute < 1:
             raise ValueError(f"per_minute must be at least 1, got {per_minute}")
@@ -138,6 +139,8 @@ class RateLimiter:
             # second read, used only for the headers: under concurrency they may be a few
             # requests stale, which the allow/refuse decision never is.
             allowed = await self._strategy.hit(item, key)
+            if allowed and not count_remaining:
+                return Decision(allowed=True, limit=per_minute, remaining=-1, retry_after_s=0)
             stats = await self._strategy.get_window_stats(item, key)
         except (StorageError, OSError) as exc:
             if not self._fail_open:

@@ -74,6 +74,6 @@ class Runtime:
             key, limit = f"account:{subject}", plan.rate_limit_per_minute
         else:
             key, limit = f"key:{who.key_id}", self.settings.operator_rate_limit_per_minute
-        decision = await self.limiter.hit(key, limit)
+        decision = await self.limiter.hit(key, limit, count_remaining=False)
         if not decision.allowed:
             raise RateLimited(limit_per_minute=limit, retry_after_s=decision.retry_after_s)

@@ -44,6 +44,14 @@ async def test_the_budget_is_allowed_then_refused_with_a_retry_after(limiter: Ra
     assert not (await limiter.hit(key, 5)).allowed, "a refused request must not free a slot"
 
 
+async def test_without_counting_remaining_the_budget_is_the_same(limiter: RateLimiter) -> None:
+    key = unique_key()
+    decisions = [await limiter.hit(key, 3, count_remaining=False) for _ in range(4)]
+    assert [d.allowed for d in decisions] == [True, True, True, False]
+    assert [d.remaining for d in decisions] == [-1, -1, -1, 0]
+    assert decisions[-1].retry_after_s >= 1
+
+
 async def test_keys_have_independent_budgets(limiter: RateLimiter) -> None:
     first, second = unique_key(), unique_key()
     for _ in range(3):
