@@ -49,6 +49,11 @@ def pick_money(name: str, text: str | None, ucr: int | None, *, required: bool =
     return None
 
 
+def examples(**example: Any) -> ConfigDict:
+    """A request body's config: unknown fields refused, and one example for the OpenAPI document."""
+    return ConfigDict(extra="forbid", json_schema_extra={"examples": [example]})
+
+
 class Body(BaseModel):
     """A request body: unknown fields are refused so a typo is a 422, not a silent default."""
 
@@ -221,6 +226,12 @@ class BalanceOut(Out):
 # ---- pricing, charging, metering -----------------------------------------------------------
 
 class UsageIn(WriteBody):
+    model_config = examples(
+        operation="gpt-4o",
+        quantities={"input_tokens": 1200, "output_tokens": 350},
+        attribution={"agent": "support-bot", "run": "run-42"},
+    )
+
     operation: Annotated[str, Field(min_length=1, max_length=100, examples=["gpt-4o"])]
     quantity: Quantity | None = None
     quantities: Quantities | None = None
@@ -228,6 +239,8 @@ class UsageIn(WriteBody):
 
 
 class EstimateIn(Body):
+    model_config = examples(operation="claude-haiku", quantities={"input_tokens": 8000, "output_tokens": 1000})
+
     operation: Annotated[str, Field(min_length=1, max_length=100, examples=["gpt-4o"])]
     quantity: Quantity | None = None
     quantities: Quantities | None = None
@@ -279,6 +292,13 @@ class ChargeOut(Out):
 
 
 class UsageBatchIn(Body):
+    model_config = examples(
+        events=[
+            {"account_id": "acme", "operation": "email", "quantity": 300, "idempotency_key": "mail-0001"},
+            {"account_id": "acme", "operation": "voice_minute", "quantity": 95, "idempotency_key": "call-8812"},
+        ],
+    )
+
     #: Each item: ``{account_id, operation, quantity | quantities, attribution?, occurred_at?,
     #: idempotency_key}``. Items are checked one by one: a bad item rejects only itself.
     events: Annotated[list[dict[str, Any]], Field(min_length=1, max_length=1000)]
@@ -308,6 +328,8 @@ class UsageBatchOut(Out):
 
 
 class ReservationIn(WriteBody):
+    model_config = examples(operation="training_h100_per_minute", quantity=120, ttl_s=10800)
+
     operation: Annotated[str, Field(min_length=1, max_length=100, examples=["training_h100_per_minute"])]
     quantity: Quantity | None = None
     quantities: Quantities | None = None
@@ -374,6 +396,13 @@ class CouponIn(WriteBody):
 
 
 class GrantIn(WriteBody):
+    model_config = examples(
+        amount="25",
+        source="promotion",
+        expires_at="2027-01-31T00:00:00Z",
+        reason="support goodwill",
+    )
+
     amount: CreditsText | None = None
     amount_ucr: Ucr | None = None
     source: Literal["promotion", "refund", "purchase", "allowance"] = "promotion"
@@ -397,6 +426,8 @@ class GrantOut(Out):
 # ---- deployments ---------------------------------------------------------------------------
 
 class DeploymentIn(WriteBody):
+    model_config = examples(deployment_id="llama-70b-prod", instance_type="gpu-m")
+
     deployment_id: Annotated[str, Field(min_length=1, max_length=200, examples=["dep-llama-1"])]
     instance_type: Annotated[str, Field(min_length=1, max_length=100, examples=["gpu-s"])]
 
@@ -429,6 +460,8 @@ class DeploymentList(Out):
 # ---- controls ------------------------------------------------------------------------------
 
 class BudgetIn(WriteBody):
+    model_config = examples(monthly_limit="500", warn_pct=80, critical_pct=95, hard_stop=True)
+
     #: Null clears the budget.
     monthly_limit: CreditsText | None = None
     monthly_limit_ucr: Ucr | None = None
@@ -448,6 +481,8 @@ class BudgetOut(Out):
 
 
 class LimitIn(WriteBody):
+    model_config = examples(per_run="2", per_day="20", per_month="300")
+
     per_run: CreditsText | None = None
     per_run_ucr: Ucr | None = None
     per_day: CreditsText | None = None
