@@ -186,9 +186,31 @@ class RevokeApiKey(Command):
     key_id: str = Field(min_length=1, max_length=64)
 
 
+class CheckAlerts(Command):
+    """Not executed: names what a snapshot for alert checks must load (limits, counters of ``attribution``)."""
+
+    attribution: Attribution = Attribution()
+
+
+class RaiseAlert(Command):
+    """Raise one alert if its condition holds now; keyed by the alert's name so it fires once."""
+
+    kind: Literal["budget", "agent_limit", "member_limit", "low_balance", "daily_summary", "weekly_summary"]
+    scope: str = Field(max_length=20)
+    subject: str = Field(max_length=200)
+    period: str = Field(max_length=220)
+    threshold_pct: int = Field(ge=0, le=100)
+    #: Summaries only: what was spent in the (closed) period.
+    spent_ucr: int | None = Field(default=None, ge=0, le=MAX_UCR)
+
+
+class PauseForDebt(Command):
+    """Pause every running deployment while the account is in debt (metered usage outran its credits)."""
+
+
 AnyCommand = (
     OpenAccount | ChangePlan | GrantCredits | RedeemCoupon | Charge | Meter | Reserve | Settle
     | Release | ExpireReservations | RecordPurchase | IssueRefund | GrantAllowance | ExpireGrants
     | StartDeployment | ChargeDeploymentHour | StopDeployment | PauseDeployment | ResumeDeployment
-    | SetBudget | SetLimit | CreateApiKey | RevokeApiKey
+    | SetBudget | SetLimit | CreateApiKey | RevokeApiKey | RaiseAlert | PauseForDebt
 )

@@ -14,6 +14,8 @@ from typing import Any, TypeVar, cast
 from uuid import UUID
 
 from ledger import commands as c
+from ledger.alerts import AlertSpec
+from ledger.alerts import facts as alert_facts
 from ledger.clock import HOUR, add_months, day_key, month_key
 from ledger.errors import (
     AccountExists,
@@ -26,6 +28,7 @@ from ledger.errors import (
 )
 from ledger.events import (
     AccountOpened,
+    AlertRaised,
     AllowanceGranted,
     ApiKeyCreated,
     ApiKeyRevoked,
@@ -50,7 +53,7 @@ from ledger.events import (
     UsageMetered,
 )
 from ledger.grants import plan_draws
-from ledger.money import MAX_UCR, credits_to_exact_ucr, floor_ucr, fraction_to_decimal_str
+from ledger.money import MAX_UCR, credits_to_exact_ucr, floor_ucr, format_credits, fraction_to_decimal_str
 from ledger.rates import Price, RateCard, normalize_quantities, price
 from ledger.state import AccountState, apply
 
@@ -456,6 +459,33 @@ def _plan(b: _Builder, cmd: c.ChangePlan) -> None:
     b.emit(PlanChanged, old_plan=b.state.plan, new_plan=new.id)
 
 
+def _raise_alert(b: _Builder, cmd: c.RaiseAlert) -> None:
+    if cmd.kind in ("daily_summary", "weekly_summary"):
+        if cmd.spent_ucr is None:
+            raise InvalidRequest("a summary needs spent_ucr")
+        what = "yesterday" if cmd.kind == "daily_summary" else "last week"
+        b.emit(AlertRaised, kind=cmd.kind, scope=cmd.scope, subject=cmd.subject, period=cmd.period,
+               threshold_pct=0, level="info", message=f"{format_credits(cmd.spent_ucr)} credits spent {what}",
+               spent_ucr=cmd.spent_ucr, limit_ucr=0)
+        return
+    spec = AlertSpec(cmd.kind, cmd.scope, cmd.subject, cmd.period, cmd.threshold_pct)
+    found = alert_facts(b.state, spec, b.ctx.card)
+    if found is None:
+        # Refused, so no key is kept: the alert can still fire later in the same period.
+        raise InvalidState(f"alert {spec.key} does not hold now")
+    b.emit(AlertRaised, kind=cmd.kind, scope=cmd.scope, subject=cmd.subject, period=cmd.period,
+           threshold_pct=cmd.threshold_pct, level=found.level, message=found.message, spent_ucr=found.spent_ucr,
+           limit_ucr=found.limit_ucr)
+
+
+def _pause_for_debt(b: _Builder, cmd: c.PauseForDebt) -> None:
+    if b.state.debt_ucr <= 0:
+        return
+    for d in sorted(b.state.deployments.values(), key=lambda d: d.deployment_id):
+        if d.status == "running":
+            b.emit(DeploymentPaused, deployment_id=d.deployment_id, reason="in_debt")
+
+
 def _create_key(b: _Builder, cmd: c.CreateApiKey) -> None:
     b.emit(ApiKeyCreated, key_id=cmd.key_id, prefix=cmd.prefix, role=cmd.role, name=cmd.name)
 
@@ -488,6 +518,8 @@ _HANDLERS: dict[type[c.Command], Callable[[_Builder, Any], None]] = {
     c.SetBudget: _budget,
     c.SetLimit: _limit,
     c.CreateApiKey: _create_key,
+    c.RaiseAlert: _raise_alert,
+    c.PauseForDebt: _pause_for_debt,
     c.RevokeApiKey: _revoke_key,
 }
 

@@ -232,6 +232,21 @@ class ApiKeyRevoked(EventBase):
     key_id: str
 
 
+class AlertRaised(EventBase):
+    """A budget, limit or balance threshold was crossed (once per period and threshold), or a summary."""
+
+    type: Literal["AlertRaised"] = "AlertRaised"
+    kind: str
+    scope: str
+    subject: str
+    period: str
+    threshold_pct: int
+    level: Literal["info", "warning", "critical"]
+    message: str
+    spent_ucr: int
+    limit_ucr: int
+
+
 Event = Annotated[
     AccountOpened
     | PlanChanged
@@ -252,7 +267,8 @@ Event = Annotated[
     | BudgetSet
     | LimitSet
     | ApiKeyCreated
-    | ApiKeyRevoked,
+    | ApiKeyRevoked
+    | AlertRaised,
     Field(discriminator="type"),
 ]
 

@@ -13,9 +13,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger import commands as c
+from ledger.alerts import due_alerts
 from ledger.clock import Clock, add_months, month_key
 from ledger.decide import Context, execute, price_usage
-from ledger.errors import InvalidRequest, NotFound, PaymentRequired, UnknownAccount
+from ledger.errors import InvalidRequest, InvalidState, LedgerError, NotFound, PaymentRequired, UnknownAccount
 from ledger.events import Attribution, Event
 from ledger.money import credits_to_exact_ucr, floor_ucr
 from ledger.rate_cards import current_rate_card, store_rate_card
@@ -208,6 +209,39 @@ class Ledger:
                 "SELECT coalesce(sum(-amount_ucr), 0) FROM events WHERE account_id = :a"
                 " AND type = 'UsageMetered' AND recorded_at >= :t"), {"a": account_id, "t": since})).scalar()
         return int(value or 0)
+
+    async def raise_due_alerts(self, account_id: str, attribution: Attribution | None = None) -> list[Event]:
+        """Raise every alert whose condition holds now and that has not fired this period.
+
+        The check reads an unlocked snapshot; each alert is then a command keyed by its name,
+        re-checked under the account's lock, so concurrent or repeated checks raise it once.
+        """
+        now = self.clock.now()
+        probe = c.CheckAlerts(account_id=account_id, attribution=attribution or Attribution())
+        async with self.engine.connect() as conn:
+            state = await self.store.snapshot(conn, probe, now, self.card)
+        commands = [c.RaiseAlert(account_id=account_id, kind=spec.kind, scope=spec.scope, subject=spec.subject,
+                                 period=spec.period, threshold_pct=spec.threshold_pct, idempotency_key=spec.key)
+                    for spec in due_alerts(state, now, self.card)]
+        raised: list[Event] = []
+        for result in await self.execute_many(commands) if commands else []:
+            if isinstance(result, Outcome) and not result.replayed:
+                raised.extend(result.events)
+            elif isinstance(result, LedgerError) and not isinstance(result, InvalidState):
+                raise result
+        return raised
+
+    async def notifications(self, account_id: str, *, limit: int = 50,
+                            before_version: int | None = None) -> list[tuple[int, Event]]:
+        """Alerts raised on the account, newest first."""
+        async with self.engine.connect() as conn:
+            await self._exists(conn, account_id)
+            rows = (await conn.execute(text(
+                f"SELECT {EVENT_COLUMNS} FROM events WHERE account_id = :a AND type = 'AlertRaised'"
+                " AND version < :b ORDER BY version DESC LIMIT :l"),
+                {"a": account_id, "b": before_version if before_version is not None else 2**62,
+                 "l": limit})).all()
+        return [(r.version, row_to_event(r)) for r in rows]
 
     async def _exists(self, conn: Any, account_id: str) -> None:
         exists = (await conn.execute(text("SELECT 1 FROM accounts WHERE account_id = :a"),

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ledger import commands as c
 from ledger.chain import GENESIS, canonical_json, event_hash
-from ledger.clock import Clock
+from ledger.clock import Clock, day_key, month_key
 from ledger.decide import Context, execute
 from ledger.errors import IdempotencyConflict, LedgerError, OutcomeUnknown, UnknownAccount
 from ledger.events import (
@@ -261,11 +261,12 @@ class EventStore:
                 out.keys[(k.account_id, k.key)] = (bytes(k.request_hash), k.first_version, k.last_version)
 
         limits: dict[str, dict[tuple[str, str], Limit]] = defaultdict(dict)
+        alerting = {cmd.account_id for cmd in of(c.RaiseAlert, c.CheckAlerts) if cmd.account_id in account_rows}
         wants_limits = sorted({cmd.account_id for cmd in of(c.SetLimit, *_GATED)
                                if cmd.account_id in account_rows and (
                                    type(cmd) is c.SetLimit
                                    or ((attr := _usage_attribution(cmd)) is not None
-                                       and (attr.agent or attr.member)))})
+                                       and (attr.agent or attr.member)))} | alerting)
         if wants_limits:
             for lr in (await conn.execute(text(
                 "SELECT account_id, scope, subject, per_run_ucr, per_day_ucr, per_month_ucr FROM limits"
@@ -283,6 +284,18 @@ class EventStore:
             for cmd in by_acct[a]:
                 attr = _usage_attribution(cmd)
                 counter_keys += [(a, k) for k in spend_keys(attr if attr is not None else _NO_ATTR, now)]
+        # Alert checks read the account's month and every limited subject's day and month.
+        for cmd in of(c.CheckAlerts, c.RaiseAlert):
+            a = cmd.account_id
+            if a not in account_rows:
+                continue
+            counter_keys.append((a, ("account", "", month_key(now))))
+            if type(cmd) is c.RaiseAlert:
+                counter_keys.append((a, (cmd.scope, cmd.subject, cmd.period)))
+            else:
+                counter_keys += [(a, k) for k in spend_keys(cmd.attribution, now)]
+                counter_keys += [(a, (scope, subject, period)) for scope, subject in limits[a]
+                                 for period in (day_key(now), month_key(now))]
         counters: dict[str, dict[CounterKey, int]] = defaultdict(dict)
         if counter_keys:
             for cr in (await conn.execute(text(
@@ -315,11 +328,13 @@ class EventStore:
         deployments: dict[str, dict[str, Deployment]] = defaultdict(dict)
         dep_ids = [(cmd.account_id, cmd.deployment_id) for cmd in of(
             c.StartDeployment, c.ChargeDeploymentHour, c.StopDeployment, c.PauseDeployment, c.ResumeDeployment)]
-        if dep_ids:
+        debtors = [cmd.account_id for cmd in of(c.PauseForDebt)]
+        if dep_ids or debtors:
             for dr in (await conn.execute(text(
                 "SELECT d.* FROM deployments d JOIN unnest(CAST(:a AS text[]), CAST(:d AS text[])) AS q(a, d2)"
-                " ON d.account_id = q.a AND d.deployment_id = q.d2"),
-                {"a": [a for a, _ in dep_ids], "d": [d for _, d in dep_ids]},
+                " ON d.account_id = q.a AND d.deployment_id = q.d2"
+                " UNION SELECT * FROM deployments WHERE account_id = ANY(:debtors) AND status = 'running'"),
+                {"a": [a for a, _ in dep_ids], "d": [d for _, d in dep_ids], "debtors": debtors},
             )).all():
                 deployments[dr.account_id][dr.deployment_id] = Deployment(
                     dr.deployment_id, dr.instance_type, dr.hourly_ucr, dr.status, dr.hours_charged,

@@ -1,0 +1,119 @@
+"""Which alerts are due for an account: budget thresholds, agent/member limits, low balance.
+
+Pure functions of the account state. Each alert has a key naming its kind, subject, threshold
+and period (``alert:budget:account::M2026-11:80``): raising it is a command keyed by that name,
+so it fires once per period and threshold however often it is checked, and again next period.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from ledger.clock import day_key, month_key
+from ledger.money import credits_to_exact_ucr, floor_ucr, format_credits
+from ledger.rates import RateCard
+from ledger.state import AccountState
+
+AlertKind = Literal["budget", "agent_limit", "member_limit", "low_balance", "daily_summary", "weekly_summary"]
+
+
+@dataclass(frozen=True)
+class AlertSpec:
+    """One alert: ``scope``/``subject``/``period`` name the spend counter it is about."""
+
+    kind: AlertKind
+    scope: str
+    subject: str
+    period: str
+    threshold_pct: int
+
+    @property
+    def key(self) -> str:
+        return f"alert:{self.kind}:{self.scope}:{self.subject}:{self.period}:{self.threshold_pct}"
+
+
+@dataclass(frozen=True)
+class AlertFacts:
+    """What an alert says: a level, a message, and the amounts behind it."""
+
+    level: Literal["info", "warning", "critical"]
+    message: str
+    spent_ucr: int
+    limit_ucr: int
+
+
+def week_key(when: datetime) -> str:
+    year, week, _ = when.isocalendar()
+    return f"W{year}-{week:02d}"
+
+
+def _pcts(warn: int, critical: int) -> list[int]:
+    return sorted({warn, critical, 100})
+
+
+def due_alerts(state: AccountState, now: datetime, card: RateCard) -> list[AlertSpec]:
+    """Every alert whose condition holds now (raised or not: the key decides that)."""
+    due: list[AlertSpec] = []
+    b = state.budget
+    month = month_key(now)
+    if b.monthly_limit_ucr is not None:
+        for pct in _pcts(b.warn_pct, b.critical_pct):
+            spec = AlertSpec("budget", "account", "", month, pct)
+            if facts(state, spec, card) is not None:
+                due.append(spec)
+    for (scope, subject), lim in sorted(state.limits.items()):
+        for cap, period in ((lim.per_day_ucr, day_key(now)), (lim.per_month_ucr, month)):
+            if cap is None:
+                continue
+            for pct in _pcts(b.warn_pct, 100):
+                spec = AlertSpec("agent_limit" if scope == "agent" else "member_limit", scope, subject, period, pct)
+                if facts(state, spec, card) is not None:
+                    due.append(spec)
+        if lim.per_run_ucr is not None:
+            for (cscope, csubject, cperiod) in sorted(state.counters):
+                if (cscope, csubject) == (scope, subject) and cperiod.startswith("R"):
+                    for pct in _pcts(b.warn_pct, 100):
+                        spec = AlertSpec("agent_limit" if scope == "agent" else "member_limit", scope, subject,
+                                         cperiod, pct)
+                        if facts(state, spec, card) is not None:
+                            due.append(spec)
+    low = AlertSpec("low_balance", "account", "", day_key(now), 100)
+    if facts(state, low, card) is not None:
+        due.append(low)
+    return due
+
+
+def facts(state: AccountState, spec: AlertSpec, card: RateCard) -> AlertFacts | None:
+    """The alert's facts when its condition holds on ``state``, else ``None``."""
+    if spec.kind == "low_balance":
+        threshold = floor_ucr(credits_to_exact_ucr(card.budget_defaults.low_balance))
+        if state.available_ucr >= threshold:
+            return None
+        return AlertFacts("warning", f"available balance {format_credits(state.available_ucr)} credits is below"
+                                     f" {format_credits(threshold)}", state.available_ucr, threshold)
+    if spec.kind == "budget":
+        cap = state.budget.monthly_limit_ucr
+        spent = state.counter(("account", "", spec.period))
+        what = "monthly budget"
+    elif spec.kind in ("agent_limit", "member_limit"):
+        lim = state.limits.get((spec.scope, spec.subject))
+        if lim is None:
+            return None
+        cap = {"D": lim.per_day_ucr, "M": lim.per_month_ucr, "R": lim.per_run_ucr}.get(spec.period[:1])
+        spent = state.counter((spec.scope, spec.subject, spec.period))
+        what = f"{spec.scope} {spec.subject!r} limit for {spec.period[1:]}"
+    else:
+        return None
+    if cap is None or spent * 100 < spec.threshold_pct * cap:
+        return None
+    level: Literal["info", "warning", "critical"] = (
+        "critical" if spec.threshold_pct >= state.budget.critical_pct else "warning")
+    return AlertFacts(level, f"{format_credits(spent)} of the {format_credits(cap)} credit {what} spent"
+                             f" ({spec.threshold_pct} % threshold)", spent, cap)
+
+
+def previous_periods(now: datetime) -> tuple[str, str]:
+    """The day and ISO week that ended last (what the daily and weekly summaries are about)."""
+    return day_key(now - timedelta(days=1)), week_key(now - timedelta(days=7))
