@@ -27,7 +27,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.types import UserDefinedType
 
 metadata = MetaData()
@@ -243,3 +243,34 @@ api_keys = Table(
     CheckConstraint("(role = 'operator') = (account_id IS NULL)", name="api_keys_scope_check"),
 )
 Index("api_keys_account_idx", api_keys.c.account_id)
+
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("account_id", Text, nullable=False),
+    Column("endpoint_id", Text, nullable=False),
+    Column("url", Text, nullable=False),
+    #: The Standard Webhooks signing secret (``whsec_...``); shown once, needed to sign.
+    Column("secret", Text, nullable=False),
+    #: Event types to deliver; NULL: every type.
+    Column("event_types", ARRAY(Text)),
+    Column("status", Text, nullable=False, server_default=text("'enabled'")),  # enabled | disabled
+    Column("disabled_reason", Text),
+    _ts("created_at"),
+    PrimaryKeyConstraint("account_id", "endpoint_id", name="webhook_endpoints_pkey"),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("account_id", Text, nullable=False),
+    Column("endpoint_id", Text, nullable=False),
+    #: The event's id: also the ``webhook-id`` header, stable across retries.
+    Column("event_id", UUID(as_uuid=True), nullable=False),
+    Column("status", Text, nullable=False),  # pending | delivered | failed | gone
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("last_status_code", Integer),
+    Column("last_error", Text),
+    _ts("updated_at"),
+    PrimaryKeyConstraint("account_id", "endpoint_id", "event_id", name="webhook_deliveries_pkey"),
+)

@@ -304,16 +304,6 @@ class UsageBatchIn(Body):
     events: Annotated[list[dict[str, Any]], Field(min_length=1, max_length=1000)]
 
 
-class UsageItem(Body):
-    account_id: Annotated[str, Field(min_length=1, max_length=200)]
-    operation: Annotated[str, Field(min_length=1, max_length=100)]
-    quantity: Quantity | None = None
-    quantities: Quantities | None = None
-    attribution: AttributionIn | None = None
-    occurred_at: datetime | None = None
-    idempotency_key: IdempotencyKey
-
-
 class UsageResult(Out):
     idempotency_key: str | None
     status: Literal["created", "replayed", "rejected"]

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
 from uuid import UUID
 
 from fastapi import APIRouter, Response, status
-from pydantic import ValidationError
 
 from ledger import commands as c
+from ledger import intake
 from ledger.api import render
 from ledger.api import schemas as s
 from ledger.api.deps import RT, IdemHeader, Member, Reader, idempotency_key, replayed
-from ledger.errors import InvalidRequest, LedgerError, NotFound, PaymentRequired, UnknownAccount
+from ledger.errors import NotFound, PaymentRequired
 from ledger.events import Attribution
+from ledger.money import format_credits
 from ledger.store import Outcome
 
 router = APIRouter(tags=["usage"])
@@ -51,23 +51,6 @@ async def charge(account: str, body: s.UsageIn, rt: RT, who: Member, response: R
     return render.charge(outcome.events)
 
 
-def _meter(raw: dict[str, Any], allowed: str | None) -> c.Meter:
-    item = s.UsageItem.model_validate(raw)
-    if allowed is not None and item.account_id != allowed:
-        raise UnknownAccount(item.account_id)
-    return c.Meter(account_id=item.account_id, operation=item.operation, quantity=item.quantity,
-                   quantities=item.quantities, attribution=attribution(item.attribution),
-                   occurred_at=item.occurred_at, idempotency_key=item.idempotency_key)
-
-
-def _problem(err: LedgerError | ValidationError) -> dict[str, Any]:
-    if isinstance(err, LedgerError):
-        return err.problem()
-    first = err.errors()[0]
-    where = ".".join(str(p) for p in first["loc"])
-    return InvalidRequest(f"{where}: {first['msg']}" if where else str(first["msg"])).problem()
-
-
 @router.post("/v1/usage", response_model=s.UsageBatchOut)
 async def record_usage(body: s.UsageBatchIn, rt: RT, who: Member) -> s.UsageBatchOut:
     """Metered usage (never 402), up to 1,000 items, each with its own idempotency key.
@@ -75,26 +58,14 @@ async def record_usage(body: s.UsageBatchIn, rt: RT, who: Member) -> s.UsageBatc
     Each item is checked on its own: a bad item is ``rejected`` with a problem document and
     never fails the others. An account key may meter only its own account.
     """
-    results: list[s.UsageResult | None] = [None] * len(body.events)
-    commands: list[c.Meter] = []
-    where: list[int] = []
-    for i, raw in enumerate(body.events):
-        try:
-            commands.append(_meter(raw, who.account_id))
-            where.append(i)
-        except (LedgerError, ValidationError) as err:
-            key = raw.get("idempotency_key") if isinstance(raw.get("idempotency_key"), str) else None
-            results[i] = s.UsageResult(idempotency_key=key, status="rejected", error=_problem(err))
-    for i, cmd, result in zip(where, commands, await rt.ledger.execute_many(commands), strict=True):
-        if isinstance(result, LedgerError):
-            results[i] = s.UsageResult(idempotency_key=cmd.idempotency_key, status="rejected",
-                                       error=result.problem())
-        else:
-            ch = render.charge(result.events)
-            results[i] = s.UsageResult(idempotency_key=cmd.idempotency_key,
-                                       status="replayed" if result.replayed else "created", id=ch.id,
-                                       amount=ch.amount, amount_ucr=ch.amount_ucr)
-    return s.UsageBatchOut(results=[r for r in results if r is not None])
+    results = await intake.record_usage(rt.ledger, body.events, only_account=who.account_id)
+    return s.UsageBatchOut(results=[
+        s.UsageResult(idempotency_key=r.idempotency_key, status=r.status,
+                      id=r.usage.event_id if r.usage else None,
+                      amount=format_credits(r.usage.cost_ucr) if r.usage else None,
+                      amount_ucr=r.usage.cost_ucr if r.usage else None,
+                      error=r.error.problem() if r.error else None)
+        for r in results])
 
 
 @router.post("/v1/accounts/{account}/reservations", status_code=status.HTTP_201_CREATED,

@@ -1,0 +1,85 @@
+"""Metered usage in batches: the one path shared by ``POST /v1/usage`` and the queue intake actor.
+
+Each item is parsed and recorded on its own merits: a bad item is rejected with its error and
+never fails the others; each carries its idempotency key, so a redelivered batch replays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+
+from ledger import commands as c
+from ledger.errors import InvalidRequest, LedgerError, UnknownAccount
+from ledger.events import Attribution, UsageMetered
+from ledger.service import Ledger
+
+#: Most items one batch may carry.
+MAX_BATCH = 1000
+
+
+class UsageItem(BaseModel):
+    """One metered use: ``quantity`` (the operation's unit) or ``quantities`` by dimension."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    account_id: Annotated[str, Field(min_length=1, max_length=200)]
+    operation: Annotated[str, Field(min_length=1, max_length=100)]
+    quantity: StrictInt | None = None
+    quantities: dict[Annotated[str, Field(max_length=100)], StrictInt] | None = None
+    attribution: Attribution | None = None
+    occurred_at: datetime | None = None
+    idempotency_key: Annotated[str, Field(min_length=1, max_length=255)]
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    idempotency_key: str | None
+    status: Literal["created", "replayed", "rejected"]
+    usage: UsageMetered | None = None
+    error: LedgerError | None = None
+
+
+def _invalid(err: ValidationError) -> InvalidRequest:
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    return InvalidRequest(f"{where}: {first['msg']}" if where else str(first["msg"]))
+
+
+def _command(raw: Any, only_account: str | None) -> c.Meter:
+    item = UsageItem.model_validate(raw)
+    if only_account is not None and item.account_id != only_account:
+        # The same answer as for an account that does not exist: never reveal another account.
+        raise UnknownAccount(item.account_id)
+    return c.Meter(account_id=item.account_id, operation=item.operation, quantity=item.quantity,
+                   quantities=item.quantities, attribution=item.attribution or Attribution(),
+                   occurred_at=item.occurred_at, idempotency_key=item.idempotency_key)
+
+
+async def record_usage(ledger: Ledger, items: Sequence[Any], *, only_account: str | None = None) -> list[ItemResult]:
+    """Record a batch of metered usage (never refused for lack of credits); one result per item, in order."""
+    if len(items) > MAX_BATCH:
+        raise InvalidRequest(f"a batch holds at most {MAX_BATCH} items, not {len(items)}")
+    results: list[ItemResult | None] = [None] * len(items)
+    commands: list[c.Meter] = []
+    where: list[int] = []
+    for i, raw in enumerate(items):
+        try:
+            commands.append(_command(raw, only_account))
+            where.append(i)
+        except (LedgerError, ValidationError) as err:
+            key = raw.get("idempotency_key") if isinstance(raw, dict) else None
+            error = _invalid(err) if isinstance(err, ValidationError) else err
+            results[i] = ItemResult(key if isinstance(key, str) else None, "rejected", error=error)
+    outcomes = await ledger.execute_many(commands) if commands else []
+    for i, cmd, outcome in zip(where, commands, outcomes, strict=True):
+        if isinstance(outcome, LedgerError):
+            results[i] = ItemResult(cmd.idempotency_key, "rejected", error=outcome)
+        else:
+            usage = next(e for e in reversed(outcome.events) if isinstance(e, UsageMetered))
+            results[i] = ItemResult(cmd.idempotency_key, "replayed" if outcome.replayed else "created", usage)
+    return [r for r in results if r is not None]
