@@ -38,6 +38,22 @@ class Settings(BaseSettings):
     #: Requests per minute for operator keys on routes that name no account.
     operator_rate_limit_per_minute: int = 60_000
 
+    # ---- workers ----
+    #: The Dramatiq broker: ``redis://...`` or ``amqp://...`` (RabbitMQ); default: ``REDIS_URL``.
+    broker_url: str | None = Field(default=None, validation_alias="BROKER_URL")
+    #: Threads per worker process running actors (async actors share one event loop).
+    worker_threads: int = 8
+    #: Seconds between scheduler ticks (hourly charges are found on every tick).
+    scheduler_interval_s: float = 30.0  # float-ok: a duration
+    #: Seconds the relay sleeps when it has caught up with the log.
+    relay_idle_s: float = 0.2  # float-ok: a duration
+    #: Deliver webhooks to private, loopback and link-local addresses (off: refused, SSRF guard).
+    webhook_allow_private: bool = False
+    #: Webhook retries: attempts after the first, and the backoff bounds in milliseconds.
+    webhook_max_retries: int = 12
+    webhook_min_backoff_ms: int = 10_000
+    webhook_max_backoff_ms: int = 6 * 3600 * 1000
+
 
 def load_settings() -> Settings:
     return Settings()

@@ -1,0 +1,1 @@
+"""Dramatiq actors, the log relay and the scheduler: time and events turned into ledger commands."""

@@ -1,0 +1,113 @@
+"""The actors. Thin and idempotent: each turns a message into ledger commands whose keys make a
+redelivery (Dramatiq delivers at least once) a replay, never a second charge.
+
+``declare(broker)`` registers them on a broker and returns them; nothing is declared at import.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import dramatiq
+from dramatiq import Broker
+
+from ledger import commands as c
+from ledger import intake
+from ledger.errors import CommandFailed, InvalidState, LedgerError, NotFound, OutcomeUnknown
+from ledger.events import Attribution
+from workers import commands as payloads
+from workers import webhooks
+from workers.context import context
+
+log = logging.getLogger(__name__)
+
+#: Failures worth a retry: the command's outcome is unknown or the database refused it for a
+#: reason that is not a business rule. Retrying is safe: every command here is keyed.
+_RETRY = (OutcomeUnknown, CommandFailed)
+
+
+async def execute_commands(batch: list[list[Any]]) -> None:
+    """Run keyed commands (hourly charges, allowances, expiries, summaries) as one ordered group."""
+    commands = [payloads.load(p) for p in batch]
+    ledger = await context().ledger()
+    for cmd, result in zip(commands, await ledger.execute_many(commands), strict=True):
+        if isinstance(result, _RETRY):
+            raise result
+        if isinstance(result, LedgerError) and not isinstance(result, InvalidState | NotFound):
+            log.warning("%s for %s refused: %s", type(cmd).__name__, cmd.account_id, result.detail)
+
+
+async def check_alerts(account_id: str, attribution: dict[str, Any] | None = None) -> None:
+    """Raise the account's due alerts (each once per period and threshold)."""
+    ledger = await context().ledger()
+    await ledger.raise_due_alerts(account_id, Attribution(**attribution) if attribution else None)
+
+
+async def pause_for_debt(account_id: str) -> None:
+    """Pause the account's running deployments while it is in debt."""
+    ledger = await context().ledger()
+    result = (await ledger.execute_many([c.PauseForDebt(account_id=account_id)]))[0]
+    if isinstance(result, _RETRY):
+        raise result
+
+
+async def deliver_webhook(account_id: str, endpoint_id: str, event_id: str) -> None:
+    """POST one event to one endpoint, signed; raises to be retried with backoff."""
+    ctx = context()
+    ledger = await ctx.ledger()
+    await webhooks.deliver(ledger, ctx, account_id, endpoint_id, event_id)
+
+
+async def record_usage(events: list[dict[str, Any]]) -> None:
+    """Queue intake for producers: the same outcome and idempotency as ``POST /v1/usage``."""
+    ledger = await context().ledger()
+    for r in await intake.record_usage(ledger, events):
+        if r.error is not None:
+            if isinstance(r.error, _RETRY):
+                raise r.error
+            log.warning("usage item %s rejected: %s", r.idempotency_key, r.error.detail)
+
+
+@dataclass(frozen=True)
+class Actors:
+    execute_commands: dramatiq.Actor[Any, Any]
+    check_alerts: dramatiq.Actor[Any, Any]
+    pause_for_debt: dramatiq.Actor[Any, Any]
+    deliver_webhook: dramatiq.Actor[Any, Any]
+    record_usage: dramatiq.Actor[Any, Any]
+
+
+def declare(broker: Broker, *, webhook_max_retries: int = 12, webhook_min_backoff_ms: int = 10_000,
+            webhook_max_backoff_ms: int = 6 * 3600 * 1000) -> Actors:
+    """Register the actors on ``broker``."""
+
+    def actor(fn: Any, queue: str, **options: Any) -> dramatiq.Actor[Any, Any]:
+        declared: dramatiq.Actor[Any, Any] = dramatiq.actor(
+            broker=broker, actor_name=fn.__name__, queue_name=queue, **options)(fn)
+        return declared
+
+    return Actors(
+        execute_commands=actor(execute_commands, "ledger", max_retries=20, min_backoff=500, max_backoff=60_000),
+        check_alerts=actor(check_alerts, "alerts", max_retries=10, min_backoff=500, max_backoff=60_000),
+        pause_for_debt=actor(pause_for_debt, "ledger", max_retries=20, min_backoff=500, max_backoff=60_000),
+        deliver_webhook=actor(deliver_webhook, "webhooks", max_retries=webhook_max_retries,
+                              min_backoff=webhook_min_backoff_ms, max_backoff=webhook_max_backoff_ms),
+        record_usage=actor(record_usage, "usage", max_retries=20, min_backoff=500, max_backoff=60_000),
+    )
+
+
+def relay_sender(actors: Actors) -> Any:
+    """The relay's ``send``: one message per alert check, debt pause and webhook delivery."""
+    from workers.relay import Plan
+
+    def send(p: Plan) -> None:
+        for (account_id, _, _, _), attribution in p.alerts.items():
+            actors.check_alerts.send(account_id, attribution)
+        for account_id in sorted(p.debtors):
+            actors.pause_for_debt.send(account_id)
+        for account_id, endpoint_id, event_id in p.deliveries:
+            actors.deliver_webhook.send(account_id, endpoint_id, event_id)
+
+    return send

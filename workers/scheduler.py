@@ -1,0 +1,172 @@
+"""The scheduler: turns time into keyed commands, sent to the ``execute_commands`` actor.
+
+Each tick finds what is due now: every hour of every running deployment not yet charged (in
+order, so a tick after downtime catches up each missed hour once), monthly allowances, grant and
+reservation expiry, and yesterday's / last week's spend summaries. Every command carries a key
+derived from what it is about (``deployment:{id}:hour:{n}``, ``allowance:{cycle}``,
+``alert:daily_summary:...``), so two schedulers at once, or a tick repeated after a crash, can
+only replay. A lease (an advisory lock) keeps a second scheduler idle while one runs, to save
+the work, not for safety.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import text
+
+from ledger import commands as c
+from ledger.alerts import previous_periods
+from ledger.clock import HOUR, Clock, add_months
+from ledger.money import credits_to_exact_ucr, floor_ucr
+from ledger.service import Ledger
+from workers.commands import dump
+
+log = logging.getLogger(__name__)
+
+SCHEDULER_LOCK = 0x6C65646765720002
+#: Commands per message: one message is one transaction of the group-commit writer.
+CHUNK = 200
+
+
+@dataclass
+class Tick:
+    """What one tick sent."""
+
+    hours: int = 0
+    allowances: int = 0
+    expiries: int = 0
+    summaries: int = 0
+    skipped: bool = False
+    commands: list[c.Command] = field(default_factory=list)
+
+
+def due_hours(rows: Sequence[Any], now: datetime) -> list[c.ChargeDeploymentHour]:
+    """Every uncharged hour of the running deployments in ``rows`` that has begun by ``now``, in order."""
+    out: list[c.ChargeDeploymentHour] = []
+    for r in rows:
+        if r.segment_started_at is None or r.segment_started_at > now:
+            continue
+        last_due = r.segment_first_hour + int((now - r.segment_started_at) // HOUR)
+        out += [c.ChargeDeploymentHour(account_id=r.account_id, deployment_id=r.deployment_id, hour_index=n,
+                                       idempotency_key=f"deployment:{r.deployment_id}:hour:{n}")
+                for n in range(r.hours_charged, last_due + 1)]
+    return out
+
+
+def cycle_at(opened_at: datetime, now: datetime) -> int:
+    """The billing cycle ``now`` falls in (0: the month the account opened)."""
+    months = (now.year - opened_at.year) * 12 + now.month - opened_at.month
+    while months > 0 and add_months(opened_at, months) > now:
+        months -= 1
+    return max(months, 0)
+
+
+class Scheduler:
+    """Finds due work each tick and sends it as keyed command batches through ``send``."""
+
+    def __init__(self, ledger: Ledger, send: Callable[[list[list[Any]]], object], clock: Clock | None = None) -> None:
+        self.ledger = ledger
+        self.send = send
+        self.clock = clock or ledger.clock
+
+    async def tick(self) -> Tick:
+        """One pass over everything due now, under the lease (skipped if another scheduler holds it)."""
+        async with self.ledger.engine.connect() as lease:
+            held = (await lease.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": SCHEDULER_LOCK})).scalar()
+            await lease.commit()
+            if not held:
+                return Tick(skipped=True)
+            try:
+                return await self._tick(self.clock.now())
+            finally:
+                await lease.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": SCHEDULER_LOCK})
+                await lease.commit()
+
+    async def _tick(self, now: datetime) -> Tick:
+        t = Tick()
+        card = self.ledger.card
+        paid_plans = [p.id for p in card.plans.values() if floor_ucr(credits_to_exact_ucr(p.monthly_credits)) > 0]
+        async with self.ledger.engine.connect() as conn:
+            running = (await conn.execute(text(
+                "SELECT account_id, deployment_id, hours_charged, segment_first_hour, segment_started_at"
+                " FROM deployments WHERE status = 'running' ORDER BY account_id, deployment_id"))).all()
+            accounts = (await conn.execute(text(
+                "SELECT account_id, opened_at, (settings->>'allowance_cycle')::int AS cycle FROM accounts"
+                " WHERE plan = ANY(:p) AND status <> 'closed'"), {"p": paid_plans})).all()
+            expiring = (await conn.execute(text(
+                "SELECT DISTINCT account_id FROM grants WHERE remaining_ucr > 0 AND expires_at <= :now"),
+                {"now": now})).scalars().all()
+            holds = (await conn.execute(text(
+                "SELECT DISTINCT account_id FROM reservations WHERE status = 'held' AND expires_at <= :now"),
+                {"now": now})).scalars().all()
+        hours = due_hours(running, now)
+        allowances: list[c.Command] = []
+        for a in accounts:
+            cycle = cycle_at(a.opened_at, now)
+            if a.cycle is None or cycle > a.cycle:
+                allowances.append(c.GrantAllowance(account_id=a.account_id, cycle=cycle,
+                                                   idempotency_key=f"allowance:{cycle}"))
+        expiries: list[c.Command] = [c.ExpireGrants(account_id=a) for a in expiring]
+        expiries += [c.ExpireReservations(account_id=a) for a in holds]
+        summaries = await self._summaries(now)
+        t.hours, t.allowances, t.expiries, t.summaries = len(hours), len(allowances), len(expiries), len(summaries)
+        t.commands = [*hours, *allowances, *expiries, *summaries]
+        # A deployment's hours stay in one message, in order: one transaction charges them in turn.
+        for chunk in _chunks(t.commands):
+            await asyncio.to_thread(self.send, [dump(cmd) for cmd in chunk])
+        return t
+
+    async def _summaries(self, now: datetime) -> list[c.Command]:
+        """Yesterday's and last week's spend per account that spent anything (keyed: sent once each)."""
+        day, week = previous_periods(now)
+        start_of_day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        iso_monday = start_of_day - timedelta(days=start_of_day.weekday())
+        spans: list[tuple[Literal["daily_summary", "weekly_summary"], str, datetime, datetime]] = [
+            ("daily_summary", day, start_of_day - timedelta(days=1), start_of_day),
+            ("weekly_summary", week, iso_monday - timedelta(days=7), iso_monday)]
+        out: list[c.Command] = []
+        async with self.ledger.engine.connect() as conn:
+            for kind, period, start, end in spans:
+                for r in (await conn.execute(text(
+                    "SELECT account_id, sum(-amount_ucr) AS spent FROM events WHERE type = 'UsageMetered'"
+                    " AND occurred_at >= :s AND occurred_at < :e GROUP BY account_id ORDER BY account_id"),
+                        {"s": start, "e": end})).all():
+                    out.append(c.RaiseAlert(account_id=r.account_id, kind=kind, scope="account", subject="",
+                                            period=period, threshold_pct=0, spent_ucr=int(r.spent),
+                                            idempotency_key=f"alert:{kind}:account::{period}:0"))
+        return out
+
+    async def run(self, stop: asyncio.Event, interval_s: float = 30.0) -> None:  # float-ok: a duration
+        """Tick every ``interval_s`` until ``stop`` is set."""
+        while not stop.is_set():
+            try:
+                t = await self.tick()
+                if t.commands:
+                    log.info("scheduler: %d hours, %d allowances, %d expiries, %d summaries sent",
+                             t.hours, t.allowances, t.expiries, t.summaries)
+            except Exception as exc:  # the next tick finds the same work again: nothing is lost
+                log.warning("scheduler tick failed: %s: %s", type(exc).__name__, exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=interval_s)
+
+
+def _chunks(commands: list[c.Command]) -> list[list[c.Command]]:
+    """Chunks of about ``CHUNK`` commands that never split one account's commands."""
+    chunks: list[list[c.Command]] = []
+    current: list[c.Command] = []
+    for i, cmd in enumerate(commands):
+        current.append(cmd)
+        nxt = commands[i + 1] if i + 1 < len(commands) else None
+        if len(current) >= CHUNK and (nxt is None or nxt.account_id != cmd.account_id):
+            chunks.append(current)
+            current = []
+    if current:
+        chunks.append(current)
+    return chunks
