@@ -31,10 +31,10 @@ class Background:
     """One broker with the actors declared, and this process's worker context."""
 
     def __init__(self, settings: Settings, *, clock: Clock | None = None, url: str | None = None,
-                 heartbeat_timeout_ms: int | None = None) -> None:
+                 heartbeat_timeout_ms: int | None = None, namespace: str = "credits") -> None:
         self.settings = settings
         self.broker: Broker = make_broker(url or broker_url(settings), extra=[LedgerContext()],
-                                          heartbeat_timeout_ms=heartbeat_timeout_ms)
+                                          heartbeat_timeout_ms=heartbeat_timeout_ms, namespace=namespace)
         self.actors: Actors = declare(
             self.broker, webhook_max_retries=settings.webhook_max_retries,
             webhook_min_backoff_ms=settings.webhook_min_backoff_ms,

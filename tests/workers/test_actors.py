@@ -1,0 +1,76 @@
+"""Every actor delivered twice, and concurrently: the same events as one delivery."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from sqlalchemy import text
+
+from ledger import commands as c
+from ledger.clock import ManualClock
+from ledger.service import Ledger
+from tests.workers.conftest import drain
+from workers.commands import dump
+from workers.runner import Background
+
+CREDIT = 1_000_000
+
+
+async def open_funded(ledger: Ledger, account_id: str, credits: int) -> None:
+    await ledger.execute(c.OpenAccount(account_id=account_id, name=account_id, plan="free"))
+    await ledger.execute(c.GrantCredits(account_id=account_id, amount_ucr=credits * CREDIT, source="purchase",
+                                        reason="test"))
+
+
+async def event_rows(ledger: Ledger, account_id: str) -> list[tuple[str, str | None]]:
+    async with ledger.engine.connect() as conn:
+        return [(r.type, r.idempotency_key) for r in (await conn.execute(text(
+            "SELECT type, idempotency_key FROM events WHERE account_id = :a ORDER BY version"),
+            {"a": account_id})).all()]
+
+
+async def test_each_actor_twice_and_concurrently_is_one_delivery(
+        background: Background, wledger: Ledger, clock: ManualClock) -> None:
+    await open_funded(wledger, "twice", 50)
+    await wledger.execute(c.SetBudget(account_id="twice", monthly_limit_ucr=10 * CREDIT))
+    await wledger.execute(c.StartDeployment(account_id="twice", deployment_id="d1", instance_type="gpu-s"))
+    clock.advance(timedelta(hours=2, minutes=1))
+    hours = [dump(c.ChargeDeploymentHour(account_id="twice", deployment_id="d1", hour_index=n,
+                                         idempotency_key=f"deployment:d1:hour:{n}")) for n in (1, 2)]
+    usage = [{"account_id": "twice", "operation": "email", "quantity": 9000, "idempotency_key": f"u{i}"}
+             for i in range(3)]
+    before = await event_rows(wledger, "twice")
+
+    a = background.actors
+    for _ in range(2):  # every message twice, all in the queues before the worker starts
+        a.execute_commands.send(hours)
+        a.record_usage.send(usage)
+    background.start_worker(threads=4)
+    drain(background)
+    for _ in range(2):
+        a.check_alerts.send("twice", None)
+        a.pause_for_debt.send("twice")
+    drain(background)
+
+    after = await event_rows(wledger, "twice")
+    added = after[len(before):]
+    types = [t for t, _ in added]
+    assert types.count("UsageMetered") == 2 + 3, added  # two hours, three usage items: once each
+    assert sorted(k for t, k in added if t == "UsageMetered") == sorted(
+        ["deployment:d1:hour:1", "deployment:d1:hour:2", "u0", "u1", "u2"])
+    # 27 credits of email + hours on a 10-credit budget: 80, 95 and 100 % fire once each.
+    alerts = [k for t, k in added if t == "AlertRaised"]
+    assert len(alerts) == len(set(alerts)) == 3, alerts
+    assert types.count("DeploymentPaused") == 0, "not in debt: nothing to pause"
+
+
+async def test_concurrent_sends_of_one_usage_batch(background: Background, wledger: Ledger) -> None:
+    await open_funded(wledger, "burst", 5)
+    usage = [{"account_id": "burst", "operation": "email", "quantity": 1, "idempotency_key": f"k{i}"}
+             for i in range(50)]
+    background.start_worker(threads=8)
+    await asyncio.gather(*(asyncio.to_thread(background.actors.record_usage.send, usage) for _ in range(6)))
+    drain(background)
+    keys = [k for t, k in await event_rows(wledger, "burst") if t == "UsageMetered"]
+    assert sorted(keys) == sorted(f"k{i}" for i in range(50))

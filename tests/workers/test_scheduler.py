@@ -1,0 +1,84 @@
+"""Two schedulers over a simulated 72 hours with a 5-hour outage: every hour of every running
+deployment charged once, in order, none skipped; pauses and resumes respected."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from sqlalchemy import text
+
+from ledger import commands as c
+from ledger.clock import ManualClock
+from ledger.service import Ledger
+from tests.ledger.conftest import T0
+from tests.workers.conftest import drain
+from workers.runner import Background
+from workers.scheduler import cycle_at
+
+CREDIT = 1_000_000
+
+
+async def hours_by_deployment(ledger: Ledger, account_id: str) -> dict[str, list[int]]:
+    async with ledger.engine.connect() as conn:
+        rows = (await conn.execute(text(
+            "SELECT data->>'deployment_id' AS d, (data->>'hour_index')::int AS h FROM events"
+            " WHERE account_id = :a AND type = 'UsageMetered' AND data->>'deployment_id' IS NOT NULL"
+            " ORDER BY version"), {"a": account_id})).all()
+    out: dict[str, list[int]] = {}
+    for r in rows:
+        out.setdefault(r.d, []).append(r.h)
+    return out
+
+
+async def test_two_schedulers_72_hours_with_an_outage(background: Background, wledger: Ledger,
+                                                      clock: ManualClock) -> None:
+    acct = "fleet"
+    await wledger.execute(c.OpenAccount(account_id=acct, name=acct, plan="free"))
+    await wledger.execute(c.GrantCredits(account_id=acct, amount_ucr=2000 * CREDIT, source="purchase", reason="t"))
+    await wledger.execute(c.StartDeployment(account_id=acct, deployment_id="always", instance_type="gpu-s"))
+    await wledger.execute(c.StartDeployment(account_id=acct, deployment_id="paused", instance_type="gpu-s"))
+    await wledger.execute(c.StartDeployment(account_id=acct, deployment_id="stopped", instance_type="cpu-s"))
+    clock.advance(timedelta(minutes=30))
+    await wledger.execute(c.StartDeployment(account_id=acct, deployment_id="late", instance_type="gpu-m"))
+
+    background.start_worker(threads=4)
+    first, second = background.scheduler(wledger), background.scheduler(wledger)
+    outage = range(30, 35)
+    for hour in range(1, 73):
+        clock.set(T0 + timedelta(hours=hour, minutes=5))
+        if hour not in outage:
+            ticks = await asyncio.gather(first.tick(), second.tick())
+            assert sum(not t.skipped for t in ticks) >= 1
+            drain(background)
+        clock.set(T0 + timedelta(hours=hour, minutes=10))
+        if hour == 20:
+            await wledger.execute(c.PauseDeployment(account_id=acct, deployment_id="paused"))
+        if hour == 30:  # during the outage: the user's resume charges its new hour at once
+            await wledger.execute(c.ResumeDeployment(account_id=acct, deployment_id="paused"))
+        if hour == 40:
+            await wledger.execute(c.StopDeployment(account_id=acct, deployment_id="stopped"))
+
+    charged = await hours_by_deployment(wledger, acct)
+    # Charged once each, in order, none skipped (the outage's hours were caught up at 35:05).
+    assert charged["always"] == list(range(73))          # hours 0..72, the last due at 72:00
+    assert charged["late"] == list(range(72))            # started at 0:30: hour 72 is due at 72:30
+    assert charged["stopped"] == list(range(41))         # stopped at 40:10
+    # Paused at 20:10 after hour 20; resumed at 30:10 (a new hour 21); hours 22.. follow each hour.
+    assert charged["paused"] == list(range(63))
+    views = {d.deployment_id: d for d in await wledger.deployments(acct)}
+    assert {k: v.hours_charged for k, v in views.items()} == {"always": 73, "late": 72, "stopped": 41, "paused": 63}
+    # Nothing else happened twice either: every key in the account's stream is unique.
+    async with wledger.engine.connect() as conn:
+        dupes = (await conn.execute(text(
+            "SELECT idempotency_key, count(*) FROM events WHERE account_id = :a AND idempotency_key IS NOT NULL"
+            " AND type = 'UsageMetered' GROUP BY idempotency_key HAVING count(*) > 1"), {"a": acct})).all()
+    assert dupes == []
+
+
+def test_cycle_at_counts_whole_months() -> None:
+    assert cycle_at(T0, T0) == 0
+    assert cycle_at(T0, T0 + timedelta(days=29)) == 0
+    assert cycle_at(T0, T0 + timedelta(days=30)) == 1  # 1 Dec 09:00
+    assert cycle_at(T0, T0.replace(month=12, hour=8)) == 0
+    assert cycle_at(T0, T0.replace(year=2027, month=2)) == 3
