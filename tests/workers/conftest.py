@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import pytest_asyncio
+from dramatiq.brokers.redis import RedisBroker
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger.clock import ManualClock
@@ -64,6 +65,9 @@ async def wledger(wengine: AsyncEngine, clock: ManualClock) -> AsyncIterator[Led
 def drain(bg: Background, timeout_ms: int = 30_000) -> None:
     """Wait until every queue is empty and the worker has finished what it took."""
     for queue in sorted(bg.broker.get_declared_queues()):
-        bg.broker.join(queue, timeout=timeout_ms, interval=10)
+        if isinstance(bg.broker, RedisBroker):
+            bg.broker.join(queue, timeout=timeout_ms, interval=10)
+        else:
+            bg.broker.join(queue, timeout=timeout_ms)
     assert bg.worker is not None
     bg.worker.join()

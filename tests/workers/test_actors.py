@@ -57,7 +57,7 @@ async def test_each_actor_twice_and_concurrently_is_one_delivery(
     added = after[len(before):]
     types = [t for t, _ in added]
     assert types.count("UsageMetered") == 2 + 3, added  # two hours, three usage items: once each
-    assert sorted(k for t, k in added if t == "UsageMetered") == sorted(
+    assert sorted(str(k) for t, k in added if t == "UsageMetered") == sorted(
         ["deployment:d1:hour:1", "deployment:d1:hour:2", "u0", "u1", "u2"])
     # 27 credits of email + hours on a 10-credit budget: 80, 95 and 100 % fire once each.
     alerts = [k for t, k in added if t == "AlertRaised"]
@@ -72,5 +72,5 @@ async def test_concurrent_sends_of_one_usage_batch(background: Background, wledg
     background.start_worker(threads=8)
     await asyncio.gather(*(asyncio.to_thread(background.actors.record_usage.send, usage) for _ in range(6)))
     drain(background)
-    keys = [k for t, k in await event_rows(wledger, "burst") if t == "UsageMetered"]
+    keys = [str(k) for t, k in await event_rows(wledger, "burst") if t == "UsageMetered"]
     assert sorted(keys) == sorted(f"k{i}" for i in range(50))
