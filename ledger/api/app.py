@@ -18,7 +18,17 @@ from redis.asyncio import Redis
 from ledger.api import problems
 from ledger.api.metrics import Metrics, MetricsMiddleware
 from ledger.api.ratelimit import RateLimiter
-from ledger.api.routes import accounts, balance, catalogue, controls, deployments, grants, ops, usage
+from ledger.api.routes import (
+    accounts,
+    balance,
+    catalogue,
+    controls,
+    deployments,
+    grants,
+    notifications,
+    ops,
+    usage,
+)
 from ledger.api.runtime import Runtime
 from ledger.api.schemas import ERRORS
 from ledger.bootstrap import open_ledger
@@ -70,7 +80,7 @@ def create_app(runtime: Runtime | None = None, *, settings: Settings | None = No
     if runtime is not None:
         _attach(app, runtime)
     problems.install(app)
-    for module in (accounts, balance, usage, grants, deployments, controls, catalogue):
+    for module in (accounts, balance, usage, grants, deployments, controls, notifications, catalogue):
         app.include_router(module.router, responses=ERRORS)
     app.include_router(ops.router)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
