@@ -41,6 +41,14 @@ class Settings(BaseSettings):
     # ---- workers ----
     #: The Dramatiq broker: ``redis://...`` or ``amqp://...`` (RabbitMQ); default: ``REDIS_URL``.
     broker_url: str | None = Field(default=None, validation_alias="BROKER_URL")
+    #: Prefix of the broker's queues (separate installs, or tests, sharing one Redis).
+    broker_namespace: str = "credits"
+    #: Redis broker: how long a worker may be silent before its unacked messages go back to the
+    #: queue (a worker killed mid-message), and how often (per million commands) that is checked.
+    broker_heartbeat_timeout_ms: int = 60_000
+    broker_maintenance_chance: int = 1000
+    #: ``credits serve`` also runs the relay, a worker and the scheduler in the API process.
+    serve_background: bool = True
     #: Threads per worker process running actors (async actors share one event loop).
     worker_threads: int = 8
     #: Seconds between scheduler ticks (hourly charges are found on every tick).

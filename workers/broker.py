@@ -35,8 +35,8 @@ def broker_url(settings: Settings) -> str:
     return redis_url
 
 
-def make_broker(url: str, *, extra: list[Middleware] | None = None, heartbeat_timeout_ms: int | None = None,
-                namespace: str = "credits") -> Broker:
+def make_broker(url: str, *, extra: list[Middleware] | None = None, heartbeat_timeout_ms: int = 60_000,
+                maintenance_chance: int = 1000, namespace: str = "credits") -> Broker:
     """A broker on ``url`` with the ledger's middleware; ``extra`` goes first (it must see
     worker shutdown before AsyncIO stops the event loop)."""
     middleware: list[Middleware] = [
@@ -46,5 +46,6 @@ def make_broker(url: str, *, extra: list[Middleware] | None = None, heartbeat_ti
     ]
     if url.startswith(("amqp://", "amqps://")):
         return RabbitmqBroker(url=url, middleware=middleware)
-    options = {"heartbeat_timeout": heartbeat_timeout_ms} if heartbeat_timeout_ms else {}
-    return RedisBroker(url=url, middleware=middleware, namespace=namespace, **options)  # type: ignore[no-untyped-call]
+    return RedisBroker(  # type: ignore[no-untyped-call]
+        url=url, middleware=middleware, namespace=namespace, heartbeat_timeout=heartbeat_timeout_ms,
+        maintenance_chance=maintenance_chance)

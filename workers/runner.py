@@ -30,11 +30,12 @@ log = logging.getLogger(__name__)
 class Background:
     """One broker with the actors declared, and this process's worker context."""
 
-    def __init__(self, settings: Settings, *, clock: Clock | None = None, url: str | None = None,
-                 heartbeat_timeout_ms: int | None = None, namespace: str = "credits") -> None:
+    def __init__(self, settings: Settings, *, clock: Clock | None = None, url: str | None = None) -> None:
         self.settings = settings
-        self.broker: Broker = make_broker(url or broker_url(settings), extra=[LedgerContext()],
-                                          heartbeat_timeout_ms=heartbeat_timeout_ms, namespace=namespace)
+        self.broker: Broker = make_broker(
+            url or broker_url(settings), extra=[LedgerContext()], namespace=settings.broker_namespace,
+            heartbeat_timeout_ms=settings.broker_heartbeat_timeout_ms,
+            maintenance_chance=settings.broker_maintenance_chance)
         self.actors: Actors = declare(
             self.broker, webhook_max_retries=settings.webhook_max_retries,
             webhook_min_backoff_ms=settings.webhook_min_backoff_ms,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 from redis.asyncio import Redis
@@ -49,9 +49,18 @@ first response (`Idempotent-Replayed: true`); the same key with another body is 
 async def serve_runtime(settings: Settings, *, clock: Clock | None = None) -> AsyncIterator[Runtime]:
     """Open everything one API process needs, and close it in reverse order."""
     _, redis_url = await asyncio.to_thread(resolve_urls, settings, need_redis=True)
-    async with open_ledger(settings, clock=clock) as ledger:
+    async with open_ledger(settings, clock=clock) as ledger, AsyncExitStack() as stack:
         limiter = RateLimiter(redis_url) if redis_url else None
         redis = Redis.from_url(redis_url) if redis_url else None
+        if settings.serve_background:
+            # Small installs: the relay, a worker and the scheduler in this process. The worker
+            # stops after the API has drained (exit stacks unwind in reverse).
+            from workers.runner import Background, background_tasks
+
+            bg = Background(settings, clock=clock)
+            stack.callback(bg.close)
+            bg.start_worker()
+            await stack.enter_async_context(background_tasks(bg, ledger))
         try:
             yield Runtime(ledger=ledger, settings=settings, limiter=limiter, redis=redis)
         finally:

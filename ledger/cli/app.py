@@ -284,8 +284,11 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     workers: Annotated[int, typer.Option(min=1, max=64, help="API processes (uvicorn workers).")] = 1,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    api_only: Annotated[bool, typer.Option(help="Only the API: no relay, worker or scheduler in this process.")]
+    = False,
 ) -> None:
-    """Run the HTTP API on DATABASE_URL / REDIS_URL, or on the embedded default.
+    """Run the HTTP API on DATABASE_URL / REDIS_URL, or on the embedded default; with the relay, a
+    worker and the scheduler in the same process unless --api-only (small installs need nothing else).
 
     On SIGTERM or Ctrl-C it stops accepting, lets requests in flight finish and their commands
     commit, then exits.
@@ -305,11 +308,77 @@ def serve(
     except (DBAPIError, OSError) as exc:
         fail(f"cannot use the database: {str(getattr(exc, 'orig', None) or exc).splitlines()[0]}")
     os.environ["DATABASE_URL"] = db_url
+    if api_only:
+        os.environ["CREDITS_SERVE_BACKGROUND"] = "false"
     if redis_url:
         os.environ["REDIS_URL"] = redis_url
     typer.echo(f"serving the API on http://{host}:{port} ({workers} worker{'s' if workers > 1 else ''})", err=True)
     uvicorn.run("ledger.api.app:create_app", factory=True, host=host, port=port, workers=workers,
                 log_level=log_level, timeout_graceful_shutdown=30, proxy_headers=False)
+
+
+def _until_signalled(stop: asyncio.Event) -> None:
+    import signal
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+
+@app.command()
+def worker(
+    threads: Annotated[int | None, typer.Option(min=1, max=256, help="Actor threads (default CREDITS_WORKER_THREADS).")]
+    = None,
+    relay: Annotated[bool, typer.Option(help="Also run the log relay (one is active at a time).")] = True,
+) -> None:
+    """Run a Dramatiq worker (and the relay) on BROKER_URL / REDIS_URL until SIGTERM or Ctrl-C."""
+    from workers.runner import Background, background_tasks
+
+    async def main() -> None:
+        settings = load_settings()
+        bg = Background(settings)
+        try:
+            bg.start_worker(threads)
+            typer.echo(f"worker running ({threads or settings.worker_threads} threads"
+                       f"{', relay' if relay else ''}); Ctrl-C to stop", err=True)
+            stop = asyncio.Event()
+            _until_signalled(stop)
+            async with open_ledger(settings) as ledger, background_tasks(bg, ledger, relay=relay, scheduler=False):
+                await stop.wait()
+        finally:
+            await asyncio.to_thread(bg.close)
+
+    run(main())
+
+
+@app.command()
+def scheduler(
+    interval: Annotated[float | None, typer.Option(min=0.1, help="Seconds between ticks.")] = None,  # float-ok
+    once: Annotated[bool, typer.Option(help="Run one tick and exit (for cron).")] = False,
+) -> None:
+    """Send due work (hourly charges, allowances, expiries, summaries) to the workers, every tick."""
+    from workers.runner import Background
+
+    async def main() -> None:
+        settings = load_settings()
+        bg = Background(settings)
+        try:
+            async with open_ledger(settings) as ledger:
+                sched = bg.scheduler(ledger)
+                if once:
+                    t = await sched.tick()
+                    typer.echo("skipped: another scheduler holds the lease" if t.skipped else
+                               f"sent {t.hours} hourly charges, {t.allowances} allowances, {t.expiries} expiries,"
+                               f" {t.summaries} summaries")
+                    return
+                stop = asyncio.Event()
+                _until_signalled(stop)
+                typer.echo("scheduler running; Ctrl-C to stop", err=True)
+                await sched.run(stop, interval or settings.scheduler_interval_s)
+        finally:
+            bg.close()
+
+    run(main())
 
 
 @app.command()

@@ -28,6 +28,7 @@ def clock() -> ManualClock:
 @pytest.fixture
 def settings(fresh_database_url: str, redis_url: str) -> Settings:
     return Settings(database_url=fresh_database_url, redis_url=redis_url, webhook_allow_private=True,
+                    broker_namespace=f"credits-test-{secrets.token_hex(4)}",
                     webhook_min_backoff_ms=100, webhook_max_backoff_ms=300, webhook_max_retries=3,
                     relay_idle_s=0.05)
 
@@ -35,7 +36,7 @@ def settings(fresh_database_url: str, redis_url: str) -> Settings:
 @pytest.fixture
 def background(settings: Settings, clock: ManualClock) -> Iterator[Background]:
     """A broker with the actors declared (queues in a namespace of this test's own)."""
-    bg = Background(settings, clock=clock, namespace=f"credits-test-{secrets.token_hex(4)}")
+    bg = Background(settings, clock=clock)
     try:
         yield bg
     finally:

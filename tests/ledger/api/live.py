@@ -30,7 +30,7 @@ def free_port() -> int:
 def live_server(database_url: str, redis_url: str) -> Iterator[str]:
     """Serve the API on ``database_url`` / ``redis_url``; yield its base URL; stop it on exit."""
     port = free_port()
-    settings = Settings(database_url=database_url, redis_url=redis_url, key_env="test")
+    settings = Settings(database_url=database_url, redis_url=redis_url, key_env="test", serve_background=False)
     server = uvicorn.Server(uvicorn.Config(create_app(settings=settings), host="127.0.0.1", port=port,
                                            log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, name="live-api", daemon=True)

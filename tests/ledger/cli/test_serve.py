@@ -81,10 +81,10 @@ def test_serve_on_the_embedded_default(tmp_path: Path) -> None:
 
 
 def test_sigterm_lets_requests_in_flight_commit(fresh_database_url: str, redis_url: str) -> None:
+    port = free_port()
     env = dict(os.environ, DATABASE_URL=fresh_database_url, REDIS_URL=redis_url,
                # A long batch window keeps commands waiting in the writer when the signal lands.
-               CREDITS_BATCH_WINDOW_MS="300")
-    port = free_port()
+               CREDITS_BATCH_WINDOW_MS="300", CREDITS_BROKER_NAMESPACE=f"credits-test-{port}")
     key = run_credits_env(env, "keys", "create", "--role", "operator", "--name", "t")
     proc = start_serve(env, port)
     base, h = f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {key}"}
