@@ -16,7 +16,12 @@ from ledger.money import credits_to_exact_ucr, floor_ucr, format_credits
 from ledger.rates import RateCard
 from ledger.state import AccountState
 
-AlertKind = Literal["budget", "agent_limit", "member_limit", "low_balance", "daily_summary", "weekly_summary"]
+AlertKind = Literal["budget", "agent_limit", "member_limit", "low_balance", "deployment_cost", "daily_summary",
+                    "weekly_summary"]
+
+#: ``deployment_cost`` fires when the running deployments would use up the available balance
+#: within this many hours.
+RUNWAY_HOURS = 24
 
 
 @dataclass(frozen=True)
@@ -79,9 +84,10 @@ def due_alerts(state: AccountState, now: datetime, card: RateCard) -> list[Alert
                                          cperiod, pct)
                         if facts(state, spec, card) is not None:
                             due.append(spec)
-    low = AlertSpec("low_balance", "account", "", day_key(now), 100)
-    if facts(state, low, card) is not None:
-        due.append(low)
+    for spec in (AlertSpec("low_balance", "account", "", day_key(now), 100),
+                 AlertSpec("deployment_cost", "account", "", day_key(now), 100)):
+        if facts(state, spec, card) is not None:
+            due.append(spec)
     return due
 
 
@@ -93,6 +99,14 @@ def facts(state: AccountState, spec: AlertSpec, card: RateCard) -> AlertFacts | 
             return None
         return AlertFacts("warning", f"available balance {format_credits(state.available_ucr)} credits is below"
                                      f" {format_credits(threshold)}", state.available_ucr, threshold)
+    if spec.kind == "deployment_cost":
+        hourly = sum(d.hourly_ucr for d in state.deployments.values() if d.status == "running")
+        if hourly == 0 or state.available_ucr >= hourly * RUNWAY_HOURS:
+            return None
+        hours = max(state.available_ucr, 0) // hourly
+        return AlertFacts("warning", f"running deployments cost {format_credits(hourly)} credits an hour: the"
+                                     f" available balance lasts about {hours} more hours", hourly * RUNWAY_HOURS,
+                          state.available_ucr)
     if spec.kind == "budget":
         cap = state.budget.monthly_limit_ucr
         spent = state.counter(("account", "", spec.period))

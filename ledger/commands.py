@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from ledger.events import Attribution, GrantSource, no_nul
 from ledger.money import MAX_UCR
@@ -50,7 +49,7 @@ class GrantCredits(Command):
 
     amount_ucr: int = PositiveUcr
     source: GrantSource = "promotion"
-    expires_at: datetime | None = None
+    expires_at: AwareDatetime | None = None
     reason: str = Field(min_length=1, max_length=500)
 
 
@@ -72,7 +71,8 @@ class Charge(_Usage):
 class Meter(_Usage):
     """Usage that already happened: never refused for lack of credits; may create debt."""
 
-    occurred_at: datetime | None = None
+    #: When the usage happened (with a UTC offset); default: when it is recorded.
+    occurred_at: AwareDatetime | None = None
 
 
 class Reserve(Command):
@@ -195,7 +195,8 @@ class CheckAlerts(Command):
 class RaiseAlert(Command):
     """Raise one alert if its condition holds now; keyed by the alert's name so it fires once."""
 
-    kind: Literal["budget", "agent_limit", "member_limit", "low_balance", "daily_summary", "weekly_summary"]
+    kind: Literal["budget", "agent_limit", "member_limit", "low_balance", "deployment_cost", "daily_summary",
+                  "weekly_summary"]
     scope: str = Field(max_length=20)
     subject: str = Field(max_length=200)
     period: str = Field(max_length=220)

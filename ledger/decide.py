@@ -59,6 +59,9 @@ from ledger.state import AccountState, apply
 
 E = TypeVar("E", bound=EventBase)
 
+#: How late usage may be reported: a backfill after an outage, not a rewrite of closed months.
+MAX_BACKDATE = timedelta(days=90)
+
 
 @dataclass(frozen=True)
 class Context:
@@ -266,6 +269,8 @@ def _meter(b: _Builder, cmd: c.Meter) -> None:
     p = price_usage(b.ctx.card, cmd.operation, cmd.quantity, cmd.quantities)
     if cmd.occurred_at is not None and cmd.occurred_at > b.ctx.now + timedelta(minutes=5):
         raise InvalidRequest("occurred_at is in the future")
+    if cmd.occurred_at is not None and cmd.occurred_at < b.ctx.now - MAX_BACKDATE:
+        raise InvalidRequest(f"occurred_at is more than {MAX_BACKDATE.days} days in the past")
     _expire_due(b)
     _debit(b, p, attribution=cmd.attribution, gated=False, occurred_at=cmd.occurred_at)
 

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from ledger import commands as c
 from ledger.errors import InvalidRequest, LedgerError, UnknownAccount
@@ -32,7 +31,7 @@ class UsageItem(BaseModel):
     quantity: StrictInt | None = None
     quantities: dict[Annotated[str, Field(max_length=100)], StrictInt] | None = None
     attribution: Attribution | None = None
-    occurred_at: datetime | None = None
+    occurred_at: AwareDatetime | None = None
     idempotency_key: Annotated[str, Field(min_length=1, max_length=255)]
 
 

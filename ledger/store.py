@@ -328,7 +328,8 @@ class EventStore:
         deployments: dict[str, dict[str, Deployment]] = defaultdict(dict)
         dep_ids = [(cmd.account_id, cmd.deployment_id) for cmd in of(
             c.StartDeployment, c.ChargeDeploymentHour, c.StopDeployment, c.PauseDeployment, c.ResumeDeployment)]
-        debtors = [cmd.account_id for cmd in of(c.PauseForDebt)]
+        # Debt pauses and the deployment-cost alert look at every running deployment.
+        debtors = [cmd.account_id for cmd in of(c.PauseForDebt, c.CheckAlerts, c.RaiseAlert)]
         if dep_ids or debtors:
             for dr in (await conn.execute(text(
                 "SELECT d.* FROM deployments d JOIN unnest(CAST(:a AS text[]), CAST(:d AS text[])) AS q(a, d2)"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import ipaddress
 import json
 import secrets
@@ -26,7 +27,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from standardwebhooks import Webhook
 
-from ledger.errors import InvalidRequest, NotFound
+from ledger.errors import IdempotencyConflict, InvalidRequest, NotFound
 from ledger.events import Event, event_data
 from ledger.money import format_credits
 from ledger.store import new_uuid
@@ -74,17 +75,34 @@ async def check_url(url: str, *, allow_private: bool) -> None:
 
 
 async def create_endpoint(engine: AsyncEngine, account_id: str, url: str, event_types: list[str] | None, *,
-                          allow_private: bool, now: datetime) -> Endpoint:
-    """Register an endpoint; its secret is in the result only (shown once)."""
+                          allow_private: bool, now: datetime,
+                          idempotency_key: str | None = None) -> tuple[Endpoint, bool]:
+    """Register an endpoint; ``(endpoint, replayed)``. Its secret is in the result only.
+
+    With an idempotency key the endpoint's id derives from it, so a retry finds the first
+    endpoint (and gets the same response) instead of adding a second one that doubles every
+    delivery; the same key with another URL or event list is a conflict.
+    """
     await check_url(url, allow_private=allow_private)
-    endpoint = Endpoint(f"we_{new_uuid().hex}", account_id, url, event_types, "enabled", now, new_secret())
+    endpoint_id = (f"we_{hashlib.sha256(f'{account_id}:{idempotency_key}'.encode()).hexdigest()[:32]}"
+                   if idempotency_key else f"we_{new_uuid().hex}")
+    endpoint = Endpoint(endpoint_id, account_id, url, event_types, "enabled", now, new_secret())
     async with engine.begin() as conn:
-        await conn.execute(text(
+        inserted = (await conn.execute(text(
             "INSERT INTO webhook_endpoints (account_id, endpoint_id, url, secret, event_types, created_at)"
-            " VALUES (:a, :e, :u, :s, :t, :now)"),
-            {"a": account_id, "e": endpoint.endpoint_id, "u": url, "s": endpoint.secret, "t": event_types,
-             "now": now})
-    return endpoint
+            " VALUES (:a, :e, :u, :s, :t, :now) ON CONFLICT (account_id, endpoint_id) DO NOTHING"
+            " RETURNING endpoint_id"),
+            {"a": account_id, "e": endpoint_id, "u": url, "s": endpoint.secret, "t": event_types,
+             "now": now})).first()
+        if inserted is not None:
+            return endpoint, False
+        first = (await conn.execute(text(
+            "SELECT url, secret, event_types, status, created_at FROM webhook_endpoints"
+            " WHERE account_id = :a AND endpoint_id = :e"), {"a": account_id, "e": endpoint_id})).one()
+    if (first.url, first.event_types) != (url, event_types):
+        raise IdempotencyConflict(f"idempotency key {idempotency_key!r} was used for a different endpoint")
+    return Endpoint(endpoint_id, account_id, first.url, first.event_types, first.status, first.created_at,
+                    first.secret), True
 
 
 async def list_endpoints(engine: AsyncEngine, account_id: str) -> list[Endpoint]:

@@ -44,7 +44,7 @@ def access(role: Role) -> Callable[..., Awaitable[Principal]]:
     async def check(request: Request, rt: RT, who: Annotated[Principal, Depends(caller)]) -> Principal:
         account = request.path_params.get("account")
         who.require(role, account)
-        await rt.rate_limit(who, account)
+        await rt.rate_limit(who)
         return who
 
     return check

@@ -57,15 +57,16 @@ class Runtime:
         self._plans[account_id] = (plan, now + 30.0)
         return plan
 
-    async def rate_limit(self, who: Principal, account_id: str | None) -> None:
+    async def rate_limit(self, who: Principal) -> None:
         """Count the request against its plan's per-minute limit; raise ``RateLimited`` over it.
 
-        Requests on an account count against that account's plan, whoever sends them; an
-        operator's requests that name no account count against the operator limit.
+        An account's own keys count against its plan's limit. Operator keys (the product's
+        backend, acting for many accounts, e.g. granting credits after a purchase) count against
+        the operator limit per key, so one busy free-plan user never throttles the backend.
         """
         if self.limiter is None or not self.settings.rate_limits:
             return
-        subject = account_id or who.account_id
+        subject = who.account_id
         if subject is not None:
             plan_id = await self._plan_of(subject)
             plan = self.ledger.card.plans.get(plan_id) if plan_id else None

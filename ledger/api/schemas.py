@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from ledger.errors import InvalidRequest
 from ledger.money import MAX_UCR, format_credits, parse_credits
@@ -301,7 +301,7 @@ class UsageBatchIn(Body):
 
     #: Each item: ``{account_id, operation, quantity | quantities, attribution?, occurred_at?,
     #: idempotency_key}``. Items are checked one by one: a bad item rejects only itself.
-    events: Annotated[list[dict[str, Any]], Field(min_length=1, max_length=1000)]
+    events: Annotated[list[Any], Field(min_length=1, max_length=1000)]
 
 
 class UsageResult(Out):
@@ -396,7 +396,7 @@ class GrantIn(WriteBody):
     amount: CreditsText | None = None
     amount_ucr: Ucr | None = None
     source: Literal["promotion", "refund", "purchase", "allowance"] = "promotion"
-    expires_at: datetime | None = None
+    expires_at: AwareDatetime | None = None
     reason: Annotated[str, Field(min_length=1, max_length=500, examples=["support goodwill"])]
 
 

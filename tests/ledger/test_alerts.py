@@ -88,3 +88,17 @@ async def test_debt_pauses_running_deployments(ledger: Ledger, open_account: Ope
     assert [(e.deployment_id, e.reason) for e in paused if isinstance(e, DeploymentPaused)] == [("d1", "in_debt")]
     assert (await ledger.deployments(acct))[0].status == "paused"
     assert (await ledger.execute(c.PauseForDebt(account_id=acct))).events == (), "already paused"
+
+
+async def test_deployment_cost_fires_when_running_deployments_outrun_the_balance(
+        ledger: Ledger, open_account: OpenAccount, clock: ManualClock) -> None:
+    acct = await open_account(credits_ucr=30 * CREDIT)  # gpu-m costs more than 30 credits a day
+    assert kinds(await ledger.raise_due_alerts(acct)) == []
+    await ledger.execute(c.StartDeployment(account_id=acct, deployment_id="big", instance_type="gpu-m"))
+    raised = await ledger.raise_due_alerts(acct)
+    assert kinds(raised) == [("deployment_cost", 100)]
+    assert "lasts about" in raised[0].message  # type: ignore[union-attr]
+    assert kinds(await ledger.raise_due_alerts(acct)) == [], "once a day"
+    await ledger.execute(c.StopDeployment(account_id=acct, deployment_id="big"))
+    clock.advance(timedelta(days=1))
+    assert kinds(await ledger.raise_due_alerts(acct)) == [], "nothing running: no alert"

@@ -108,7 +108,7 @@ async def visible_in_log(ledger: Ledger, after: LogPosition) -> None:
 async def test_webhooks_are_signed_and_a_retry_keeps_the_id(
         background: Background, wledger: Ledger, receiver: Receiver, clock: ManualClock) -> None:
     await wledger.execute(c.OpenAccount(account_id="hooked", name="h", plan="free"))
-    endpoint = await create_endpoint(wledger.engine, "hooked", receiver.url, ["UsageMetered", "AlertRaised"],
+    endpoint, _ = await create_endpoint(wledger.engine, "hooked", receiver.url, ["UsageMetered", "AlertRaised"],
                                      allow_private=True, now=clock.now())
     receiver.statuses = [500, 503]  # the first two attempts fail
     await wledger.execute(c.Charge(account_id="hooked", operation="email", quantity=1000))

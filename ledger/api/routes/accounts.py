@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from fastapi import APIRouter, Response, status
 
 from ledger import commands as c
@@ -24,10 +26,13 @@ async def _account(rt: RT, account_id: str) -> s.AccountOut:
 async def open_account(body: s.AccountIn, rt: RT, who: Operator, response: Response,
                        idem: IdemHeader = None) -> s.AccountOut:
     """Open an account (operator). Signup credits and the first allowance are granted per plan."""
-    account_id = body.id or f"acct_{new_uuid().hex}"
-    outcome = await rt.ledger.execute(c.OpenAccount(
-        account_id=account_id, name=body.name, plan=body.plan,
-        idempotency_key=idempotency_key(idem, body.idempotency_key)))
+    key = idempotency_key(idem, body.idempotency_key)
+    # Keys are scoped to an account, so an id the server picks must come from the key: a retry
+    # then names the same account and replays instead of opening a second one.
+    account_id = body.id or (f"acct_{hashlib.sha256(f'open:{key}'.encode()).hexdigest()[:32]}" if key
+                             else f"acct_{new_uuid().hex}")
+    outcome = await rt.ledger.execute(c.OpenAccount(account_id=account_id, name=body.name, plan=body.plan,
+                                                    idempotency_key=key))
     _replayed(response, outcome.replayed)
     return await _account(rt, account_id)
 

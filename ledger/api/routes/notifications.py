@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Response, status
 
 from ledger.api import schemas as s
-from ledger.api.deps import RT, Admin, Reader
+from ledger.api.deps import RT, Admin, IdemHeader, Reader, idempotency_key, replayed
 from ledger.api.routes.balance import decode_cursor, encode_cursor
 from ledger.events import AlertRaised
 from ledger.money import format_credits
@@ -39,14 +39,17 @@ def _out(e: Endpoint) -> s.WebhookEndpointOut:
 
 @router.post("/v1/accounts/{account}/webhook-endpoints", status_code=status.HTTP_201_CREATED,
              response_model=s.WebhookEndpointOut)
-async def add_endpoint(account: str, body: s.WebhookEndpointIn, rt: RT, who: Admin) -> s.WebhookEndpointOut:
+async def add_endpoint(account: str, body: s.WebhookEndpointIn, rt: RT, who: Admin, response: Response,
+                       idem: IdemHeader = None) -> s.WebhookEndpointOut:
     """Send the account's events to ``url``, signed (Standard Webhooks); the secret is shown once.
 
     URLs on private, loopback or link-local addresses are refused unless the operator allows them.
     """
     await rt.ledger.account(account)
-    endpoint = await create_endpoint(rt.ledger.engine, account, body.url, body.events,
-                                     allow_private=rt.settings.webhook_allow_private, now=rt.ledger.clock.now())
+    endpoint, was_replayed = await create_endpoint(
+        rt.ledger.engine, account, body.url, body.events, allow_private=rt.settings.webhook_allow_private,
+        now=rt.ledger.clock.now(), idempotency_key=idempotency_key(idem, body.idempotency_key))
+    replayed(response, was_replayed)
     return _out(endpoint)
 
 

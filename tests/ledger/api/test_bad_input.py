@@ -324,21 +324,13 @@ async def test_one_bad_item_rejects_only_itself(client: httpx.AsyncClient, acct:
     assert sorted(keys) == ["ok-1", "ok-2", "ok-3"], keys
 
 
-# ---- bugs ------------------------------------------------------------------------------------
+# ---- regressions (found by these tests, fixed) --------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a grant's expires_at without a UTC offset (e.g. '2027-01-01T00:00:00') passes GrantIn "
-    "(pydantic datetime accepts naive values) and reaches decide._grant, where comparing it with the "
-    "aware clock raises TypeError: the API answers 500 command-failed instead of 422"))
 async def test_a_grant_expiry_without_a_timezone_is_a_422(client: httpx.AsyncClient, acct: Acct) -> None:
     await refused(client, acct, "POST", GRANTS, "operator",
                   json={"amount": "1", "reason": "t", "expires_at": "2027-01-01T00:00:00"})
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a /v1/usage item whose occurred_at has no UTC offset passes UsageItem and reaches "
-    "decide._meter, where comparing it with the aware clock raises TypeError: the item is rejected "
-    "with a 500 command-failed error (a server fault) instead of a 422 invalid-request"))
 async def test_a_usage_time_without_a_timezone_is_a_422_item(client: httpx.AsyncClient, acct: Acct) -> None:
     before = await state(client, acct)
     r = await client.post("/v1/usage", headers=bearer(acct.account.member),

@@ -9,7 +9,6 @@ import secrets
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.ledger.api.conftest import OpenApiAccount, bearer
 from tests.ledger.api.conftest import TestAccount as Account
@@ -228,11 +227,6 @@ async def test_other_writes_replay_too(client: httpx.AsyncClient, api_account: O
             assert second.json() == first.json(), path
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: POST /v1/accounts/{account}/webhook-endpoints (ledger/api/routes/notifications.py, add_endpoint) "
-    "takes no Idempotency-Key header and ignores the body's idempotency_key that WebhookEndpointIn (a "
-    "WriteBody) accepts: a retried request creates a second endpoint with a new secret (every event is then "
-    "delivered twice) instead of replaying the first response"))
 async def test_a_replayed_webhook_endpoint_is_created_once(
         client: httpx.AsyncClient, api_account: OpenApiAccount, operator_key: str) -> None:
     a = await api_account(prefix="idem")
@@ -273,11 +267,6 @@ async def test_settle_and_release_replay(client: httpx.AsyncClient, api_account:
     assert await state(client, operator_key, a.id) == (before[0], 10_000_000 - 400_000)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: POST /v1/accounts without an `id` (ledger/api/routes/accounts.py, open_account: "
-    "`account_id = body.id or f\"acct_{new_uuid().hex}\"`) draws a fresh account id on every request, and "
-    "idempotency keys are scoped per account, so a retry with the same Idempotency-Key opens a second "
-    "account (with its own signup credits) instead of replaying the first response"))
 async def test_opening_an_account_without_an_id_replays(client: httpx.AsyncClient, operator_key: str) -> None:
     h = {**bearer(operator_key), "Idempotency-Key": new_key()}
     name = f"idem-open-{secrets.token_hex(4)}"
