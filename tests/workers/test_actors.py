@@ -74,3 +74,23 @@ async def test_concurrent_sends_of_one_usage_batch(background: Background, wledg
     drain(background)
     keys = [str(k) for t, k in await event_rows(wledger, "burst") if t == "UsageMetered"]
     assert sorted(keys) == sorted(f"k{i}" for i in range(50))
+
+
+async def test_a_producer_message_as_documented_is_recorded_once(background: Background, wledger: Ledger) -> None:
+    import dramatiq
+    from dramatiq.brokers.redis import RedisBroker
+
+    await open_funded(wledger, "producer", 5)
+    # The producer's side, as docs/workers.md shows it: its own broker, no actor code.
+    producer = RedisBroker(url=background.settings.redis_url,  # type: ignore[no-untyped-call]
+                           namespace=background.settings.broker_namespace)
+    events = [{"account_id": "producer", "operation": "gpt-4o", "quantities": {"input_tokens": 1200,
+                                                                              "output_tokens": 350},
+               "attribution": {"agent": "support-bot"}, "idempotency_key": "req-8812"}]
+    for _ in range(2):
+        producer.enqueue(dramatiq.Message(queue_name="usage", actor_name="record_usage", options={}, kwargs={},
+                                          args=(events,)))
+    producer.close()
+    background.start_worker(threads=2)
+    drain(background)
+    assert [k for t, k in await event_rows(wledger, "producer") if t == "UsageMetered"] == ["req-8812"]
