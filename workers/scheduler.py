@@ -75,6 +75,11 @@ class Scheduler:
         self.ledger = ledger
         self.send = send
         self.clock = clock or ledger.clock
+        #: Summary periods already sent by this process: the scan over a day's events runs once
+        #: per period, not every tick (a restart or the other scheduler repeats it once; the
+        #: keys make that a replay).
+        self._summarised: set[str] = set()
+        self._pending_periods: set[str] = set()
 
     async def tick(self) -> Tick:
         """One pass over everything due now, under the lease (skipped if another scheduler holds it)."""
@@ -121,6 +126,9 @@ class Scheduler:
         # A deployment's hours stay in one message, in order: one transaction charges them in turn.
         for chunk in _chunks(t.commands):
             await asyncio.to_thread(self.send, [dump(cmd) for cmd in chunk])
+        # Only once they were handed over: a failed send leaves them for the next tick.
+        self._summarised |= self._pending_periods
+        self._pending_periods = set()
         return t
 
     async def _summaries(self, now: datetime) -> list[c.Command]:
@@ -134,6 +142,9 @@ class Scheduler:
         out: list[c.Command] = []
         async with self.ledger.engine.connect() as conn:
             for kind, period, start, end in spans:
+                if period in self._summarised:
+                    continue
+                self._pending_periods.add(period)
                 for r in (await conn.execute(text(
                     "SELECT account_id, sum(-amount_ucr) AS spent FROM events WHERE type = 'UsageMetered'"
                     " AND occurred_at >= :s AND occurred_at < :e GROUP BY account_id ORDER BY account_id"),
