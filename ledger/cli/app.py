@@ -294,6 +294,8 @@ def serve(
     commit, then exits.
     """
     import os
+    import signal
+    import sys
 
     import uvicorn
 
@@ -312,6 +314,9 @@ def serve(
         os.environ["CREDITS_SERVE_BACKGROUND"] = "false"
     if redis_url:
         os.environ["REDIS_URL"] = redis_url
+    # uvicorn stops gracefully on SIGTERM, then re-raises it: exit cleanly here so exit handlers
+    # run (the embedded Redis is shut down by one) and supervisors see status 0.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     typer.echo(f"serving the API on http://{host}:{port} ({workers} worker{'s' if workers > 1 else ''})", err=True)
     uvicorn.run("ledger.api.app:create_app", factory=True, host=host, port=port, workers=workers,
                 log_level=log_level, timeout_graceful_shutdown=30, proxy_headers=False)
