@@ -220,9 +220,15 @@ class Ledger:
         probe = c.CheckAlerts(account_id=account_id, attribution=attribution or Attribution())
         async with self.engine.connect() as conn:
             state = await self.store.snapshot(conn, probe, now, self.card)
+            due = due_alerts(state, now, self.card)
+            # An alert that already fired this period holds on every later check: skip it here
+            # rather than replay it through the writer each time.
+            fired = set((await conn.execute(text(
+                "SELECT key FROM idempotency_keys WHERE account_id = :a AND key = ANY(:k)"),
+                {"a": account_id, "k": [spec.key for spec in due]})).scalars()) if due else set()
         commands = [c.RaiseAlert(account_id=account_id, kind=spec.kind, scope=spec.scope, subject=spec.subject,
                                  period=spec.period, threshold_pct=spec.threshold_pct, idempotency_key=spec.key)
-                    for spec in due_alerts(state, now, self.card)]
+                    for spec in due if spec.key not in fired]
         raised: list[Event] = []
         for result in await self.execute_many(commands) if commands else []:
             if isinstance(result, Outcome) and not result.replayed:
