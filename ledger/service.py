@@ -39,6 +39,10 @@ class Balance:
     resets_at: datetime | None
     version: int
     recent: Sequence[Event]
+    #: ``recent`` with each entry's version.
+    entries: Sequence[tuple[int, Event]] = ()
+    #: When the available balance runs out at the recent burn rate (None: idle, or years away).
+    runout_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,23 @@ class Account:
     status: str
     opened_at: datetime
     settings: Mapping[str, Any]
+
+
+#: The burn rate behind the run-out forecast is the usage of this window.
+BURN_WINDOW = timedelta(days=7)
+#: Further than this, "runs out" means "does not": no date is given.
+FORECAST_HORIZON = timedelta(days=3650)
+
+
+def runout_at(now: datetime, available_ucr: int, burned_ucr: int) -> datetime | None:
+    """When ``available_ucr`` is used up at ``burned_ucr`` per ``BURN_WINDOW`` (exact integer maths)."""
+    if burned_ucr <= 0 or available_ucr <= 0:
+        return None
+    window_us = BURN_WINDOW // timedelta(microseconds=1)
+    # Compare in integers first: a tiny burn against a large balance must not overflow timedelta.
+    if available_ucr * window_us >= burned_ucr * (FORECAST_HORIZON // timedelta(microseconds=1)):
+        return None
+    return now + timedelta(microseconds=available_ucr * window_us // burned_ucr)
 
 
 class Ledger:
@@ -122,8 +143,13 @@ class Ledger:
             raise UnknownAccount(account_id)
         return Account(row.account_id, row.name, row.plan, row.status, row.opened_at, row.settings)
 
-    async def balance(self, account_id: str, *, recent: int = 20) -> Balance:
-        """The exact balance, read from the inline state, with the last ``recent`` entries."""
+    async def balance(self, account_id: str, *, recent: int = 20, forecast: bool = False) -> Balance:
+        """The exact balance, read from the inline state, with the last ``recent`` entries.
+
+        With ``forecast``, also when the available balance runs out at the last 7 days' burn rate.
+        One connection, one statement per part.
+        """
+        now = self.clock.now()
         async with self.engine.connect() as conn:
             row = (await conn.execute(text(
                 "SELECT plan, status, balance_ucr, debt_ucr, reserved_ucr, version, opened_at, settings"
@@ -133,18 +159,29 @@ class Ledger:
             sources = (await conn.execute(text(
                 "SELECT source, sum(remaining_ucr) AS s FROM grants WHERE account_id = :a AND remaining_ucr > 0"
                 " GROUP BY source"), {"a": account_id})).all()
-            events = await self._events(conn, account_id, recent, 0)
+            rows = [] if recent <= 0 else (await conn.execute(text(
+                f"SELECT {EVENT_COLUMNS} FROM events WHERE account_id = :a ORDER BY version DESC LIMIT :l"),
+                {"a": account_id, "l": recent})).all()
+            burned = 0
+            if forecast:
+                burned = int((await conn.execute(text(
+                    "SELECT coalesce(sum(-amount_ucr), 0) FROM events WHERE account_id = :a"
+                    " AND type = 'UsageMetered' AND recorded_at >= :t"),
+                    {"a": account_id, "t": now - BURN_WINDOW})).scalar() or 0)
         by_source = {"allowance": 0, "purchase": 0, "promotion": 0, "refund": 0}
         by_source.update({r.source: int(r.s) for r in sources})
         plan = self.card.plans.get(row.plan)
         allowance = floor_ucr(credits_to_exact_ucr(plan.monthly_credits)) if plan else 0
         cycle = row.settings.get("allowance_cycle", 0)
+        entries = [(r.version, row_to_event(r)) for r in rows]
+        available = row.balance_ucr - row.reserved_ucr
         return Balance(
             account_id=account_id, plan=row.plan, status=row.status, balance_ucr=row.balance_ucr,
-            available_ucr=row.balance_ucr - row.reserved_ucr, reserved_ucr=row.reserved_ucr,
+            available_ucr=available, reserved_ucr=row.reserved_ucr,
             debt_ucr=row.debt_ucr, by_source=by_source, monthly_allowance_ucr=allowance,
             resets_at=add_months(row.opened_at, max(cycle, 0) + 1) if allowance else None,
-            version=row.version, recent=events)
+            version=row.version, recent=[e for _, e in entries], entries=entries,
+            runout_at=runout_at(now, available, burned))
 
     async def entries(self, account_id: str, *, limit: int = 50, offset: int = 0) -> list[Event]:
         """The account's ledger, newest first, straight from its event stream."""
@@ -199,15 +236,6 @@ class Ledger:
                 "SELECT spent_ucr FROM spend_counters WHERE account_id = :a AND scope = :s AND subject = :j"
                 " AND period = :p"), {"a": account_id, "s": scope, "j": subject,
                                       "p": month_key(self.clock.now())})).scalar()
-        return int(value or 0)
-
-    async def burn_rate(self, account_id: str, days: int = 7) -> int:
-        """µcr of usage over the last ``days`` days (for the run-out forecast)."""
-        since = self.clock.now() - timedelta(days=days)
-        async with self.engine.connect() as conn:
-            value = (await conn.execute(text(
-                "SELECT coalesce(sum(-amount_ucr), 0) FROM events WHERE account_id = :a"
-                " AND type = 'UsageMetered' AND recorded_at >= :t"), {"a": account_id, "t": since})).scalar()
         return int(value or 0)
 
     async def raise_due_alerts(self, account_id: str, attribution: Attribution | None = None) -> list[Event]:

@@ -20,7 +20,8 @@ from ledger.keys import Principal, Role
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer cl_live_...`")
 
 
-def runtime(request: Request) -> Runtime:
+async def runtime(request: Request) -> Runtime:
+    # async: a plain def would be run on the thread pool for every request.
     rt: Runtime = request.app.state.runtime
     return rt
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import timedelta
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -42,13 +41,8 @@ def decode_cursor(cursor: str) -> int:
 @router.get("/v1/accounts/{account}/balance", response_model=s.BalanceOut)
 async def balance(account: str, rt: RT, who: Reader) -> s.BalanceOut:
     """The exact balance (inline state), by source, with the allowance, a run-out forecast and the last 20 entries."""
-    b = await rt.ledger.balance(account, recent=0)
-    recent = await rt.ledger.ledger_page(account, limit=20)
-    burned = await rt.ledger.burn_rate(account, days=7)
-    runout = None
-    if burned > 0 and b.available_ucr > 0:
-        runout = rt.ledger.clock.now() + timedelta(days=7) * (b.available_ucr / burned)  # float-ok: a forecast date
-    return render.balance(b, recent, runout)
+    b = await rt.ledger.balance(account, recent=20, forecast=True)
+    return render.balance(b, b.entries, b.runout_at)
 
 
 @router.get("/v1/accounts/{account}/ledger", response_model=s.EntryPage)
