@@ -16,11 +16,12 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
 import uuid_utils
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ledger import commands as c
@@ -48,6 +49,16 @@ from ledger.state import (
     Reservation,
     spend_keys,
 )
+
+
+@lru_cache(maxsize=512)
+def _sql(statement: str) -> TextClause:
+    """The statement as a ``text()`` construct, built once per distinct string.
+
+    Building ``text()`` parses its bind parameters with a regex every time; the hot path runs
+    the same few statements (and the same few shapes of the batch's write) over and over.
+    """
+    return text(statement)
 
 
 def new_uuid() -> UUID:
@@ -133,7 +144,7 @@ class EventStore:
         # always has a larger xid, and the log read in (tx_id, position) order keeps each
         # account's events in version order.
         await conn.execute(
-            text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS t(k)"),
+            _sql("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS t(k)"),
             {"keys": sorted({lock_key(a) for a in account_ids})},
         )
         loaded = await self._load(conn, commands, account_ids, now, card)
@@ -212,7 +223,7 @@ class EventStore:
         card: RateCard,
     ) -> _Loaded:
         out = _Loaded()
-        rows = (await conn.execute(text(
+        rows = (await conn.execute(_sql(
             "SELECT account_id, name, plan, status, debt_ucr, reserved_ucr, version, last_hash, settings,"
             " opened_at FROM accounts WHERE account_id = ANY(:ids)"), {"ids": account_ids})).all()
         account_rows = {r.account_id: r for r in rows}
@@ -234,7 +245,7 @@ class EventStore:
         # Live grants, plus any purchase a clawback names (it may be spent down to zero).
         purchase_ids = [(cmd.account_id, cmd.purchase_id) for cmd in of(c.IssueRefund)
                         if cmd.purchase_id is not None]
-        grant_rows = [] if not existing else (await conn.execute(text(
+        grant_rows = [] if not existing else (await conn.execute(_sql(
             "SELECT account_id, grant_id, source, original_ucr, remaining_ucr, expires_at, granted_at"
             " FROM grants WHERE account_id = ANY(:ids) AND remaining_ucr > 0"
             " UNION ALL SELECT g.account_id, g.grant_id, g.source, g.original_ucr, g.remaining_ucr,"
@@ -252,7 +263,7 @@ class EventStore:
         keyed = [(cmd.account_id, cmd.idempotency_key) for cmd in commands
                  if cmd.idempotency_key and cmd.account_id in account_rows]
         if keyed:
-            for k in (await conn.execute(text(
+            for k in (await conn.execute(_sql(
                 "SELECT k.account_id, k.key, k.request_hash, k.first_version, k.last_version"
                 " FROM idempotency_keys k JOIN unnest(CAST(:a AS text[]), CAST(:k AS text[])) AS q(a, k2)"
                 " ON k.account_id = q.a AND k.key = q.k2"),
@@ -268,7 +279,7 @@ class EventStore:
                                    or ((attr := _usage_attribution(cmd)) is not None
                                        and (attr.agent or attr.member)))} | alerting)
         if wants_limits:
-            for lr in (await conn.execute(text(
+            for lr in (await conn.execute(_sql(
                 "SELECT account_id, scope, subject, per_run_ucr, per_day_ucr, per_month_ucr FROM limits"
                 " WHERE account_id = ANY(:ids)"), {"ids": wants_limits})).all():
                 limits[lr.account_id][(lr.scope, lr.subject)] = Limit(lr.per_run_ucr, lr.per_day_ucr,
@@ -298,7 +309,7 @@ class EventStore:
                                  for period in (day_key(now), month_key(now))]
         counters: dict[str, dict[CounterKey, int]] = defaultdict(dict)
         if counter_keys:
-            for cr in (await conn.execute(text(
+            for cr in (await conn.execute(_sql(
                 "SELECT s.account_id, s.scope, s.subject, s.period, s.spent_ucr FROM spend_counters s"
                 " JOIN unnest(CAST(:a AS text[]), CAST(:s AS text[]), CAST(:j AS text[]), CAST(:p AS text[]))"
                 " AS q(a, s2, j, p) ON s.account_id = q.a AND s.scope = q.s2 AND s.subject = q.j"
@@ -312,7 +323,7 @@ class EventStore:
         res_ids = [(cmd.account_id, cmd.reservation_id) for cmd in of(c.Settle, c.Release)]
         expiring = [cmd.account_id for cmd in of(c.ExpireReservations)]
         if res_ids or expiring:
-            for rr in (await conn.execute(text(
+            for rr in (await conn.execute(_sql(
                 "SELECT r.account_id, r.reservation_id, r.operation, r.held_ucr, r.status, r.expires_at,"
                 " r.created_at FROM reservations r"
                 " JOIN unnest(CAST(:a AS text[]), CAST(:r AS uuid[])) AS q(a, r2)"
@@ -331,7 +342,7 @@ class EventStore:
         # Debt pauses and the deployment-cost alert look at every running deployment.
         debtors = [cmd.account_id for cmd in of(c.PauseForDebt, c.CheckAlerts, c.RaiseAlert)]
         if dep_ids or debtors:
-            for dr in (await conn.execute(text(
+            for dr in (await conn.execute(_sql(
                 "SELECT d.* FROM deployments d JOIN unnest(CAST(:a AS text[]), CAST(:d AS text[])) AS q(a, d2)"
                 " ON d.account_id = q.a AND d.deployment_id = q.d2"
                 " UNION SELECT * FROM deployments WHERE account_id = ANY(:debtors) AND status = 'running'"),
@@ -345,7 +356,7 @@ class EventStore:
         redeemed: dict[str, set[str]] = defaultdict(set)
         coupon_cmds = [(cmd.account_id, cmd.code) for cmd in of(c.RedeemCoupon)]
         if coupon_cmds:
-            for cr2 in (await conn.execute(text(
+            for cr2 in (await conn.execute(_sql(
                 "SELECT account_id, code FROM coupon_redemptions WHERE account_id = ANY(:a)"
                 " AND code = ANY(:c)"),
                 {"a": [a for a, _ in coupon_cmds], "c": [k for _, k in coupon_cmds]},
@@ -353,13 +364,13 @@ class EventStore:
                 redeemed[cr2.account_id].add(cr2.code)
             # The card defines coupons; their shared redemption count lives in ``coupons``.
             card_codes = [k for k in sorted({k for _, k in coupon_cmds}) if k in card.coupons]
-            await conn.execute(text(
+            await conn.execute(_sql(
                 "INSERT INTO coupons (code, max_redemptions) SELECT * FROM unnest(CAST(:c AS text[]),"
                 " CAST(:m AS int[])) ON CONFLICT (code) DO UPDATE SET max_redemptions = excluded.max_redemptions"),
                 {"c": card_codes, "m": [card.coupons[k].max_redemptions for k in card_codes]})
             # The redemption count is global to the coupon: lock its row (after every account
             # lock, in code order) so two accounts cannot both take the last redemption.
-            for cp in (await conn.execute(text(
+            for cp in (await conn.execute(_sql(
                 "SELECT code, max_redemptions, redeemed_count FROM coupons WHERE code = ANY(:c)"
                 " ORDER BY code FOR UPDATE"), {"c": sorted({k for _, k in coupon_cmds})})).all():
                 out.coupon_stock[cp.code] = (None if cp.max_redemptions is None
@@ -428,7 +439,7 @@ class _Writes:
     async def run(self, conn: AsyncConnection) -> None:
         if self.parts:
             ctes = ", ".join(f"w{i} AS ({sql})" for i, sql in enumerate(self.parts))
-            await conn.execute(text(f"WITH {ctes} SELECT 1"), self.params)
+            await conn.execute(_sql(f"WITH {ctes} SELECT 1"), self.params)
 
 
 class _ApiKeyWrites:
@@ -648,7 +659,7 @@ async def read_ranges(
     conn: AsyncConnection, ranges: list[tuple[str, int, int]]
 ) -> dict[tuple[str, int, int], list[Event]]:
     """Events of several ``(account, first, last)`` version ranges in one query, each in order."""
-    rows = (await conn.execute(text(
+    rows = (await conn.execute(_sql(
         f"SELECT q.a AS q_a, q.f AS q_f, q.l AS q_l, {', '.join('e.' + f for f in EVENT_FIELDS)}"
         " FROM unnest(CAST(:a AS text[]), CAST(:f AS bigint[]), CAST(:l AS bigint[])) AS q(a, f, l)"
         " JOIN events e ON e.account_id = q.a AND e.version BETWEEN q.f AND q.l ORDER BY e.account_id, e.version"),
