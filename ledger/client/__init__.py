@@ -1,16 +1,20 @@
 """The Python SDK of the Credit Ledger API.
 
 >>> from ledger.client import Client, PaymentRequiredError
->>> with Client("http://localhost:8000", api_key="cl_live_...") as client:
+>>> with Client("http://localhost:8000", api_key="cl_live_...") as client:  # doctest: +SKIP
 ...     client.credits.balance().available            # "24.876500": decimal strings, and *_ucr integers
 ...     client.usage.charge("gpt-4o", quantities={"input_tokens": 1200, "output_tokens": 350})
+...     for entry in client.credits.iter():           # every entry, newest first, cursor-stable
+...         print(entry.amount, entry.operation)
 
-Every write carries an idempotency key made once per call; retries (connection errors, 429
-after ``Retry-After``, 5xx) reuse it, so a retry never records twice.
+``AsyncClient`` has the same namespaces, awaitable (``async for`` over ``credits.iter()``).
+
+Every write carries an idempotency key made once per call (or the one given); retries
+(connection errors, 429 after ``Retry-After``, 500/502/503/504) resend the same request with the
+same key, so a retry never records twice. Money is ``int`` µcr or decimal strings, never floats.
 """
 
-from ledger.client._async import AsyncClient
-from ledger.client._sync import Client
+from ledger.client.client import AsyncClient, Client
 from ledger.client.errors import (
     AccountRequiredError,
     AuthenticationError,
@@ -26,51 +30,69 @@ from ledger.client.errors import (
     RateLimitedError,
     ServerError,
 )
+from ledger.client.gate import AsyncGate, Gate, gate
 from ledger.client.models import (
+    UCR_PER_CREDIT,
     Account,
+    Attribution,
     Balance,
     Charge,
     Deployment,
+    Draw,
     Entry,
     EntryPage,
     Estimate,
     Grant,
+    Me,
+    PriceLine,
     Release,
     Reservation,
     Settlement,
+    SourceAmounts,
     UsageEvent,
     UsageResult,
+    format_credits,
     to_ucr,
 )
 
 __all__ = [
+    "UCR_PER_CREDIT",
     "Account",
     "AccountRequiredError",
     "AsyncClient",
+    "AsyncGate",
+    "Attribution",
     "AuthenticationError",
     "Balance",
     "Charge",
     "Client",
     "ConflictError",
     "Deployment",
+    "Draw",
     "Entry",
     "EntryPage",
     "Estimate",
+    "Gate",
     "Grant",
     "IdempotencyConflictError",
     "InvalidRequestError",
     "LedgerAPIError",
     "LedgerClientError",
     "LedgerConnectionError",
+    "Me",
     "NotFoundError",
     "PaymentRequiredError",
     "PermissionDeniedError",
+    "PriceLine",
     "RateLimitedError",
     "Release",
     "Reservation",
     "ServerError",
     "Settlement",
+    "SourceAmounts",
     "UsageEvent",
     "UsageResult",
+    "format_credits",
+    "gate",
     "to_ucr",
 ]

@@ -1,60 +1,134 @@
-"""The SDK against a live server: uvicorn on a loopback port, an operator key, funded accounts."""
+"""The SDK against a LIVE server: uvicorn on a loopback socket, in a thread with its own event loop,
+serving ``create_app()`` on a database of its own; an operator key; funded accounts with keys.
+
+Accounts are opened over plain HTTP (not through the SDK under test).
+"""
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterator
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
 import httpx
 import pytest
+import pytest_asyncio
+import uvicorn
 
-from tests.ledger.api.live import live_server, operator_key_for
+from ledger.api.app import create_app
+from ledger.db import make_engine
+from ledger.keys import create_operator_key
+from ledger.money import parse_credits
+from ledger.settings import Settings
+from tests.conftest import create_database, drop_database, with_database
 
 
 @dataclass(frozen=True)
 class Live:
+    """A running API: its base URL and an operator key."""
+
     base_url: str
     operator_key: str
 
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.operator_key}"}
-
-
-@pytest.fixture(scope="module")
-def live(database_url: str, redis_url: str) -> Iterator[Live]:
-    with live_server(database_url, redis_url) as base:
-        yield Live(base, operator_key_for(database_url))
+    def http(self, key: str | None = None) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, timeout=30,
+                            headers={"Authorization": f"Bearer {key or self.operator_key}"})
 
 
 @dataclass(frozen=True)
-class SdkAccount:
+class LiveAccount:
+    """An account holding exactly the credits granted, with a key of every account role."""
+
     id: str
+    admin_key: str
     member_key: str
     read_key: str
 
 
-NewAccount = Callable[..., SdkAccount]
+NewAccount = Callable[..., LiveAccount]
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def sdk_database_url(server_url: str, template_database: str) -> AsyncIterator[str]:
+    """A fresh migrated database for the SDK's live server (dropped at the end of the session)."""
+    name = await create_database(server_url, "credits_fresh", template=template_database)
+    try:
+        yield with_database(server_url, name)
+    finally:
+        await drop_database(server_url, name)
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def sdk_operator_key(sdk_database_url: str) -> str:
+    engine = make_engine(sdk_database_url, pool_size=1)
+    try:
+        key, _ = await create_operator_key(engine, "sdk tests", env="test")
+        return key.key
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def live(sdk_database_url: str, redis_url: str, sdk_operator_key: str) -> Iterator[Live]:
+    """``create_app()`` served by uvicorn on a free loopback port until the session ends."""
+    settings = Settings(DATABASE_URL=sdk_database_url, REDIS_URL=redis_url, key_env="test",
+                        serve_background=False)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))  # the port is ours from here on: no race for a "free" one
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(settings=settings), host="127.0.0.1", port=port,
+                                           log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="sdk-live-api", daemon=True)
+    thread.start()
+    base_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200 and server.started:
+                break
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline or not thread.is_alive():
+            server.should_exit = True
+            raise RuntimeError("the live API server did not start")
+        time.sleep(0.05)
+    try:
+        yield Live(base_url, sdk_operator_key)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
 
 
 @pytest.fixture
 def new_account(live: Live) -> NewAccount:
-    """An account on "team" holding exactly ``credits`` (signup and allowance burned), with keys."""
+    """Open a "team" account holding exactly ``credits`` (its signup credits burned), with keys."""
 
-    def make(credits: str = "10") -> SdkAccount:
-        account_id = f"sdk-{secrets.token_hex(5)}"
-        h = live.headers()
-        with httpx.Client(base_url=live.base_url, headers=h) as http:
-            assert http.post("/v1/accounts", json={"id": account_id, "name": account_id, "plan": "team"}
-                             ).status_code == 201
+    def make(credits: str = "10", *, plan: str = "team") -> LiveAccount:
+        account_id = f"sdk-{secrets.token_hex(6)}"
+        with live.http() as http:
+            r = http.post("/v1/accounts", json={"id": account_id, "name": account_id, "plan": plan})
+            assert r.status_code == 201, r.text
             signup = http.get(f"/v1/accounts/{account_id}/balance").json()["balance_ucr"]
-            http.post("/v1/usage", json={"events": [{"account_id": account_id, "operation": "email",
-                                                     "quantity": signup // 1000, "idempotency_key": "burn"}]})
+            if signup:
+                r = http.post("/v1/usage", json={"events": [{
+                    "account_id": account_id, "operation": "email", "quantity": signup // 1000,
+                    "idempotency_key": "burn-signup"}]})
+                assert r.json()["results"][0]["status"] == "created", r.text
             if credits != "0":
-                assert http.post(f"/v1/accounts/{account_id}/grants", json={
-                    "amount": credits, "source": "purchase", "reason": "sdk tests"}).status_code == 201
-            keys = [http.post(f"/v1/accounts/{account_id}/api-keys", json={"role": role, "name": role}).json()["key"]
-                    for role in ("member", "read")]
-        return SdkAccount(account_id, *keys)
+                r = http.post(f"/v1/accounts/{account_id}/grants",
+                              json={"amount": credits, "source": "purchase", "reason": "sdk tests"})
+                assert r.status_code == 201, r.text
+            keys = {}
+            for role in ("admin", "member", "read"):
+                r = http.post(f"/v1/accounts/{account_id}/api-keys", json={"role": role, "name": role})
+                assert r.status_code == 201, r.text
+                keys[role] = r.json()["key"]
+            assert http.get(f"/v1/accounts/{account_id}/balance").json()["balance_ucr"] == parse_credits(credits)
+        return LiveAccount(account_id, keys["admin"], keys["member"], keys["read"])
 
     return make
