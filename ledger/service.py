@@ -13,7 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger import commands as c
-from ledger.alerts import due_alerts
+from ledger.alerts import due_alerts, load_views, run_counters, unfired
 from ledger.clock import Clock, add_months, month_key
 from ledger.decide import Context, execute, price_usage
 from ledger.errors import InvalidRequest, InvalidState, LedgerError, NotFound, PaymentRequired, UnknownAccount
@@ -245,18 +245,15 @@ class Ledger:
         re-checked under the account's lock, so concurrent or repeated checks raise it once.
         """
         now = self.clock.now()
-        probe = c.CheckAlerts(account_id=account_id, attribution=attribution or Attribution())
         async with self.engine.connect() as conn:
-            state = await self.store.snapshot(conn, probe, now, self.card)
-            due = due_alerts(state, now, self.card)
-            # An alert that already fired this period holds on every later check: skip it here
-            # rather than replay it through the writer each time.
-            fired = set((await conn.execute(text(
-                "SELECT key FROM idempotency_keys WHERE account_id = :a AND key = ANY(:k)"),
-                {"a": account_id, "k": [spec.key for spec in due]})).scalars()) if due else set()
+            # The few columns and counters the conditions read, not a command's full snapshot.
+            views = await load_views(conn, {account_id: run_counters(attribution)}, now)
+            if account_id not in views:
+                raise UnknownAccount(account_id)
+            due = await unfired(conn, {account_id: due_alerts(views[account_id], now, self.card)})
         commands = [c.RaiseAlert(account_id=account_id, kind=spec.kind, scope=spec.scope, subject=spec.subject,
                                  period=spec.period, threshold_pct=spec.threshold_pct, idempotency_key=spec.key)
-                    for spec in due if spec.key not in fired]
+                    for spec in due.get(account_id, [])]
         raised: list[Event] = []
         for result in await self.execute_many(commands) if commands else []:
             if isinstance(result, Outcome) and not result.replayed:

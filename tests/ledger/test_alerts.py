@@ -6,6 +6,7 @@ import asyncio
 from datetime import timedelta
 
 from ledger import commands as c
+from ledger.alerts import due_alerts, facts, load_views, run_counters
 from ledger.clock import ManualClock
 from ledger.events import AlertRaised, Attribution, DeploymentPaused, Event
 from ledger.service import Ledger
@@ -102,3 +103,47 @@ async def test_deployment_cost_fires_when_running_deployments_outrun_the_balance
     await ledger.execute(c.StopDeployment(account_id=acct, deployment_id="big"))
     clock.advance(timedelta(days=1))
     assert kinds(await ledger.raise_due_alerts(acct)) == [], "nothing running: no alert"
+
+
+async def test_checks_read_a_view_that_decides_like_the_full_state(
+        ledger: Ledger, open_account: OpenAccount, clock: ManualClock) -> None:
+    """Checks (and the relay's screen) decide on ``AlertView``, the writer re-checks on the full
+    ``AccountState``: both must find the same alerts due, or a check could skip what holds."""
+    rich = await open_account(credits_ucr=100 * CREDIT)
+    budget = await open_account(credits_ucr=100 * CREDIT, plain=False)
+    await ledger.execute(c.SetBudget(account_id=budget, monthly_limit_ucr=10 * CREDIT, warn_pct=50, critical_pct=90))
+    await spend(ledger, budget, 9)
+    limited = await open_account(credits_ucr=100 * CREDIT)
+    await ledger.execute(c.SetLimit(account_id=limited, scope="agent", subject="bot", per_run_ucr=2 * CREDIT,
+                                    per_day_ucr=5 * CREDIT, per_month_ucr=50 * CREDIT))
+    await ledger.execute(c.SetLimit(account_id=limited, scope="member", subject="ann", per_day_ucr=3 * CREDIT))
+    await spend(ledger, limited, 4, agent="bot", run="r1")
+    await spend(ledger, limited, 1, agent="bot", run="r2")
+    await spend(ledger, limited, 3, agent="other", member="ann", run="r1")
+    held = await open_account(credits_ucr=8 * CREDIT)  # 8 credits, 4 of them held: available 4 < 5
+    await ledger.execute(c.Reserve(account_id=held, operation="email", amount_ucr=4 * CREDIT))
+    debtor = await open_account(credits_ucr=1 * CREDIT)
+    await spend(ledger, debtor, 3)
+    deployed = await open_account(credits_ucr=60 * CREDIT)
+    await ledger.execute(c.StartDeployment(account_id=deployed, deployment_id="on", instance_type="gpu-m"))
+    await ledger.execute(c.StartDeployment(account_id=deployed, deployment_id="off", instance_type="gpu-s"))
+    await ledger.execute(c.PauseDeployment(account_id=deployed, deployment_id="off"))
+    clock.advance(timedelta(hours=1))
+
+    now, card = clock.now(), ledger.card
+    seen: set[tuple[str, str]] = set()
+    for acct in (rich, budget, limited, held, debtor, deployed):
+        for attribution in (None, Attribution(agent="bot", run="r1"), Attribution(agent="bot", run="r2"),
+                            Attribution(member="ann", run="r1"), Attribution(agent="bot")):
+            async with ledger.engine.connect() as conn:
+                state = await ledger.store.snapshot(
+                    conn, c.CheckAlerts(account_id=acct, attribution=attribution or Attribution()), now, card)
+                view = (await load_views(conn, {acct: run_counters(attribution)}, now))[acct]
+            assert view.available_ucr == state.available_ucr
+            due = due_alerts(view, now, card)
+            assert due == due_alerts(state, now, card), (acct, attribution)
+            assert [facts(view, spec, card) for spec in due] == [facts(state, spec, card) for spec in due]
+            seen |= {(spec.kind, spec.period[:1]) for spec in due}
+    # Not vacuous: every kind of condition held somewhere above.
+    assert seen >= {("budget", "M"), ("agent_limit", "D"), ("agent_limit", "R"), ("member_limit", "D"),
+                    ("low_balance", "D"), ("deployment_cost", "D")}, seen
