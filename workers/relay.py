@@ -5,6 +5,10 @@ follow-ups (alert checks, debt pauses, webhook deliveries) afterwards. The check
 PostgreSQL and moves only after the messages of a batch were handed to the broker, so when
 Redis is down nothing is lost: the relay stalls, and catches up when the broker returns. A
 message may go out twice (enqueued, then the checkpoint save failed): every actor is idempotent.
+
+Alert checks go through an ``AlertScreen``: a check is sent only for an account that has an alert
+due and not yet raised, judged on the state right after the batch (see its docstring for why
+skipping the rest cannot lose an alert).
 """
 
 from __future__ import annotations
@@ -12,21 +16,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from ledger.alerts import AlertSpec, due_alerts, load_views, unfired
+from ledger.clock import Clock
 from ledger.events import (
+    BudgetSet,
+    CreditsReleased,
     CreditsReserved,
+    DeploymentPaused,
+    DeploymentStopped,
     Event,
     GrantExpired,
+    LimitSet,
     RefundIssued,
     UsageMetered,
 )
 from ledger.log import LogEntry, load_checkpoint, read_log, save_checkpoint
+from ledger.rates import RateCard
+from ledger.state import CounterKey
 from workers.webhooks import wants
 
 log = logging.getLogger(__name__)
@@ -37,19 +52,28 @@ RELAY_LOCK = 0x6C65646765720001
 
 #: Events after which the account's alerts are checked: spend, holds, and credits lost.
 _ALERTING = (UsageMetered, CreditsReserved, GrantExpired, RefundIssued)
+#: Events after which an alert that held may hold no longer (besides any event that adds credits):
+#: a hold released, a budget or limit changed, a deployment stopped or paused.
+_EASING = (CreditsReleased, BudgetSet, LimitSet, DeploymentStopped, DeploymentPaused)
+
+#: Whose alerts a check is about: ``(account, agent, member, run)`` of the use that called for it.
+Target = tuple[str, str | None, str | None, str | None]
 
 
 @dataclass
 class Plan:
     """The messages one batch of the log calls for."""
 
-    alerts: dict[tuple[str, str | None, str | None, str | None], dict[str, Any] | None] = field(default_factory=dict)
+    alerts: dict[Target, dict[str, Any] | None] = field(default_factory=dict)
     debtors: set[str] = field(default_factory=set)
     deliveries: list[tuple[str, str, str]] = field(default_factory=list)
+    #: Accounts with an event that may have made a held alert condition stop holding.
+    eased: set[str] = field(default_factory=set)
 
 
 def plan(entries: list[LogEntry], endpoints: dict[str, list[tuple[str, list[str] | None]]]) -> Plan:
-    """What follows from ``entries`` (pure): one alert check per account and subject, pauses, webhooks."""
+    """What follows from ``entries`` (pure): alert check candidates (one per account and subject),
+    pauses, webhooks."""
     out = Plan()
     for entry in entries:
         e: Event = entry.event
@@ -58,6 +82,8 @@ def plan(entries: list[LogEntry], endpoints: dict[str, list[tuple[str, list[str]
             key = (e.account_id, attribution.agent if attribution else None,
                    attribution.member if attribution else None, attribution.run if attribution else None)
             out.alerts[key] = (attribution.model_dump(exclude_none=True) or None) if attribution else None
+        if e.amount_ucr > 0 or isinstance(e, _EASING):
+            out.eased.add(e.account_id)
         if isinstance(e, UsageMetered) and e.debt_added_ucr > 0:
             out.debtors.add(e.account_id)
         for endpoint_id, types in endpoints.get(e.account_id, ()):
@@ -66,16 +92,117 @@ def plan(entries: list[LogEntry], endpoints: dict[str, list[tuple[str, list[str]
     return out
 
 
+def _run_counters(t: Target) -> set[CounterKey]:
+    _, agent, member, run = t
+    if not run:
+        return set()
+    return {(scope, subject, f"R{run}") for scope, subject in (("agent", agent), ("member", member)) if subject}
+
+
+def _checks_run(t: Target, spec: AlertSpec) -> bool:
+    """Whether a check for ``t`` reads the run counter ``spec`` is about."""
+    return (spec.scope, spec.subject, spec.period) in _run_counters(t)
+
+
+def select_checks(candidates: Mapping[Target, dict[str, Any] | None], due: Mapping[str, Sequence[AlertSpec]],
+                  recent: Mapping[str, Mapping[str, float]], now_s: float, recheck_s: float,  # float-ok: seconds
+                  ) -> tuple[dict[Target, dict[str, Any] | None], dict[str, list[str]]]:
+    """The checks to send (pure), and per account the alert keys they cover.
+
+    ``due``: per account, the alerts due and not raised; ``recent``: per account, when a check
+    covering each key was last sent. An account gets a check only for keys not covered within
+    ``recheck_s``, and one check covers all of its keys but those of runs: any check reads the
+    account's month and every limited subject's day and month, a run's counter only when its
+    attribution names the run. So N events of one account and subject make at most one message.
+    """
+    by_account: dict[str, list[Target]] = {}
+    for t in candidates:
+        by_account.setdefault(t[0], []).append(t)
+    out: dict[Target, dict[str, Any] | None] = {}
+    covered: dict[str, list[str]] = {}
+    for account, targets in by_account.items():
+        memo = recent.get(account, {})
+        specs = [s for s in due.get(account, ()) if now_s - memo.get(s.key, -math.inf) >= recheck_s]
+        if not specs:
+            continue
+        chosen: list[Target] = []
+        for spec in specs:
+            if spec.period.startswith("R") and not any(_checks_run(t, spec) for t in chosen):
+                chosen.append(next((t for t in targets if _checks_run(t, spec)), targets[0]))
+        for t in chosen or targets[:1]:
+            out[t] = candidates[t]
+        covered[account] = [s.key for s in specs]
+    return out, covered
+
+
+class AlertScreen:
+    """Lets an alert check through only when it can raise something.
+
+    A check raises the alerts that hold and have not fired. The screen asks exactly that, for all
+    the accounts of a batch at once (``load_views`` + ``unfired``: one to three statements), on
+    the state as it is *after* the batch's events: they are committed before the relay reads
+    them. An account with nothing due and unraised needs no check now; if something becomes due
+    later, the event that makes it so is relayed later and screened in its turn. So at 1,000
+    events/s over accounts far from every threshold, or whose alerts this period all fired, no
+    check is sent at all, and a crossing sends one.
+
+    While a check is queued its alerts still look due, so the screen remembers which keys a sent
+    check covers and sends no other for them for ``recheck_s``: bounded duplicates while workers
+    are slow, and a new try after a check was lost (dead-lettered). The memory is dropped for an
+    account as soon as the log shows an event that may have made a held condition stop holding
+    (credits added or released, a budget or limit changed, a deployment stopped or paused): a check
+    that ran after it may have found nothing, and the next crossing must not wait. Periods (day,
+    month) are those of the screen's clock, as a check's are those of the worker's.
+    """
+
+    def __init__(self, clock: Clock, card: Callable[[], RateCard], *, recheck_s: float = 5.0) -> None:  # float-ok
+        self.clock = clock
+        self.card = card
+        self.recheck_s = recheck_s
+        #: account -> alert key -> when (monotonic s) a check covering it was sent.
+        self.recent: dict[str, dict[str, float]] = {}
+
+    async def apply(self, conn: AsyncConnection, p: Plan) -> dict[str, list[str]]:
+        """Keep in ``p.alerts`` only the checks worth sending; the keys they cover (see ``sent``)."""
+        for account in p.eased:
+            self.recent.pop(account, None)
+        if not p.alerts:
+            return {}
+        runs: dict[str, set[CounterKey]] = {}
+        for t in p.alerts:
+            runs.setdefault(t[0], set()).update(_run_counters(t))
+        now, card = self.clock.now(), self.card()
+        views = await load_views(conn, runs, now)
+        due = await unfired(conn, {a: due_alerts(v, now, card) for a, v in views.items()})
+        p.alerts, covered = select_checks(p.alerts, due, self.recent, time.monotonic(), self.recheck_s)
+        return covered
+
+    def sent(self, covered: Mapping[str, list[str]]) -> None:
+        """The checks covering ``covered`` were handed to the broker."""
+        now_s = time.monotonic()
+        if len(self.recent) > 10_000:  # forget what has expired, so the memory stays small
+            self.recent = {a: keys for a, keys in self.recent.items()
+                           if any(now_s - at < self.recheck_s for at in keys.values())}
+        for account, keys in covered.items():
+            self.recent.setdefault(account, {}).update(dict.fromkeys(keys, now_s))
+
+
 Send = Callable[[Plan], None]
 
 
 class Relay:
-    """Reads the log from the ``relay`` checkpoint; hands each batch's messages to ``send``."""
+    """Reads the log from the ``relay`` checkpoint; hands each batch's messages to ``send``.
 
-    def __init__(self, engine: AsyncEngine, send: Send, *, batch: int = 1000) -> None:
+    Without a ``screen`` every alert check candidate is sent (one per account and subject per
+    batch): correct, but at high event rates more checks than workers can run.
+    """
+
+    def __init__(self, engine: AsyncEngine, send: Send, *, batch: int = 1000,
+                 screen: AlertScreen | None = None) -> None:
         self.engine = engine
         self.send = send
         self.batch = batch
+        self.screen = screen
 
     async def run_once(self) -> int:
         """Relay one batch; the number of events it covered (0 when caught up)."""
@@ -90,9 +217,13 @@ class Relay:
                 "SELECT account_id, endpoint_id, event_types FROM webhook_endpoints"
                 " WHERE account_id = ANY(:a) AND status = 'enabled'"), {"a": accounts})).all():
                 endpoints.setdefault(r.account_id, []).append((r.endpoint_id, r.event_types))
-        messages = plan(entries, endpoints)
+            messages = plan(entries, endpoints)
+            # After the log read, on the same connection: the state it judges includes the batch.
+            covered = await self.screen.apply(conn, messages) if self.screen is not None else {}
         # Hand over first, then move the checkpoint: a crash in between re-sends, never drops.
         await asyncio.to_thread(self.send, messages)
+        if self.screen is not None:
+            self.screen.sent(covered)
         async with self.engine.begin() as conn:
             await save_checkpoint(conn, CHECKPOINT, entries[-1].at)
         return len(entries)

@@ -21,7 +21,7 @@ from ledger.settings import Settings
 from workers.actors import Actors, declare, relay_sender
 from workers.broker import broker_url, make_broker
 from workers.context import LedgerContext, WorkerContext, set_context
-from workers.relay import Relay
+from workers.relay import AlertScreen, Relay
 from workers.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,8 @@ class Background:
             self.worker = None
 
     def relay(self, ledger: Ledger) -> Relay:
-        return Relay(ledger.engine, relay_sender(self.actors))
+        return Relay(ledger.engine, relay_sender(self.actors),
+                     screen=AlertScreen(ledger.clock, lambda: ledger.card))
 
     def scheduler(self, ledger: Ledger, clock: Clock | None = None) -> Scheduler:
         return Scheduler(ledger, self.actors.execute_commands.send, clock)
