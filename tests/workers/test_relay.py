@@ -244,3 +244,17 @@ def test_plan_coalesces_alert_checks_and_finds_debt() -> None:
     assert p.debtors == {"b"}
     assert [(a, ep) for a, ep, _ in p.deliveries] == [("b", "we_1")]
     assert json.dumps(p.alerts[("b", None, None, None)]) == "null"
+
+
+def test_the_relay_polls_fast_while_events_flow_and_backs_off_when_idle() -> None:
+    from workers.relay import next_delay
+
+    busy, idle = 0.01, 0.2
+    assert next_delay(1000, 1000, idle, busy, idle) == 0, "a full batch: there is more, read at once"
+    assert next_delay(37, 1000, idle, busy, idle) == pytest.approx(busy), "events flow: poll again soon"
+    delays, d = [], busy
+    for _ in range(6):
+        d = next_delay(0, 1000, d, busy, idle)
+        delays.append(d)
+    assert delays == pytest.approx([0.02, 0.04, 0.08, 0.16, 0.2, 0.2]), "idle: back off to idle_s"
+    assert next_delay(0, 1000, idle, busy, 0.005) == pytest.approx(0.005), "never above idle_s"
