@@ -12,7 +12,7 @@ GENESIS = b"\x00" * 32
 
 
 def _ts(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat()
+    return (value if value.tzinfo is UTC else value.astimezone(UTC)).isoformat()
 
 
 def event_hash(

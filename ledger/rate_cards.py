@@ -26,7 +26,8 @@ async def store_rate_card(engine: AsyncEngine, card: RateCard, source: str) -> b
         row = (await conn.execute(text("SELECT card FROM rate_cards WHERE version = :v"),
                                   {"v": card.version})).first()
         if row is not None:
-            if RateCard.model_validate(row.card) != card:
+            # Content, not object equality: a card in use carries its price cache.
+            if RateCard.model_validate(row.card).model_dump() != card.model_dump():
                 raise RateCardError(
                     f"version {card.version!r} is already loaded with different content; bump the version")
             return False

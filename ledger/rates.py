@@ -22,6 +22,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     StrictInt,
     ValidationError,
     field_validator,
@@ -130,6 +131,8 @@ class RateCard(_Frozen):
     plans: dict[str, Plan]
     budget_defaults: BudgetDefaults = BudgetDefaults()
     coupons: dict[str, Coupon] = {}
+    #: Prices already computed with this card, by (slug, *sorted quantities).
+    _prices: dict[tuple[object, ...], tuple[Operation, Price]] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _consistent(self) -> RateCard:
@@ -215,6 +218,25 @@ def normalize_quantities(
 
 def price(card: RateCard, slug: str, quantities: Mapping[str, int]) -> Price:
     """Exact cost of ``quantities`` of ``slug``: summed exactly, rounded up once, floored at the minimum."""
+    # Memoised per card: usage repeats the same few (operation, quantities) over and over, and a
+    # ``Price`` is immutable, so sharing one is safe. A hit must come from this very (frozen)
+    # operation object and this card version: ``model_copy`` shares the cache between cards.
+    op = card.operation(slug)
+    key = (slug, *sorted(quantities.items()))
+    hit = card._prices.get(key)
+    if hit is not None and hit[0] is op and hit[1].rate_card_version == card.version:
+        return hit[1]
+    p = _price(card, slug, quantities)
+    if len(card._prices) >= _PRICE_CACHE:
+        card._prices.clear()
+    card._prices[key] = (op, p)
+    return p
+
+
+_PRICE_CACHE = 10_000
+
+
+def _price(card: RateCard, slug: str, quantities: Mapping[str, int]) -> Price:
     op = card.operation(slug)
     lines = []
     total = Fraction(0)

@@ -61,6 +61,42 @@ def _sql(statement: str) -> TextClause:
     return text(statement)
 
 
+#: An asyncpg connection (asyncpg ships no type hints).
+Pg = Any
+
+_PARAM = re.compile(r"(?<![:\w]):(\w+)")
+
+
+@lru_cache(maxsize=512)
+def _positional(statement: str) -> tuple[str, tuple[str, ...]]:
+    """``statement`` with its ``:name`` parameters as asyncpg's ``$n``, and the names in order."""
+    names: list[str] = []
+
+    def number(m: re.Match[str]) -> str:
+        if m.group(1) not in names:
+            names.append(m.group(1))
+        return f"${names.index(m.group(1)) + 1}"
+
+    return _PARAM.sub(number, statement), tuple(names)
+
+
+async def _fetch(pg: Pg, statement: str, params: dict[str, Any]) -> list[Any]:
+    """Run ``statement`` (named parameters) on the asyncpg connection; its rows."""
+    sql, names = _positional(statement)
+    rows: list[Any] = await pg.fetch(sql, *[params[n] for n in names])
+    return rows
+
+
+async def _abandon(conn: AsyncConnection, pg: Pg) -> None:
+    """Roll back a batch that failed; a connection that cannot is dropped, never pooled mid-transaction."""
+    try:
+        if not pg.is_closed() and pg.is_in_transaction():
+            await pg.execute("ROLLBACK")
+    except BaseException:
+        await conn.invalidate()
+        raise
+
+
 def new_uuid() -> UUID:
     """A UUIDv7: time-ordered, so ids sort roughly by creation."""
     return UUID(bytes=uuid_utils.uuid7().bytes)
@@ -111,29 +147,34 @@ class EventStore:
     async def run_batch(self, commands: Sequence[c.Command]) -> list[Result]:
         """Decide and commit ``commands`` in one transaction; one result per command, in order."""
         async with self.engine.connect() as conn:
-            tx = await conn.begin()
+            # The batch runs on the asyncpg connection itself: SQLAlchemy's per-statement
+            # machinery cost more client CPU than PostgreSQL spent on the statements.
+            pg: Pg = (await conn.get_raw_connection()).driver_connection
             try:
-                results, replays = await self._run(conn, commands)
+                results, replays = await self._run(pg, commands)
             except BaseException:
-                await tx.rollback()
+                await _abandon(conn, pg)
                 raise
             try:
-                await tx.commit()
+                status = await pg.execute("COMMIT")
             except Exception as exc:
                 # The commit may or may not have landed: never retry blindly, the caller retries
                 # with the same idempotency key and gets the first result if it did.
+                await _abandon(conn, pg)
                 raise OutcomeUnknown(f"commit failed in flight: {exc}") from exc
-        # Replays of keys committed by earlier transactions: read their first result.
-        if replays:
-            async with self.engine.connect() as conn:
+            if status != "COMMIT":  # the server rolled back an aborted transaction
+                raise OutcomeUnknown(f"the batch's transaction ended with {status!r}")
+            # Replays of keys committed by earlier transactions: read their first result.
+            if replays:
                 found = await read_ranges(conn, list(replays.values()))
-            for i, (account_id, first, last) in replays.items():
-                results[i] = Outcome(tuple(found[(account_id, first, last)]), True)
+                for i, (account_id, first, last) in replays.items():
+                    results[i] = Outcome(tuple(found[(account_id, first, last)]), True)
         return results  # type: ignore[return-value]
 
     async def _run(
-        self, conn: AsyncConnection, commands: Sequence[c.Command]
+        self, pg: Pg, commands: Sequence[c.Command]
     ) -> tuple[list[Result | None], dict[int, tuple[str, int, int]]]:
+        """Open the batch's transaction on ``pg``, decide and write; the caller commits."""
         now = self.clock.now()
         card = self._card()
         account_ids = sorted({cmd.account_id for cmd in commands})
@@ -142,12 +183,12 @@ class EventStore:
         # (not SELECT ... FOR UPDATE) because they do not assign a transaction id: the xid is
         # taken at the first write, after every lock is held, so a later writer of an account
         # always has a larger xid, and the log read in (tx_id, position) order keeps each
-        # account's events in version order.
-        await conn.execute(
-            _sql("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS t(k)"),
-            {"keys": sorted({lock_key(a) for a in account_ids})},
-        )
-        loaded = await self._load(conn, commands, account_ids, now, card)
+        # account's events in version order. BEGIN and the locks go in one round trip (simple
+        # protocol; the keys are integers computed here, so inlining them is safe), and the
+        # reads below are separate statements so their snapshots see the last holder's commit.
+        keys = ",".join(str(k) for k in sorted({lock_key(a) for a in account_ids}))
+        await pg.execute(f"BEGIN; SELECT pg_advisory_xact_lock(k) FROM unnest('{{{keys}}}'::bigint[]) AS t(k)")
+        loaded = await self._load(pg, commands, account_ids, now, card)
         states = loaded.states
         original = dict(states)
         results: list[Result | None] = [None] * len(commands)
@@ -206,28 +247,29 @@ class EventStore:
 
         # A keyed command that appended nothing (e.g. nothing was due to expire) still keeps its key.
         if new_events or new_keys:
-            await _write(conn, now, original, states, new_events, new_keys, redeemed, api_keys)
+            await _write(pg, now, original, states, new_events, new_keys, redeemed, api_keys)
         return results, replays
 
     async def snapshot(self, conn: AsyncConnection, command: c.Command, now: datetime,
                        card: RateCard) -> AccountState:
         """The state ``command`` would be decided on, read without locks (for dry runs)."""
-        loaded = await self._load(conn, [command], [command.account_id], now, card)
+        pg: Pg = (await conn.get_raw_connection()).driver_connection
+        loaded = await self._load(pg, [command], [command.account_id], now, card)
         state = loaded.states.get(command.account_id)
         if state is None:
             raise UnknownAccount(command.account_id)
         return state
 
     async def _load(
-        self, conn: AsyncConnection, commands: Sequence[c.Command], account_ids: list[str], now: datetime,
+        self, pg: Pg, commands: Sequence[c.Command], account_ids: list[str], now: datetime,
         card: RateCard,
     ) -> _Loaded:
         out = _Loaded()
-        rows = (await conn.execute(_sql(
+        rows = (await _fetch(pg, (
             "SELECT account_id, name, plan, status, debt_ucr, reserved_ucr, version, last_hash, settings,"
-            " opened_at FROM accounts WHERE account_id = ANY(:ids)"), {"ids": account_ids})).all()
-        account_rows = {r.account_id: r for r in rows}
-        budgets = {a: Budget(**r.settings["budget"]) if "budget" in r.settings else Budget()
+            " opened_at FROM accounts WHERE account_id = ANY(:ids)"), {"ids": account_ids}))
+        account_rows = {r["account_id"]: r for r in rows}
+        budgets = {a: Budget(**r["settings"]["budget"]) if "budget" in r["settings"] else Budget()
                    for a, r in account_rows.items()}
         # Accounts opened by this very batch have no rows yet; global things (coupon stock) still load.
         existing = list(account_rows)
@@ -245,7 +287,7 @@ class EventStore:
         # Live grants, plus any purchase a clawback names (it may be spent down to zero).
         purchase_ids = [(cmd.account_id, cmd.purchase_id) for cmd in of(c.IssueRefund)
                         if cmd.purchase_id is not None]
-        grant_rows = [] if not existing else (await conn.execute(_sql(
+        grant_rows = [] if not existing else (await _fetch(pg, (
             "SELECT account_id, grant_id, source, original_ucr, remaining_ucr, expires_at, granted_at"
             " FROM grants WHERE account_id = ANY(:ids) AND remaining_ucr > 0"
             " UNION ALL SELECT g.account_id, g.grant_id, g.source, g.original_ucr, g.remaining_ucr,"
@@ -253,23 +295,24 @@ class EventStore:
             " JOIN unnest(CAST(:pa AS text[]), CAST(:pg AS uuid[])) AS p(a, g2)"
             " ON g.account_id = p.a AND g.grant_id = p.g2"),
             {"ids": existing, "pa": [a for a, _ in purchase_ids], "pg": [g for _, g in purchase_ids]},
-        )).all()
+        ))
         grants: dict[str, dict[UUID, Grant]] = defaultdict(dict)
         for g in grant_rows:
-            grants[g.account_id][g.grant_id] = Grant(g.grant_id, g.source, g.original_ucr, g.remaining_ucr,
-                                                     g.expires_at, g.granted_at)
+            grants[g["account_id"]][g["grant_id"]] = Grant(
+                g["grant_id"], g["source"], g["original_ucr"], g["remaining_ucr"], g["expires_at"], g["granted_at"])
 
         # A key can only be stored for an account that exists.
         keyed = [(cmd.account_id, cmd.idempotency_key) for cmd in commands
                  if cmd.idempotency_key and cmd.account_id in account_rows]
         if keyed:
-            for k in (await conn.execute(_sql(
+            for k in (await _fetch(pg, (
                 "SELECT k.account_id, k.key, k.request_hash, k.first_version, k.last_version"
                 " FROM idempotency_keys k JOIN unnest(CAST(:a AS text[]), CAST(:k AS text[])) AS q(a, k2)"
                 " ON k.account_id = q.a AND k.key = q.k2"),
                 {"a": [a for a, _ in keyed], "k": [k for _, k in keyed]},
-            )).all():
-                out.keys[(k.account_id, k.key)] = (bytes(k.request_hash), k.first_version, k.last_version)
+            )):
+                out.keys[(k["account_id"], k["key"])] = (bytes(k["request_hash"]), k["first_version"],
+                                                         k["last_version"])
 
         limits: dict[str, dict[tuple[str, str], Limit]] = defaultdict(dict)
         alerting = {cmd.account_id for cmd in of(c.RaiseAlert, c.CheckAlerts) if cmd.account_id in account_rows}
@@ -279,11 +322,11 @@ class EventStore:
                                    or ((attr := _usage_attribution(cmd)) is not None
                                        and (attr.agent or attr.member)))} | alerting)
         if wants_limits:
-            for lr in (await conn.execute(_sql(
+            for lr in (await _fetch(pg, (
                 "SELECT account_id, scope, subject, per_run_ucr, per_day_ucr, per_month_ucr FROM limits"
-                " WHERE account_id = ANY(:ids)"), {"ids": wants_limits})).all():
-                limits[lr.account_id][(lr.scope, lr.subject)] = Limit(lr.per_run_ucr, lr.per_day_ucr,
-                                                                      lr.per_month_ucr)
+                " WHERE account_id = ANY(:ids)"), {"ids": wants_limits})):
+                limits[lr["account_id"]][(lr["scope"], lr["subject"])] = Limit(lr["per_run_ucr"], lr["per_day_ucr"],
+                                                                      lr["per_month_ucr"])
 
         # Spend counters matter only to gating against a budget or a limit.
         counter_keys: list[tuple[str, CounterKey]] = []
@@ -309,21 +352,21 @@ class EventStore:
                                  for period in (day_key(now), month_key(now))]
         counters: dict[str, dict[CounterKey, int]] = defaultdict(dict)
         if counter_keys:
-            for cr in (await conn.execute(_sql(
+            for cr in (await _fetch(pg, (
                 "SELECT s.account_id, s.scope, s.subject, s.period, s.spent_ucr FROM spend_counters s"
                 " JOIN unnest(CAST(:a AS text[]), CAST(:s AS text[]), CAST(:j AS text[]), CAST(:p AS text[]))"
                 " AS q(a, s2, j, p) ON s.account_id = q.a AND s.scope = q.s2 AND s.subject = q.j"
                 " AND s.period = q.p"),
                 {"a": [a for a, _ in counter_keys], "s": [k[0] for _, k in counter_keys],
                  "j": [k[1] for _, k in counter_keys], "p": [k[2] for _, k in counter_keys]},
-            )).all():
-                counters[cr.account_id][(cr.scope, cr.subject, cr.period)] = cr.spent_ucr
+            )):
+                counters[cr["account_id"]][(cr["scope"], cr["subject"], cr["period"])] = cr["spent_ucr"]
 
         reservations: dict[str, dict[UUID, Reservation]] = defaultdict(dict)
         res_ids = [(cmd.account_id, cmd.reservation_id) for cmd in of(c.Settle, c.Release)]
         expiring = [cmd.account_id for cmd in of(c.ExpireReservations)]
         if res_ids or expiring:
-            for rr in (await conn.execute(_sql(
+            for rr in (await _fetch(pg, (
                 "SELECT r.account_id, r.reservation_id, r.operation, r.held_ucr, r.status, r.expires_at,"
                 " r.created_at FROM reservations r"
                 " JOIN unnest(CAST(:a AS text[]), CAST(:r AS uuid[])) AS q(a, r2)"
@@ -332,9 +375,10 @@ class EventStore:
                 " created_at FROM reservations WHERE account_id = ANY(:e) AND status = 'held'"
                 " AND expires_at <= :now"),
                 {"a": [a for a, _ in res_ids], "r": [r for _, r in res_ids], "e": expiring, "now": now},
-            )).all():
-                reservations[rr.account_id][rr.reservation_id] = Reservation(
-                    rr.reservation_id, rr.operation, rr.held_ucr, rr.status, rr.expires_at, rr.created_at)
+            )):
+                reservations[rr["account_id"]][rr["reservation_id"]] = Reservation(
+                    rr["reservation_id"], rr["operation"], rr["held_ucr"], rr["status"], rr["expires_at"],
+                    rr["created_at"])
 
         deployments: dict[str, dict[str, Deployment]] = defaultdict(dict)
         dep_ids = [(cmd.account_id, cmd.deployment_id) for cmd in of(
@@ -342,45 +386,45 @@ class EventStore:
         # Debt pauses and the deployment-cost alert look at every running deployment.
         debtors = [cmd.account_id for cmd in of(c.PauseForDebt, c.CheckAlerts, c.RaiseAlert)]
         if dep_ids or debtors:
-            for dr in (await conn.execute(_sql(
+            for dr in (await _fetch(pg, (
                 "SELECT d.* FROM deployments d JOIN unnest(CAST(:a AS text[]), CAST(:d AS text[])) AS q(a, d2)"
                 " ON d.account_id = q.a AND d.deployment_id = q.d2"
                 " UNION SELECT * FROM deployments WHERE account_id = ANY(:debtors) AND status = 'running'"),
                 {"a": [a for a, _ in dep_ids], "d": [d for _, d in dep_ids], "debtors": debtors},
-            )).all():
-                deployments[dr.account_id][dr.deployment_id] = Deployment(
-                    dr.deployment_id, dr.instance_type, dr.hourly_ucr, dr.status, dr.hours_charged,
-                    dr.credits_ucr, dr.segment_started_at, dr.segment_first_hour, dr.paused_reason,
-                    dr.started_at)
+            )):
+                deployments[dr["account_id"]][dr["deployment_id"]] = Deployment(
+                    dr["deployment_id"], dr["instance_type"], dr["hourly_ucr"], dr["status"], dr["hours_charged"],
+                    dr["credits_ucr"], dr["segment_started_at"], dr["segment_first_hour"], dr["paused_reason"],
+                    dr["started_at"])
 
         redeemed: dict[str, set[str]] = defaultdict(set)
         coupon_cmds = [(cmd.account_id, cmd.code) for cmd in of(c.RedeemCoupon)]
         if coupon_cmds:
-            for cr2 in (await conn.execute(_sql(
+            for cr2 in (await _fetch(pg, (
                 "SELECT account_id, code FROM coupon_redemptions WHERE account_id = ANY(:a)"
                 " AND code = ANY(:c)"),
                 {"a": [a for a, _ in coupon_cmds], "c": [k for _, k in coupon_cmds]},
-            )).all():
-                redeemed[cr2.account_id].add(cr2.code)
+            )):
+                redeemed[cr2["account_id"]].add(cr2["code"])
             # The card defines coupons; their shared redemption count lives in ``coupons``.
             card_codes = [k for k in sorted({k for _, k in coupon_cmds}) if k in card.coupons]
-            await conn.execute(_sql(
+            await _fetch(pg, (
                 "INSERT INTO coupons (code, max_redemptions) SELECT * FROM unnest(CAST(:c AS text[]),"
                 " CAST(:m AS int[])) ON CONFLICT (code) DO UPDATE SET max_redemptions = excluded.max_redemptions"),
                 {"c": card_codes, "m": [card.coupons[k].max_redemptions for k in card_codes]})
             # The redemption count is global to the coupon: lock its row (after every account
             # lock, in code order) so two accounts cannot both take the last redemption.
-            for cp in (await conn.execute(_sql(
+            for cp in (await _fetch(pg, (
                 "SELECT code, max_redemptions, redeemed_count FROM coupons WHERE code = ANY(:c)"
-                " ORDER BY code FOR UPDATE"), {"c": sorted({k for _, k in coupon_cmds})})).all():
-                out.coupon_stock[cp.code] = (None if cp.max_redemptions is None
-                                             else cp.max_redemptions - cp.redeemed_count)
+                " ORDER BY code FOR UPDATE"), {"c": sorted({k for _, k in coupon_cmds})})):
+                out.coupon_stock[cp["code"]] = (None if cp["max_redemptions"] is None
+                                             else cp["max_redemptions"] - cp["redeemed_count"])
 
         for a, r in account_rows.items():
             out.states[a] = AccountState(
-                account_id=a, exists=True, name=r.name, plan=r.plan, status=r.status, version=r.version,
-                last_hash=bytes(r.last_hash), opened_at=r.opened_at, debt_ucr=r.debt_ucr,
-                reserved_ucr=r.reserved_ucr, allowance_cycle=r.settings.get("allowance_cycle", -1),
+                account_id=a, exists=True, name=r["name"], plan=r["plan"], status=r["status"], version=r["version"],
+                last_hash=bytes(r["last_hash"]), opened_at=r["opened_at"], debt_ucr=r["debt_ucr"],
+                reserved_ucr=r["reserved_ucr"], allowance_cycle=r["settings"].get("allowance_cycle", -1),
                 budget=budgets[a], grants=grants[a], limits=limits[a], counters=counters[a],
                 reservations=reservations[a], deployments=deployments[a],
                 coupons_redeemed=frozenset(redeemed[a]))
@@ -408,24 +452,32 @@ def _dumps(value: Any) -> str:
 
 
 def _settings(s: AccountState) -> str:
-    b = s.budget
-    return _dumps({"allowance_cycle": s.allowance_cycle, "budget": {
+    return _settings_json(s.allowance_cycle, s.budget)
+
+
+@lru_cache(maxsize=1024)
+def _settings_json(allowance_cycle: int, b: Budget) -> str:
+    # Cached: nearly every account shares a handful of (cycle, budget) pairs, and every batch
+    # rewrites the settings of each account it touched.
+    return _dumps({"allowance_cycle": allowance_cycle, "budget": {
         "monthly_limit_ucr": b.monthly_limit_ucr, "warn_pct": b.warn_pct,
         "critical_pct": b.critical_pct, "hard_stop": b.hard_stop}})
 
 
-def _cols(rows: Iterable[tuple[Any, ...]], n: int) -> list[list[Any]]:
-    cols: list[list[Any]] = [[] for _ in range(n)]
-    for row in rows:
-        for i, v in enumerate(row):
-            cols[i].append(v)
-    return cols
+def _cols(rows: Iterable[tuple[Any, ...]], n: int) -> list[Any]:
+    """Rows turned into ``n`` columns (tuples), one array parameter each."""
+    cols = list(zip(*rows, strict=True))
+    return cols if cols else [() for _ in range(n)]
+
+
+@lru_cache(maxsize=512)
+def _renamed(sql: str, n: int) -> str:
+    """``sql`` with each parameter prefixed ``w{n}_``, so the CTEs of one statement never collide."""
+    return _PARAM.sub(lambda m: f":w{n}_{m.group(1)}", sql)
 
 
 class _Writes:
     """Statements collected for one round trip: each becomes a data-modifying CTE."""
-
-    _PARAM = re.compile(r"(?<![:\w]):(\w+)")
 
     def __init__(self) -> None:
         self.parts: list[str] = []
@@ -433,13 +485,13 @@ class _Writes:
 
     def add(self, sql: str, params: dict[str, Any]) -> None:
         n = len(self.parts)
-        self.parts.append(self._PARAM.sub(lambda m: f":w{n}_{m.group(1)}", sql))
+        self.parts.append(_renamed(sql, n))
         self.params.update({f"w{n}_{k}": v for k, v in params.items()})
 
-    async def run(self, conn: AsyncConnection) -> None:
+    async def run(self, pg: Pg) -> None:
         if self.parts:
             ctes = ", ".join(f"w{i} AS ({sql})" for i, sql in enumerate(self.parts))
-            await conn.execute(_sql(f"WITH {ctes} SELECT 1"), self.params)
+            await _fetch(pg, f"WITH {ctes} SELECT 1", self.params)
 
 
 class _ApiKeyWrites:
@@ -476,7 +528,7 @@ class _ApiKeyWrites:
 
 
 async def _write(
-    conn: AsyncConnection,
+    pg: Pg,
     now: datetime,
     original: dict[str, AccountState],
     states: dict[str, AccountState],
@@ -495,7 +547,7 @@ async def _write(
         _insert_events(w, new_events)
     _write_state(w, now, original, states, new_events, new_keys, redeemed)
     api_keys.write(w)
-    await w.run(conn)
+    await w.run(pg)
 
 
 def _insert_events(w: _Writes, new_events: list[_NewEvent]) -> None:

@@ -100,13 +100,15 @@ async def test_a_reader_never_passes_a_writer_still_in_flight(fresh: Fresh) -> N
 
     # Writer A: takes the account lock and inserts its event the way the store does, then stays open.
     async with engine.connect() as conn_a:
-        tx_a = await conn_a.begin()
-        results, _ = await ledger.store._run(conn_a, [c.GrantCredits(
+        # ``_run`` opens the batch's transaction on the asyncpg connection and leaves it open.
+        pg_a = (await conn_a.get_raw_connection()).driver_connection
+        assert pg_a is not None
+        results, _ = await ledger.store._run(pg_a, [c.GrantCredits(
             account_id="writer-a", amount_ucr=UCR, source="purchase", reason="writer A")])
         (a_result,) = results
         assert isinstance(a_result, Outcome)
         a_id = str(a_result.events[0].event_id)
-        a_position = await conn_a.scalar(text("SELECT position FROM events WHERE event_id = :e"), {"e": a_id})
+        a_position = await pg_a.fetchval("SELECT position FROM events WHERE event_id = $1::uuid", a_id)
 
         # Writer B commits after A took its position: B's position is larger.
         b_result = await ledger.execute(c.GrantCredits(account_id="writer-b", amount_ucr=UCR, source="purchase",
@@ -129,7 +131,7 @@ async def test_a_reader_never_passes_a_writer_still_in_flight(fresh: Fresh) -> N
             assert at == follower[-1].at
             more = await read_log(conn, at)
             assert more == []
-        await tx_a.commit()
+        assert await pg_a.execute("COMMIT") == "COMMIT"
 
     # A committed: the log has both, A first (its transaction is older), each exactly once.
     everything = await _read_until(engine, START, [*setup_ids, a_id, b_id])

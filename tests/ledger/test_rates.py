@@ -316,3 +316,30 @@ def test_a_float_price_is_refused() -> None:
 def test_a_boolean_per_is_refused() -> None:
     with pytest.raises(RateCardError):
         parse_rate_card(edited("per = 60", "per = true"))
+
+
+# ---- the price cache ---------------------------------------------------------------------------
+
+
+def test_a_derived_card_never_reuses_a_cached_price() -> None:
+    """``model_copy`` shares the price cache: a changed rate or version must still price afresh."""
+    card = sample_rate_card()
+    first = price(card, "email", {"messages": 3})
+    assert price(card, "email", {"messages": 3}) is first  # cached on this card
+
+    email = card.operation("email")
+    dearer = email.model_copy(update={"rates": {"messages": email.rates["messages"].model_copy(
+        update={"credits": email.rates["messages"].credits * 2})}})
+    repriced = card.model_copy(update={"operations": {**card.operations, "email": dearer}})
+    assert price(repriced, "email", {"messages": 3}).amount_ucr == 2 * first.amount_ucr
+
+    bumped = card.model_copy(update={"version": "2099-01-01"})
+    again = price(bumped, "email", {"messages": 3})
+    assert again.rate_card_version == "2099-01-01" and again.amount_ucr == first.amount_ucr
+    assert price(card, "email", {"messages": 3}).rate_card_version == card.version
+
+
+def test_a_card_in_use_still_equals_its_stored_content() -> None:
+    card = sample_rate_card()
+    price(card, "email", {"messages": 1})
+    assert RateCard.model_validate(card.model_dump()).model_dump() == card.model_dump()
