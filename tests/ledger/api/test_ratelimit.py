@@ -162,3 +162,36 @@ async def test_the_url_password_and_database_reach_the_connection() -> None:
 async def test_a_budget_must_be_positive(limiter: RateLimiter) -> None:
     with pytest.raises(ValueError):
         await limiter.hit(unique_key(), 0)
+
+
+async def test_hits_still_count_after_redis_forgets_the_script(redis_url: str, limiter: RateLimiter) -> None:
+    """A Redis restart (or SCRIPT FLUSH) drops the cached script: the limiter loads it again."""
+    key = unique_key()
+    assert (await limiter.hit(key, 3)).remaining == 2
+    client = Redis.from_url(redis_url)
+    try:
+        await client.script_flush()
+    finally:
+        await client.aclose()
+    assert (await limiter.hit(key, 3, count_remaining=False)).allowed
+    assert (await limiter.hit(key, 3)).remaining == 0
+    assert not (await limiter.hit(key, 3)).allowed
+
+
+async def test_a_connection_the_server_closed_is_replaced_and_the_hit_counted_once(redis_url: str) -> None:
+    """Redis drops idle clients (``timeout``, restarts): the next hit reconnects instead of failing open."""
+    name = f"rl-test-{secrets.token_hex(4)}"
+    limiter = RateLimiter(f"{redis_url}{'&' if '?' in redis_url else '?'}client_name={name}", fail_open=False)
+    client = Redis.from_url(redis_url)
+    try:
+        key = unique_key()
+        assert (await limiter.hit(key, 5, count_remaining=False)).allowed
+        ours = [c["id"] for c in await client.client_list() if c.get("name") == name]
+        assert ours, "the limiter's connections carry the URL's client_name"
+        for client_id in ours:
+            await client.client_kill_filter(_id=client_id)
+        assert (await limiter.hit(key, 5, count_remaining=False)).allowed
+        assert (await limiter.hit(key, 5)).remaining == 2, "each hit counted exactly once"
+    finally:
+        await client.aclose()
+        await limiter.close()
