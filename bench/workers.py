@@ -18,7 +18,10 @@ runs:
    same rate), while ``Relay.run`` follows in this process with the real Redis broker. The relay's
    ``send`` is wrapped: an event's lag is the time from the writer's acknowledgement of its commit
    to the relay handing its batch's messages to the broker (also from its ``recorded_at``, the
-   moment the writer decided it, which includes the commit).
+   moment the writer decided it, which includes the commit). The first ``--limited`` accounts
+   have a per-run agent limit their metering crosses (80 % and 100 %) in every run, so the alert
+   screen has crossings to pass through: reported are the check candidates, the checks sent, and
+   (with ``--consumers``) the alerts raised against those expected.
 
 Everything runs on loopback under a namespace of its own in Redis (removed afterwards). Figures
 are printed and written as JSON (``bench/results/workers.json``).
@@ -70,13 +73,14 @@ from ledger import commands as c
 from ledger.bootstrap import open_ledger
 from ledger.clock import ManualClock, SystemClock
 from ledger.db import make_engine, migrate
+from ledger.events import Attribution
 from ledger.log import START, LogEntry, LogPosition, read_log, save_checkpoint
 from ledger.rate_cards import ensure_rate_card
 from ledger.rates import RateCard
 from ledger.service import Ledger
 from ledger.settings import Settings
 from workers.actors import relay_sender
-from workers.relay import Plan, Relay
+from workers.relay import AlertScreen, Plan, Relay
 from workers.runner import Background
 
 BENCH_DB = "credits_bench_workers"
@@ -96,6 +100,9 @@ QUIET_CORES = 0.25
 #: Aims: a 10,000-deployment sweep in under 10 s; relay lag p99 under 1 s at 1,000 events/s.
 SWEEP_AIM_S = 10.0
 LAG_AIM_S = 1.0
+#: The limited accounts' agent and its per-run limit: 8 one-email events reach 100 % (7 reach 80 %).
+LIMITED_AGENT = "bench-agent"
+RUN_LIMIT_UCR = 8_000
 
 
 # ---- CPU per process group -------------------------------------------------------------------------
@@ -340,8 +347,12 @@ class SweepRun:
 class RelayBatch:
     events: int
     messages: int
+    #: Alert check candidates (one per account and subject in the batch) before the screen.
+    candidates: int
+    checks: int
     read_s: float  # checkpoint + read_log + endpoints
-    plan_s: float  # from the read's end to the send's start (plan(), the thread hop)
+    screen_s: float  # the alert screen's reads and decision
+    plan_s: float  # from the read's end to the send's start (plan(), the screen, the thread hop)
     send_s: float  # the messages handed to the broker
 
 
@@ -359,6 +370,9 @@ class RelayRun:
     empty_reads: int
     #: Follow-up messages not yet acknowledged at the window's start and end (``--consumers``).
     backlog: tuple[int, int]
+    #: Per-run limit alerts raised for this run, and how many crossings the run's metering made.
+    alerts_raised: int
+    alerts_expected: int
     consumers: int
     stall_s: float
     writer_rate: float
@@ -373,6 +387,9 @@ class RelayRun:
         sizes = [b.events for b in self.batches]
         return {"idle_s": self.idle_s, "events": self.events, "relayed": self.relayed,
                 "empty_reads": self.empty_reads, "follow_up_backlog": self.backlog, "consumers": self.consumers,
+                "alerts_raised": self.alerts_raised, "alerts_expected": self.alerts_expected,
+                "alert_candidates": sum(b.candidates for b in self.batches),
+                "alert_checks": sum(b.checks for b in self.batches),
                 "stall_s": self.stall_s,
                 "wait_ms": {"p50": ms(pct(self.wait_s, 50)), "p99": ms(pct(self.wait_s, 99))},
                 "lag_commit_ms": {"p50": ms(pct(self.lag_commit_s, 50)), "p90": ms(pct(self.lag_commit_s, 90)),
@@ -387,6 +404,7 @@ class RelayRun:
                                   "mean_messages": round(statistics.fmean(b.messages for b in self.batches), 1)
                                   if self.batches else 0,
                                   "read_ms_p50": ms(pct([b.read_s for b in self.batches], 50)),
+                                  "screen_ms_p50": ms(pct([b.screen_s for b in self.batches], 50)),
                                   "plan_ms_p50": ms(pct([b.plan_s for b in self.batches], 50)),
                                   "send_ms_p50": ms(pct([b.send_s for b in self.batches], 50)),
                                   "send_ms_p99": ms(pct([b.send_s for b in self.batches], 99)),
@@ -395,10 +413,15 @@ class RelayRun:
 
 
 class RelayProbe:
-    """Wraps the relay's log read and its ``send``: when each event's batch was handed to the broker."""
+    """Wraps the relay's log read, its alert screen and its ``send``: when each event's batch was
+    handed to the broker, and how many alert checks the screen let through."""
 
-    def __init__(self, send: Callable[[Plan], None]) -> None:
+    def __init__(self, send: Callable[[Plan], None], screen: AlertScreen) -> None:
         self.inner = send
+        self.screen = screen
+        self._screen_apply = screen.apply
+        self._candidates = 0
+        self._screen_s = 0.0
         self.recording = False
         #: event id -> (read started, handed over, recorded_at), epoch s
         self.handed: dict[str, tuple[float, float, float]] = {}
@@ -420,6 +443,13 @@ class RelayProbe:
             self.empty_reads += 1
         return entries
 
+    async def apply(self, conn: AsyncConnection, p: Plan) -> dict[str, list[str]]:
+        self._candidates = len(p.alerts)
+        started = time.perf_counter()
+        covered = await self._screen_apply(conn, p)
+        self._screen_s = time.perf_counter() - started
+        return covered
+
     def send(self, p: Plan) -> None:
         started = time.perf_counter()
         self.inner(p)
@@ -431,17 +461,19 @@ class RelayProbe:
                                                        en.event.recorded_at.timestamp())
             self.batches.append(RelayBatch(
                 events=len(self._entries), messages=len(p.alerts) + len(p.debtors) + len(p.deliveries),
-                read_s=self._read_done - self._read_started, plan_s=started - self._read_done,
-                send_s=done - started))
+                candidates=self._candidates, checks=len(p.alerts), read_s=self._read_done - self._read_started,
+                screen_s=self._screen_s, plan_s=started - self._read_done, send_s=done - started))
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[RelayProbe]:
         # The relay calls ``read_log`` through its module's namespace: wrap it there, for this bench only.
         setattr(relay_module, "read_log", self.read_log)  # noqa: B010
+        setattr(self.screen, "apply", self.apply)  # noqa: B010
         try:
             yield self
         finally:
             setattr(relay_module, "read_log", read_log)  # noqa: B010
+            setattr(self.screen, "apply", self._screen_apply)  # noqa: B010
 
 
 class WorkersBench:
@@ -476,6 +508,9 @@ class WorkersBench:
             _check(await self.ledger.execute_many([
                 c.GrantCredits(account_id=a, amount_ucr=FUNDING_UCR, source="purchase", reason="bench funding")
                 for a in chunk]))
+        _check(await self.ledger.execute_many([
+            c.SetLimit(account_id=a, scope="agent", subject=LIMITED_AGENT, per_run_ucr=RUN_LIMIT_UCR)
+            for a in ACCOUNTS[:self.args.limited]]))
 
     async def close(self) -> None:
         await self.ledger.stop()
@@ -642,10 +677,13 @@ class WorkersBench:
         await self.fast_forward_relay()
         self.others.append(await self.between_runs())
         bg = Background(self.settings)
-        probe = RelayProbe(relay_sender(bg.actors))
+        # The shipped screen, as ``Background.relay`` builds it (this bench's ledger has the real clock).
+        screen = AlertScreen(self.ledger.clock, lambda: self.ledger.card)
+        probe = RelayProbe(relay_sender(bg.actors), screen)
         stop = asyncio.Event()
         spec = {"url": self.url, "rate": self.args.rate, "seconds": self.args.seconds,
-                "warmup": self.args.warmup, "seed": run, "prefix": f"r{run:03d}-{uuid.uuid4().hex[:6]}"}
+                "warmup": self.args.warmup, "seed": run, "prefix": f"r{run:03d}-{uuid.uuid4().hex[:6]}",
+                "limited": self.args.limited}
         spec_path = self.log_dir / f"writer_{run}.json"
         out_path = self.log_dir / f"writer_{run}_out.json"
         await asyncio.to_thread(spec_path.parent.mkdir, parents=True, exist_ok=True)
@@ -662,7 +700,7 @@ class WorkersBench:
                     worker_pool(self.args.consumers, self.env, self.args.threads, self.log_dir))
             self.meter.groups["consumers"] = lambda: [p for w in procs if (p := w.pid) is not None]
             with probe.installed():
-                relay = Relay(self.engine, probe.send)
+                relay = Relay(self.engine, probe.send, screen=screen)
                 task = asyncio.create_task(relay.run(stop, idle_s=idle_s), name="relay")
                 writer = await asyncio.create_subprocess_exec(
                     sys.executable, "-m", "bench.workers", "--writer-spec", str(spec_path), "--writer-out",
@@ -708,6 +746,9 @@ class WorkersBench:
                     await asyncio.sleep(0.05)
                 stop.set()
                 await task
+                if self.args.consumers:
+                    await self.alerts_drained()
+                alerts = await self.run_alerts(spec["prefix"])
         finally:
             self.meter.groups.pop("writer", None)
             stop.set()
@@ -730,10 +771,29 @@ class WorkersBench:
                 lag_recorded.append(handed - recorded_at)
                 wait.append(max(0.0, read_at - acked))
         w = result["writer"]
+        # Each limited account whose run reached 8 events crossed 80 % and 100 % of its run limit.
+        per_account = Counter(result["limited_events"])
+        expected = sum((n * 1000 * 100 >= 80 * RUN_LIMIT_UCR) + (n * 1000 >= RUN_LIMIT_UCR)
+                       for n in per_account.values())
         return RelayRun(len(result["events"]), len(lag_commit), idle_s, self.args.seconds, lag_commit, lag_recorded,
-                        wait, probe.empty_reads, (backlog[0], backlog[1]), self.args.consumers, self.args.stall,
+                        wait, probe.empty_reads, (backlog[0], backlog[1]), alerts, expected, self.args.consumers,
+                        self.args.stall,
                         w["rate"], w["p50_s"], w["p99_s"], w["errors"], w["behind_s"], probe.batches,
                         self.meter.cores(before, after))
+
+    async def alerts_drained(self) -> None:
+        """Wait (up to 60 s) until the consumers have run every alert check, and the relay's last batch."""
+        for _ in range(600):
+            if not await self.follow_ups():
+                return
+            await asyncio.sleep(0.1)
+
+    async def run_alerts(self, prefix: str) -> int:
+        """Per-run limit alerts raised for the run ``prefix`` (none unless a consumer ran the checks)."""
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(text(
+                "SELECT count(*) FROM events WHERE type = 'AlertRaised' AND data->>'period' = :p"),
+                {"p": f"R{prefix}"})).scalar() or 0)
 
     async def follow_ups(self) -> int:
         """Alert checks enqueued by the relay and not yet acknowledged by a worker."""
@@ -775,7 +835,11 @@ async def writer_main(spec_path: Path, out_path: Path) -> int:
     rng = random.Random(spec["seed"])
     settings = Settings()
     events: list[tuple[str, float, float]] = []
+    limited_events: list[str] = []
     latencies: list[float] = []
+    limited = set(ACCOUNTS[:spec["limited"]])
+    # The limited accounts' usage names the agent and this run: it crosses their run limit.
+    run_attribution = Attribution(agent=LIMITED_AGENT, run=spec["prefix"])
     errors = 0
     behind = 0.0
     seq = 0
@@ -784,13 +848,17 @@ async def writer_main(spec_path: Path, out_path: Path) -> int:
         async def one(scheduled: float, record: bool) -> None:
             nonlocal errors, seq
             seq += 1
-            cmd = c.Meter(account_id=rng.choice(ACCOUNTS), operation=OPERATION, quantity=1,
-                          idempotency_key=f"{spec['prefix']}-{seq}")
+            account = rng.choice(ACCOUNTS)
+            cmd = c.Meter(account_id=account, operation=OPERATION, quantity=1,
+                          idempotency_key=f"{spec['prefix']}-{seq}",
+                          attribution=run_attribution if account in limited else Attribution())
             try:
                 outcome = await ledger.execute(cmd)
             except Exception:
                 errors += record
                 return
+            if account in limited:
+                limited_events.append(account)
             acked = time.time()
             if record:
                 latencies.append(acked - scheduled)
@@ -819,7 +887,8 @@ async def writer_main(spec_path: Path, out_path: Path) -> int:
         # The parent reads the CPU figures while this process's database connections still exist.
         print("stopped", flush=True)
         await asyncio.to_thread(sys.stdin.readline)
-    out = {"events": events, "writer": {"rate": len(latencies) / elapsed, "p50_s": pct(latencies, 50),
+    out = {"events": events, "limited_events": limited_events,
+           "writer": {"rate": len(latencies) / elapsed, "p50_s": pct(latencies, 50),
                                         "p99_s": pct(latencies, 99), "errors": errors, "behind_s": behind}}
     await asyncio.to_thread(out_path.write_text, json.dumps(out))
     print("done", flush=True)
@@ -878,6 +947,13 @@ def relay_summary(runs: list[RelayRun]) -> dict[str, Any]:
         "batch_mean_events": round(med(lambda r: statistics.fmean(b.events for b in r.batches)
                                        if r.batches else 0.0), 1),
         "read_ms_p50": ms(med(lambda r: pct([b.read_s for b in r.batches], 50))),
+        "screen_ms_p50": ms(med(lambda r: pct([b.screen_s for b in r.batches], 50))),
+        "alert_candidates_per_s": round(per_s(lambda r: sum(b.candidates for b in r.batches)), 1),
+        "alert_checks_per_s": round(per_s(lambda r: sum(b.checks for b in r.batches)), 1),
+        "alert_checks_per_run": med(lambda r: sum(b.checks for b in r.batches)),
+        "alerts_raised": med(lambda r: r.alerts_raised),
+        "alerts_expected": med(lambda r: r.alerts_expected),
+        "alerts_short": sum(max(0, r.alerts_expected - r.alerts_raised) for r in runs) if runs[0].consumers else 0,
         "plan_ms_p50": ms(med(lambda r: pct([b.plan_s for b in r.batches], 50))),
         "send_ms_p50": ms(med(lambda r: pct([b.send_s for b in r.batches], 50))),
         "send_ms_p99": ms(med(lambda r: pct([b.send_s for b in r.batches], 99))),
@@ -908,19 +984,25 @@ def report_relay(summaries: list[dict[str, Any]], rate: float, runs: int) -> lis
                   f"{s['lag_recorded_p50_ms']:.0f}/{s['lag_recorded_p99_ms']:.0f}", verdict(ok))
         aims.append({"aim": f"relay lag p99 at {rate:,.0f} events/s, idle_s={s['idle_s']:g}",
                      "measured_ms": s["lag_commit_p99_ms"], "target_ms": LAG_AIM_S * 1000, "pass": ok})
+        if s["alerts_short"]:
+            console.print(f"[red]{s['alerts_short']} expected run-limit alerts were not raised[/red]")
         if s["missing"]:
             console.print(f"[red]{s['missing']} measured events were never relayed (idle_s={s['idle_s']:g})[/red]")
     console.print(t)
     t = Table(title="2. the relay's batches (per second of load; ms per batch)")
-    for col in ("idle_s", "batches/s", "empty reads/s", "events/batch", "messages/s", "read p50", "plan p50",
-                "send p50/p99", "consumed/s, backlog", "cores relay/writer/consumers/pg/redis/other"):
+    for col in ("idle_s", "batches/s", "empty reads/s", "events/batch", "check candidates/s", "checks sent/s",
+                "messages/s", "read p50", "screen p50", "plan p50", "send p50/p99", "consumed/s, backlog",
+                "alerts raised/expected", "cores relay/writer/consumers/pg/redis/other"):
         t.add_column(col, justify="right")
     for s in summaries:
         t.add_row(f"{s['idle_s']:g}", f"{s['batches_per_s']:.1f}", f"{s['empty_reads_per_s']:.1f}",
-                  f"{s['batch_mean_events']:.1f}", f"{s['messages_per_s']:,.0f}", f"{s['read_ms_p50']:.1f}",
-                  f"{s['plan_ms_p50']:.1f}", f"{s['send_ms_p50']:.1f}/{s['send_ms_p99']:.1f}",
+                  f"{s['batch_mean_events']:.1f}", f"{s['alert_candidates_per_s']:,.0f}",
+                  f"{s['alert_checks_per_s']:,.1f}", f"{s['messages_per_s']:,.0f}", f"{s['read_ms_p50']:.1f}",
+                  f"{s['screen_ms_p50']:.1f}", f"{s['plan_ms_p50']:.1f}",
+                  f"{s['send_ms_p50']:.1f}/{s['send_ms_p99']:.1f}",
                   (f"{s['follow_ups_consumed_per_s']:,.0f}, {s['follow_up_backlog_end']:,.0f}" if s["consumers"]
                    else f"no consumer, {s['follow_up_backlog_end']:,.0f}"),
+                  f"{s['alerts_raised']:g}/{s['alerts_expected']:g}" if s["consumers"] else "-",
                   _cpu_cell(s["median_cpu_cores"], "bench", "writer", "consumers", "pg", "redis", "other"))
     console.print(t)
     return aims
@@ -967,6 +1049,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=float, default=2.0, help="relay load: seconds at the same rate first (2)")
     p.add_argument("--consumers", type=int, default=0,
                    help="relay: worker processes consuming the follow-ups meanwhile (default 0: none)")
+    p.add_argument("--limited", type=int, default=100,
+                   help="relay: accounts with a per-run agent limit that their metering crosses in every run (100)")
     p.add_argument("--stall", type=float, default=0.0,
                    help="relay: hold a transaction id open this long in another database mid-window (default 0)")
     p.add_argument("--relay-idle", default=str(Settings.model_fields["relay_idle_s"].default),
@@ -1011,6 +1095,7 @@ async def amain(args: argparse.Namespace) -> int:
         "config": {"deployments": args.deployments, "accounts": len(ACCOUNTS), "hours_due": args.hours,
                    "workers": counts, "threads": args.threads, "sweep_runs": args.runs, "rate": args.rate,
                    "seconds": args.seconds, "warmup_s": args.warmup, "relay_runs": args.relay_runs,
+                   "limited_accounts": args.limited, "run_limit_ucr": RUN_LIMIT_UCR,
                    "instance_type": INSTANCE, "operation": OPERATION},
         "aims": [],
     }
