@@ -145,7 +145,7 @@ class RateLimiter:
         # No retries inside redis-py (its default backs off and tries again on connect): ``_acquire``
         # makes the one immediate retry itself, so a Redis that refuses costs about a millisecond.
         self._factory: ConnectionPool = ConnectionPool.from_url(
-            redis_url, socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 0))
+            redis_url, socket_timeout=None, socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 0))
         self._idle: list[AbstractConnection] = []
         self._slots = asyncio.Semaphore(max_connections)
         self._commands: dict[tuple[str, int], list[bytes]] = {}
