@@ -265,12 +265,28 @@ class EventStore:
         card: RateCard,
     ) -> _Loaded:
         out = _Loaded()
-        rows = (await _fetch(pg, (
-            "SELECT account_id, name, plan, status, debt_ucr, reserved_ucr, version, last_hash, settings,"
-            " opened_at FROM accounts WHERE account_id = ANY(:ids)"), {"ids": account_ids}))
+        # The accounts, their live grants and the batch's idempotency keys in one round trip: the
+        # grants and keys come back as arrays of anonymous rows, decoded by asyncpg in binary.
+        # Keys are matched on the batch's key strings only; a pair that no command asked for is
+        # never looked up.
+        batch_keys = sorted({cmd.idempotency_key for cmd in commands if cmd.idempotency_key})
+        rows = await _fetch(pg, (
+            "SELECT a.account_id, a.name, a.plan, a.status, a.debt_ucr, a.reserved_ucr, a.version, a.last_hash,"
+            " a.settings, a.opened_at,"
+            " ARRAY(SELECT ROW(g.grant_id, g.source, g.original_ucr, g.remaining_ucr, g.expires_at, g.granted_at)"
+            " FROM grants g WHERE g.account_id = a.account_id AND g.remaining_ucr > 0) AS grants,"
+            " ARRAY(SELECT ROW(k.key, k.request_hash, k.first_version, k.last_version) FROM idempotency_keys k"
+            " WHERE k.account_id = a.account_id AND k.key = ANY(CAST(:keys AS text[]))) AS keys"
+            " FROM accounts a WHERE a.account_id = ANY(:ids)"), {"ids": account_ids, "keys": batch_keys})
         account_rows = {r["account_id"]: r for r in rows}
         budgets = {a: Budget(**r["settings"]["budget"]) if "budget" in r["settings"] else Budget()
                    for a, r in account_rows.items()}
+        grants: dict[str, dict[UUID, Grant]] = defaultdict(dict)
+        for a, r in account_rows.items():
+            # Row fields in ``Grant``'s own order: grant_id, source, original, remaining, expiry, granted.
+            grants[a] = {g[0]: Grant(*g) for g in r["grants"]}
+            for key, request_hash, first, last in r["keys"]:
+                out.keys[(a, key)] = (bytes(request_hash), first, last)
         # Accounts opened by this very batch have no rows yet; global things (coupon stock) still load.
         existing = list(account_rows)
         by_acct: dict[str, list[c.Command]] = defaultdict(list)
@@ -284,35 +300,19 @@ class EventStore:
         def of(*types: type[c.Command]) -> list[Any]:
             return [cmd for t in types for cmd in by_type.get(t, ())]
 
-        # Live grants, plus any purchase a clawback names (it may be spent down to zero).
+        # A clawback names its purchase, which may be spent down to zero: load it too.
         purchase_ids = [(cmd.account_id, cmd.purchase_id) for cmd in of(c.IssueRefund)
-                        if cmd.purchase_id is not None]
-        grant_rows = [] if not existing else (await _fetch(pg, (
-            "SELECT account_id, grant_id, source, original_ucr, remaining_ucr, expires_at, granted_at"
-            " FROM grants WHERE account_id = ANY(:ids) AND remaining_ucr > 0"
-            " UNION ALL SELECT g.account_id, g.grant_id, g.source, g.original_ucr, g.remaining_ucr,"
-            " g.expires_at, g.granted_at FROM grants g"
-            " JOIN unnest(CAST(:pa AS text[]), CAST(:pg AS uuid[])) AS p(a, g2)"
-            " ON g.account_id = p.a AND g.grant_id = p.g2"),
-            {"ids": existing, "pa": [a for a, _ in purchase_ids], "pg": [g for _, g in purchase_ids]},
-        ))
-        grants: dict[str, dict[UUID, Grant]] = defaultdict(dict)
-        for g in grant_rows:
-            grants[g["account_id"]][g["grant_id"]] = Grant(
-                g["grant_id"], g["source"], g["original_ucr"], g["remaining_ucr"], g["expires_at"], g["granted_at"])
-
-        # A key can only be stored for an account that exists.
-        keyed = [(cmd.account_id, cmd.idempotency_key) for cmd in commands
-                 if cmd.idempotency_key and cmd.account_id in account_rows]
-        if keyed:
-            for k in (await _fetch(pg, (
-                "SELECT k.account_id, k.key, k.request_hash, k.first_version, k.last_version"
-                " FROM idempotency_keys k JOIN unnest(CAST(:a AS text[]), CAST(:k AS text[])) AS q(a, k2)"
-                " ON k.account_id = q.a AND k.key = q.k2"),
-                {"a": [a for a, _ in keyed], "k": [k for _, k in keyed]},
-            )):
-                out.keys[(k["account_id"], k["key"])] = (bytes(k["request_hash"]), k["first_version"],
-                                                         k["last_version"])
+                        if cmd.purchase_id is not None and cmd.account_id in account_rows]
+        if purchase_ids:
+            for g in await _fetch(pg, (
+                "SELECT g.account_id, g.grant_id, g.source, g.original_ucr, g.remaining_ucr, g.expires_at,"
+                " g.granted_at FROM grants g JOIN unnest(CAST(:pa AS text[]), CAST(:pg AS uuid[])) AS p(a, g2)"
+                " ON g.account_id = p.a AND g.grant_id = p.g2"),
+                {"pa": [a for a, _ in purchase_ids], "pg": [g for _, g in purchase_ids]},
+            ):
+                grants[g["account_id"]][g["grant_id"]] = Grant(
+                    g["grant_id"], g["source"], g["original_ucr"], g["remaining_ucr"], g["expires_at"],
+                    g["granted_at"])
 
         limits: dict[str, dict[tuple[str, str], Limit]] = defaultdict(dict)
         alerting = {cmd.account_id for cmd in of(c.RaiseAlert, c.CheckAlerts) if cmd.account_id in account_rows}
