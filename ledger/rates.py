@@ -211,8 +211,15 @@ def normalize_quantities(
             )
         if isinstance(q, bool) or not isinstance(q, int):
             raise InvalidQuantity(f"{dim} must be an integer, got {q!r}")
-        if q <= 0 or q > MAX_QUANTITY:
+        if q < 0 or q > MAX_QUANTITY:
+            raise InvalidQuantity(f"{dim} must be between 0 and {MAX_QUANTITY}, got {q}")
+    # One dimension may be zero (a completion that produced no output tokens still read its
+    # input); usage that is zero in every dimension is not usage.
+    if not any(given.values()):
+        if len(given) == 1:
+            ((dim, q),) = given.items()
             raise InvalidQuantity(f"{dim} must be between 1 and {MAX_QUANTITY}, got {q}")
+        raise InvalidQuantity("at least one quantity must be positive")
     return given
 
 

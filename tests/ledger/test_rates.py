@@ -125,6 +125,8 @@ def test_gpt_4o_input_and_output_tokens() -> None:
     assert charge("gpt-4o", input_tokens=1234, output_tokens=567) == 8_755
     # A bare quantity is the unit dimension (input tokens).
     assert charge("gpt-4o", 1234) == 3_085
+    # A completion with no output still read its input: one dimension may be zero.
+    assert charge("gpt-4o", input_tokens=1234, output_tokens=0) == 3_085
 
 
 def test_claude_sonnet_4_per_million() -> None:
@@ -212,6 +214,7 @@ def test_unknown_slug() -> None:
         (None, {"frames": 1}),
         (None, {"input_tokens": 1, "frames": 1}),
         (None, {"input_tokens": 0}),
+        (None, {"input_tokens": 0, "output_tokens": 0}),
         (None, {"output_tokens": -5}),
         (None, {"output_tokens": 0.5}),
         (None, {"output_tokens": True}),

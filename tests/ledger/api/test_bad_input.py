@@ -108,7 +108,7 @@ CASES = [
     Bad("zero quantity", "POST", CHARGES, "member", {**EMAIL, "quantity": 0}, type="invalid-quantity"),
     Bad("negative quantity", "POST", CHARGES, "member", {**EMAIL, "quantity": -1}, type="invalid-quantity"),
     Bad("zero in quantities", "POST", CHARGES, "member",
-        {"operation": "gpt-4o", "quantities": {"input_tokens": 0, "output_tokens": 10}}, type="invalid-quantity"),
+        {"operation": "gpt-4o", "quantities": {"input_tokens": 0, "output_tokens": 0}}, type="invalid-quantity"),
     Bad("negative in quantities", "POST", CHARGES, "member",
         {"operation": "gpt-4o", "quantities": {"input_tokens": -5, "output_tokens": 10}}, type="invalid-quantity"),
     Bad("zero quantity: reserve", "POST", RESERVE, "member", {**EMAIL, "quantity": 0}, type="invalid-quantity"),
