@@ -13,7 +13,7 @@ from ledger.api.deps import replayed as _replayed
 from ledger.keys import KeyInfo, create_account_key, list_keys, revoke_account_key
 from ledger.store import new_uuid
 
-router = APIRouter(tags=["accounts"])
+router = APIRouter(tags=["accounts"], responses=s.ERRORS)
 
 
 async def _account(rt: RT, account_id: str) -> s.AccountOut:

@@ -20,7 +20,7 @@ from ledger.rate_cards import rate_card_version
 from ledger.rates import price
 from ledger.store import EVENT_COLUMNS, row_to_event
 
-router = APIRouter(tags=["balance"])
+router = APIRouter(tags=["balance"], responses=s.ERRORS)
 
 
 def encode_cursor(version: int) -> str:

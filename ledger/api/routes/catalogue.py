@@ -8,7 +8,7 @@ from ledger.api import schemas as s
 from ledger.api.deps import RT, Reader
 from ledger.money import credits_to_exact_ucr, floor_ucr, format_credits
 
-router = APIRouter(tags=["pricing"])
+router = APIRouter(tags=["pricing"], responses=s.ERRORS)
 
 
 @router.get("/v1/rates", response_model=s.RatesOut)

@@ -12,7 +12,7 @@ from ledger.api.deps import RT, Admin, IdemHeader, idempotency_key, replayed
 from ledger.events import BudgetSet, LimitSet
 from ledger.money import format_credits
 
-router = APIRouter(tags=["controls"])
+router = APIRouter(tags=["controls"], responses=s.ERRORS)
 
 
 def _m(ucr: int | None) -> str | None:

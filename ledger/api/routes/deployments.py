@@ -11,7 +11,7 @@ from ledger.errors import NotFound, PaymentRequired
 from ledger.money import format_credits
 from ledger.service import DeploymentView
 
-router = APIRouter(tags=["deployments"])
+router = APIRouter(tags=["deployments"], responses=s.ERRORS)
 
 
 def _out(d: DeploymentView) -> s.DeploymentOut:

@@ -9,7 +9,7 @@ from ledger.api import render
 from ledger.api import schemas as s
 from ledger.api.deps import RT, Admin, IdemHeader, Operator, idempotency_key, replayed
 
-router = APIRouter(tags=["credits"])
+router = APIRouter(tags=["credits"], responses=s.ERRORS)
 
 
 @router.post("/v1/accounts/{account}/coupons", status_code=status.HTTP_201_CREATED, response_model=s.GrantOut)

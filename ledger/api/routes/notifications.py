@@ -13,7 +13,7 @@ from ledger.events import AlertRaised
 from ledger.money import format_credits
 from workers.webhooks import Endpoint, create_endpoint, list_endpoints
 
-router = APIRouter(tags=["notifications"])
+router = APIRouter(tags=["notifications"], responses=s.ERRORS)
 
 
 @router.get("/v1/accounts/{account}/notifications", response_model=s.NotificationPage)

@@ -16,7 +16,7 @@ from ledger.events import Attribution
 from ledger.money import format_credits
 from ledger.store import Outcome
 
-router = APIRouter(tags=["usage"])
+router = APIRouter(tags=["usage"], responses=s.ERRORS)
 
 
 def attribution(a: s.AttributionIn | None) -> Attribution:

@@ -47,3 +47,39 @@ async def test_balance_with_a_tiny_burn_rate_answers(client: httpx.AsyncClient, 
     assert r.status_code == 200, r.text
     assert r.json()["runout_at"] is None
     assert [e["version"] for e in r.json()["recent"]] == list(range(r.json()["version"], 0, -1))[:20]
+
+
+def _sample(metrics: str, name: str, **labels: str) -> float:
+    """The value of one Prometheus sample (0 if absent)."""
+    want = "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
+    for line in metrics.splitlines():
+        if line.startswith(name + want + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def test_metrics_count_requests_by_route_template(client: httpx.AsyncClient,
+                                                        api_account: OpenApiAccount) -> None:
+    """Requests are labelled by route template (never by raw path: one series per route, not per
+    account), 402s and 429s are counted, and a path no route matches is ``unmatched``."""
+    acct = await api_account(credits="1")
+    h = bearer(acct.member)
+    before = (await client.get("/metrics")).text
+    ok = await client.post(f"/v1/accounts/{acct.id}/charges", headers=h, json={"operation": "email", "quantity": 1})
+    assert ok.status_code == 201, ok.text
+    broke = await client.post(f"/v1/accounts/{acct.id}/charges", headers=h,
+                              json={"operation": "email", "quantity": 10**9})
+    assert broke.status_code == 402, broke.text
+    assert (await client.get(f"/v1/accounts/{acct.id}/no-such-thing", headers=h)).status_code == 404
+    after = (await client.get("/metrics")).text
+    assert acct.id not in after
+
+    def delta(name: str, **labels: str) -> float:
+        return _sample(after, name, **labels) - _sample(before, name, **labels)
+
+    route = "/v1/accounts/{account}/charges"
+    assert delta("credits_http_requests_total", method="POST", route=route, status="201") == 1
+    assert delta("credits_http_requests_total", method="POST", route=route, status="402") == 1
+    assert delta("credits_http_requests_total", method="GET", route="unmatched", status="404") == 1
+    assert delta("credits_http_request_duration_seconds_count", method="POST", route=route) == 2
+    assert delta("credits_payment_required_total", reason=broke.json()["reason"]) == 1
