@@ -195,6 +195,7 @@ class EventStore:
         replays: dict[int, tuple[str, int, int]] = {}
         batch_keys: dict[tuple[str, str], tuple[bytes, int]] = {}
         new_events: list[_NewEvent] = []
+        heads: dict[str, tuple[int, bytes]] = {}
         new_keys: list[tuple[str, str, bytes, int, int]] = []
         redeemed: list[tuple[str, str, UUID]] = []
         api_keys = _ApiKeyWrites()
@@ -227,23 +228,29 @@ class EventStore:
             except LedgerError as err:
                 results[i] = err
                 continue
-            version, prev_hash = state.version, state.last_hash or GENESIS
+            first_version, prev_hash = heads.get(acct) or (state.version, state.last_hash or GENESIS)
+            version = first_version
             for e in events:
                 version += 1
                 data_json = canonical_json(event_data(e))
                 prev_hash = _hash(prev_hash, version, e, data_json)
                 new_events.append((e, version, prev_hash, data_json))
-                if isinstance(e, CouponApplied):
+                # Exact type checks: isinstance on pydantic models goes through ABCMeta.
+                if type(e) is CouponApplied:
                     stock = loaded.coupon_stock.get(e.code)
                     loaded.coupon_stock[e.code] = None if stock is None else stock - 1
                     redeemed.append((acct, e.code, e.event_id))
-                elif isinstance(e, ApiKeyCreated | ApiKeyRevoked):
+                elif type(e) is ApiKeyCreated or type(e) is ApiKeyRevoked:
                     api_keys.add(cmd, e, now)
-            states[acct] = replace(after, version=version, last_hash=prev_hash)
+            # The chain's head is kept aside and folded into the state once per account, below.
+            states[acct] = after
+            heads[acct] = (version, prev_hash)
             results[i] = Outcome(tuple(events))
             if key is not None:
                 batch_keys[(acct, key)] = (fp, i)
-                new_keys.append((acct, key, fp, state.version + 1, version))
+                new_keys.append((acct, key, fp, first_version + 1, version))
+        for acct, (version, head) in heads.items():
+            states[acct] = replace(states[acct], version=version, last_hash=head)
 
         # A keyed command that appended nothing (e.g. nothing was due to expire) still keeps its key.
         if new_events or new_keys:
