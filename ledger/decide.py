@@ -537,7 +537,7 @@ def decide(state: AccountState, command: c.Command, ctx: Context) -> list[Event]
 def execute(state: AccountState, command: c.Command, ctx: Context) -> tuple[list[Event], AccountState]:
     """``decide`` and the state after its events, folded once."""
     b = _Builder(state, command, ctx)
-    if isinstance(command, c.OpenAccount):
+    if type(command) is c.OpenAccount:
         _open(b, command)
     else:
         _require_account(state)

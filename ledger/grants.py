@@ -39,6 +39,7 @@ def plan_draws(grants: Iterable[Grant], amount_ucr: int) -> tuple[tuple[Draw, ..
         if left == 0:
             break
         take = min(left, g.remaining_ucr)
-        draws.append(Draw(grant_id=g.grant_id, source=g.source, amount_ucr=take))
+        # Built without re-validation: every field comes from a loaded grant and an int.
+        draws.append(Draw.model_construct(grant_id=g.grant_id, source=g.source, amount_ucr=take))
         left -= take
     return tuple(draws), left
