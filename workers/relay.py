@@ -26,9 +26,10 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ledger.alerts import AlertSpec, due_alerts, load_views, unfired
+from ledger.alerts import AlertSpec, due_alerts, load_views, run_counters, unfired
 from ledger.clock import Clock
 from ledger.events import (
+    Attribution,
     BudgetSet,
     CreditsReleased,
     CreditsReserved,
@@ -109,9 +110,7 @@ def plan(entries: list[LogEntry], endpoints: dict[str, list[tuple[str, list[str]
 
 def _run_counters(t: Target) -> set[CounterKey]:
     _, agent, member, run = t
-    if not run:
-        return set()
-    return {(scope, subject, f"R{run}") for scope, subject in (("agent", agent), ("member", member)) if subject}
+    return run_counters(Attribution(agent=agent, member=member, run=run)) if run else set()
 
 
 def _checks_run(t: Target, spec: AlertSpec) -> bool:
@@ -279,7 +278,6 @@ class Relay:
                 finally:
                     await lease.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": RELAY_LOCK})
                     await lease.commit()
-
 
     async def watch_lag(self) -> None:
         """Measure the lag; past ``lag_warn``, log it with the transaction that holds the horizon."""
