@@ -88,13 +88,17 @@ async def _fetch(pg: Pg, statement: str, params: dict[str, Any]) -> list[Any]:
 
 
 async def _abandon(conn: AsyncConnection, pg: Pg) -> None:
-    """Roll back a batch that failed; a connection that cannot is dropped, never pooled mid-transaction."""
-    try:
-        if not pg.is_closed() and pg.is_in_transaction():
-            await pg.execute("ROLLBACK")
-    except BaseException:
-        await conn.invalidate()
-        raise
+    """Roll back a batch that failed. A connection that is gone, or cannot roll back, is
+    invalidated: SQLAlchemy's pool never sees these statements, so it must be told."""
+    if not pg.is_closed():
+        try:
+            if pg.is_in_transaction():
+                await pg.execute("ROLLBACK")
+            return
+        except BaseException:
+            await conn.invalidate()
+            raise
+    await conn.invalidate()
 
 
 def new_uuid() -> UUID:

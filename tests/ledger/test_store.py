@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -26,6 +26,7 @@ from ledger.errors import (
     InvalidQuantity,
     InvalidRequest,
     LedgerError,
+    OutcomeUnknown,
     PaymentRequired,
     UnknownAccount,
     UnknownOperation,
@@ -45,7 +46,7 @@ from ledger.rate_cards import ensure_rate_card
 from ledger.rates import RateCard
 from ledger.service import Ledger
 from ledger.state import AccountState, apply
-from ledger.store import Outcome, Result, read_versions
+from ledger.store import EventStore, Outcome, Result, read_versions
 from tests.ledger._charger import check_stream
 from tests.ledger.conftest import T0, OpenAccount, one_batch
 
@@ -453,3 +454,37 @@ async def test_a_batch_failing_as_a_whole_is_retried_one_by_one(
     for account in (a, b):
         stream = await check_stream(engine, account)
         assert all("\x00" not in str(e.data) for e in stream)
+
+
+# ---- a COMMIT lost in flight -----------------------------------------------------------------
+
+class _KilledBeforeCommit(EventStore):
+    """Decides and writes, then loses its connection just before COMMIT."""
+
+    async def _run(self, pg: Any, commands: Sequence[c.Command]) -> Any:
+        out = await super()._run(pg, commands)
+        async with self.engine.connect() as other:
+            await other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pg.get_server_pid()})
+        return out
+
+
+async def test_a_commit_lost_in_flight_is_unknown_and_the_connection_is_dropped(
+    engine: AsyncEngine, single: Ledger, open_account: OpenAccount, clock: ManualClock, rate_card: RateCard,
+) -> None:
+    """The batch runs on the asyncpg connection behind SQLAlchemy's back: when the server goes away
+    at COMMIT the caller gets ``OutcomeUnknown`` (nothing was recorded here) and the dead
+    connection is invalidated, so every later batch from the same pool still commits."""
+    a = await open_account(credits_ucr=10 * UCR)
+    before = await _version(engine, a)
+    doomed = _KilledBeforeCommit(engine, clock, lambda: rate_card)
+    with pytest.raises(OutcomeUnknown):
+        await doomed.run_batch([_charge(a)])
+    assert await _version(engine, a) == before
+
+    # Every pooled connection is healthy: more batches than the pool holds, all committed.
+    store = EventStore(engine, clock, lambda: rate_card)
+    for _ in range(engine.pool.size() + 2):  # type: ignore[attr-defined]
+        (result,) = await store.run_batch([_charge(a, quantity=1)])
+        assert isinstance(result, Outcome)
+    assert await _version(engine, a) == before + engine.pool.size() + 2  # type: ignore[attr-defined]
+    assert (await single.balance(a)).balance_ucr == 10 * UCR - (engine.pool.size() + 2) * 1000  # type: ignore[attr-defined]
