@@ -10,10 +10,11 @@ from ledger import commands as c
 from ledger.api import schemas as s
 from ledger.api.deps import RT, Admin, IdemHeader, Operator, Reader, idempotency_key
 from ledger.api.deps import replayed as _replayed
+from ledger.api.lean import LeanRoute
 from ledger.keys import KeyInfo, create_account_key, list_keys, revoke_account_key
 from ledger.store import new_uuid
 
-router = APIRouter(tags=["accounts"], responses=s.ERRORS)
+router = APIRouter(tags=["accounts"], responses=s.ERRORS, route_class=LeanRoute)
 
 
 async def _account(rt: RT, account_id: str) -> s.AccountOut:

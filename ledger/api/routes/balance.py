@@ -13,6 +13,7 @@ from sqlalchemy import text
 from ledger.api import render
 from ledger.api import schemas as s
 from ledger.api.deps import RT, Reader
+from ledger.api.lean import LeanRoute
 from ledger.errors import InvalidRequest
 from ledger.events import BudgetSet, DebtSettled, LimitSet, UsageMetered
 from ledger.money import format_credits
@@ -20,7 +21,7 @@ from ledger.rate_cards import rate_card_version
 from ledger.rates import price
 from ledger.store import EVENT_COLUMNS, row_to_event
 
-router = APIRouter(tags=["balance"], responses=s.ERRORS)
+router = APIRouter(tags=["balance"], responses=s.ERRORS, route_class=LeanRoute)
 
 
 def encode_cursor(version: int) -> str:

@@ -6,9 +6,10 @@ from fastapi import APIRouter
 
 from ledger.api import schemas as s
 from ledger.api.deps import RT, Reader
+from ledger.api.lean import LeanRoute
 from ledger.money import credits_to_exact_ucr, floor_ucr, format_credits
 
-router = APIRouter(tags=["pricing"], responses=s.ERRORS)
+router = APIRouter(tags=["pricing"], responses=s.ERRORS, route_class=LeanRoute)
 
 
 @router.get("/v1/rates", response_model=s.RatesOut)

@@ -8,9 +8,10 @@ from fastapi import APIRouter, Response
 from sqlalchemy import text
 
 from ledger.api.deps import RT
+from ledger.api.lean import LeanRoute
 from ledger.api.problems import problem_response
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], route_class=LeanRoute)
 
 
 @router.get("/healthz")

@@ -11,12 +11,13 @@ from ledger import intake
 from ledger.api import render
 from ledger.api import schemas as s
 from ledger.api.deps import RT, IdemHeader, Member, Reader, idempotency_key, replayed
+from ledger.api.lean import LeanRoute
 from ledger.errors import NotFound, PaymentRequired
 from ledger.events import Attribution
 from ledger.money import format_credits
 from ledger.store import Outcome
 
-router = APIRouter(tags=["usage"], responses=s.ERRORS)
+router = APIRouter(tags=["usage"], responses=s.ERRORS, route_class=LeanRoute)
 
 
 def attribution(a: s.AttributionIn | None) -> Attribution:
