@@ -277,18 +277,22 @@ class EventStore:
     ) -> _Loaded:
         out = _Loaded()
         # The accounts, their live grants and the batch's idempotency keys in one round trip: the
-        # grants and keys come back as arrays of anonymous rows, decoded by asyncpg in binary.
-        # Keys are matched on the batch's key strings only; a pair that no command asked for is
-        # never looked up.
-        batch_keys = sorted({cmd.idempotency_key for cmd in commands if cmd.idempotency_key})
+        # grants and keys come back as arrays of anonymous rows, decoded by asyncpg in binary. The
+        # keys are probed by (account, key) pair, one index lookup each.
+        keyed = [(cmd.account_id, cmd.idempotency_key) for cmd in commands if cmd.idempotency_key]
         rows = await _fetch(pg, (
-            "SELECT a.account_id, a.name, a.plan, a.status, a.debt_ucr, a.reserved_ucr, a.version, a.last_hash,"
+            "WITH asked AS (SELECT * FROM unnest(CAST(:ka AS text[]), CAST(:kk AS text[])) AS q(a, k)),"
+            " found AS (SELECT k.account_id,"
+            " array_agg(ROW(k.key, k.request_hash, k.first_version, k.last_version)) AS keys"
+            " FROM idempotency_keys k JOIN asked ON k.account_id = asked.a AND k.key = asked.k"
+            " GROUP BY k.account_id)"
+            " SELECT a.account_id, a.name, a.plan, a.status, a.debt_ucr, a.reserved_ucr, a.version, a.last_hash,"
             " a.settings, a.opened_at,"
             " ARRAY(SELECT ROW(g.grant_id, g.source, g.original_ucr, g.remaining_ucr, g.expires_at, g.granted_at)"
             " FROM grants g WHERE g.account_id = a.account_id AND g.remaining_ucr > 0) AS grants,"
-            " ARRAY(SELECT ROW(k.key, k.request_hash, k.first_version, k.last_version) FROM idempotency_keys k"
-            " WHERE k.account_id = a.account_id AND k.key = ANY(CAST(:keys AS text[]))) AS keys"
-            " FROM accounts a WHERE a.account_id = ANY(:ids)"), {"ids": account_ids, "keys": batch_keys})
+            " f.keys"
+            " FROM accounts a LEFT JOIN found f ON f.account_id = a.account_id WHERE a.account_id = ANY(:ids)"),
+            {"ids": account_ids, "ka": [a for a, _ in keyed], "kk": [k for _, k in keyed]})
         account_rows = {r["account_id"]: r for r in rows}
         budgets = {a: Budget(**r["settings"]["budget"]) if "budget" in r["settings"] else Budget()
                    for a, r in account_rows.items()}
@@ -296,7 +300,7 @@ class EventStore:
         for a, r in account_rows.items():
             # Row fields in ``Grant``'s own order: grant_id, source, original, remaining, expiry, granted.
             grants[a] = {g[0]: Grant(*g) for g in r["grants"]}
-            for key, request_hash, first, last in r["keys"]:
+            for key, request_hash, first, last in r["keys"] or ():
                 out.keys[(a, key)] = (bytes(request_hash), first, last)
         # Accounts opened by this very batch have no rows yet; global things (coupon stock) still load.
         existing = list(account_rows)
