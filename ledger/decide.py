@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 from uuid import UUID
 
 from ledger import commands as c
@@ -89,18 +89,18 @@ class _Builder:
         if abs(balance_after) > MAX_UCR:
             # Refused here, as bad input, rather than by a BIGINT overflow in the database.
             raise InvalidRequest("the balance would leave the range the ledger can hold")
-        # Built without re-validation: every field comes from validated commands and the card,
-        # and the store re-reads events through the validating union.
-        event = cast(E, cls.model_construct(
-            event_id=self.ctx.new_id(),
-            account_id=self.state.account_id,
-            occurred_at=occurred_at or self.ctx.now,
-            recorded_at=self.ctx.now,
-            idempotency_key=self.key,
-            amount_ucr=amount_ucr,
-            balance_after_ucr=balance_after,
+        # Validated: pydantic's compiled validator is also faster than ``model_construct``'s
+        # Python loop over the fields.
+        event = cls.model_validate({
+            "event_id": self.ctx.new_id(),
+            "account_id": self.state.account_id,
+            "occurred_at": occurred_at or self.ctx.now,
+            "recorded_at": self.ctx.now,
+            "idempotency_key": self.key,
+            "amount_ucr": amount_ucr,
+            "balance_after_ucr": balance_after,
             **fields,
-        ))
+        })
         self.events.append(event)  # type: ignore[arg-type]
         self.state = apply(self.state, event)  # type: ignore[arg-type]
         return event

@@ -39,7 +39,6 @@ def plan_draws(grants: Iterable[Grant], amount_ucr: int) -> tuple[tuple[Draw, ..
         if left == 0:
             break
         take = min(left, g.remaining_ucr)
-        # Built without re-validation: every field comes from a loaded grant and an int.
-        draws.append(Draw.model_construct(grant_id=g.grant_id, source=g.source, amount_ucr=take))
+        draws.append(Draw(grant_id=g.grant_id, source=g.source, amount_ucr=take))
         left -= take
     return tuple(draws), left
