@@ -195,3 +195,32 @@ async def test_a_connection_the_server_closed_is_replaced_and_the_hit_counted_on
     finally:
         await client.aclose()
         await limiter.close()
+
+
+async def test_a_redis_that_never_answers_fails_open_within_the_timeout() -> None:
+    """A Redis that accepts connections but never replies (hung, or a black-holed proxy): each hit
+    gives up after ``timeout_s`` and is allowed, and the stuck connection is never reused."""
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)  # read nothing, answer nothing
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    limiter = RateLimiter(f"redis://127.0.0.1:{port}/0", timeout_s=0.1)
+    try:
+        decisions = [await limiter.hit(unique_key(), 5, count_remaining=False) for _ in range(2)]
+        assert decisions == [Decision(allowed=True, limit=5, remaining=5, retry_after_s=0)] * 2
+        assert len(accepted) == 2, "a connection whose reply never came must not carry the next hit"
+        strict = RateLimiter(f"redis://127.0.0.1:{port}/0", timeout_s=0.1, fail_open=False)
+        try:
+            with pytest.raises(RateLimiterUnavailable):
+                await strict.hit(unique_key(), 5)
+        finally:
+            await strict.close()
+    finally:
+        await limiter.close()
+        for writer in accepted:
+            writer.close()
+        server.close()
+        await server.wait_closed()
