@@ -371,6 +371,7 @@ async def open_loop(rate: float, seconds: float, op: Callable[[random.Random], A
     await asyncio.gather(*pending)
     return Sample(len(latencies), time.perf_counter() - start, latencies, errors=errors), lag
 
+
 async def client_phase(spec: LoadSpec) -> dict[str, Any]:
     """One client process's share of a phase: ``spec.callers`` keep-alive connections (``RawClient``).
 
