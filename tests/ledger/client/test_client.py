@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -567,3 +568,21 @@ async def test_async_operator_needs_an_account(live: Live, new_account: NewAccou
         scoped = operator.for_account(acct.id)
         assert (await scoped.credits.balance()).balance_ucr == 2_000_000
         assert await scoped.gate("2") is True
+
+
+def test_the_readme_snippet_runs_as_written(live: Live, new_account: NewAccount,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's SDK example, run verbatim against a live server (only the URL and key differ)."""
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### The Python SDK"):]
+    start = section.index("```python\n") + len("```python\n")
+    snippet = section[start:section.index("```", start)]
+    assert 'Client("http://localhost:8000", api_key="cl_live_...")' in snippet
+    acct = new_account("0.004")  # enough for a balance read, too little for the charge
+    code = snippet.replace("http://localhost:8000", live.base_url).replace("cl_live_...", acct.member_key)
+    exec(compile(code, "README.md", "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == "0.004000"
+    reason, required, upgrade_url = printed[1].split(" ")
+    assert reason == "insufficient_balance" and Decimal(required) > Decimal("0.004")
+    assert upgrade_url.startswith("http")
