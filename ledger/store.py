@@ -190,8 +190,11 @@ class EventStore:
         # account's events in version order. BEGIN and the locks go in one round trip (simple
         # protocol; the keys are integers computed here, so inlining them is safe), and the
         # reads below are separate statements so their snapshots see the last holder's commit.
+        # The batch's statements are keyed lookups driven by unnest(): a generic plan serves every
+        # batch, and planning a custom one per execution cost PostgreSQL ~20 % of a lone batch.
         keys = ",".join(str(k) for k in sorted({lock_key(a) for a in account_ids}))
-        await pg.execute(f"BEGIN; SELECT pg_advisory_xact_lock(k) FROM unnest('{{{keys}}}'::bigint[]) AS t(k)")
+        await pg.execute("BEGIN; SET LOCAL plan_cache_mode = force_generic_plan;"
+                         f" SELECT pg_advisory_xact_lock(k) FROM unnest('{{{keys}}}'::bigint[]) AS t(k)")
         loaded = await self._load(pg, commands, account_ids, now, card)
         states = loaded.states
         original = dict(states)
