@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -27,6 +27,9 @@ class Metrics:
                                     registry=self.registry)
         self.batch_size = Histogram("credits_commit_batch_commands", "Commands per group-commit transaction",
                                     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024), registry=self.registry)
+        self.relay_lag = Gauge("credits_relay_lag_seconds",
+                               "Age of the oldest event the relay has not handed over (the whole log; "
+                               "NaN when the database did not answer)", registry=self.registry)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

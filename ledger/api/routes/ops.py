@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 
 from fastapi import APIRouter, Response
 from sqlalchemy import text
@@ -10,6 +11,7 @@ from sqlalchemy import text
 from ledger.api.deps import RT
 from ledger.api.lean import LeanRoute
 from ledger.api.problems import problem_response
+from workers.relay import relay_lag
 
 router = APIRouter(tags=["operations"], route_class=LeanRoute)
 
@@ -49,5 +51,14 @@ async def readyz(rt: RT) -> Response:
 
 @router.get("/metrics", response_class=Response)
 async def metrics(rt: RT) -> Response:
-    """Prometheus text format: requests, latencies, commits per batch, 402s, 429s."""
+    """Prometheus text format: requests, latencies, commits per batch, 402s, 429s, relay lag."""
+    # Read at scrape time (two index lookups): the relay may run in another process, and its lag
+    # is what an operator alerts on when follow-ups (alerts, webhooks, debt pauses) fall behind.
+    try:
+        async with asyncio.timeout(2):
+            async with rt.ledger.engine.connect() as conn:
+                lag = (await relay_lag(conn)).total_seconds()
+    except Exception:
+        lag = math.nan  # float-ok: seconds; unknown rather than a stale value
+    rt.metrics.relay_lag.set(lag)
     return Response(rt.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

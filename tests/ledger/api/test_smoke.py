@@ -83,3 +83,7 @@ async def test_metrics_count_requests_by_route_template(client: httpx.AsyncClien
     assert delta("credits_http_requests_total", method="GET", route="unmatched", status="404") == 1
     assert delta("credits_http_request_duration_seconds_count", method="POST", route=route) == 2
     assert delta("credits_payment_required_total", reason=broke.json()["reason"]) == 1
+    # No relay runs against this database: the charge just made is among what it has not handed over.
+    (lag,) = [float(line.split(" ")[1]) for line in after.splitlines()
+              if line.startswith("credits_relay_lag_seconds ")]
+    assert lag > 0
