@@ -34,6 +34,8 @@ from ledger.events import (
     CreditsReleased,
     CreditsReserved,
     DeploymentPaused,
+    DeploymentResumed,
+    DeploymentStarted,
     DeploymentStopped,
     Event,
     GrantExpired,
@@ -66,8 +68,11 @@ _OLDEST_WRITER = text(
 #: The relay's poll interval while events flow (it backs off to ``idle_s`` when they stop).
 BUSY_S = 0.01
 
-#: Events after which the account's alerts are checked: spend, holds, and credits lost.
-_ALERTING = (UsageMetered, CreditsReserved, GrantExpired, RefundIssued)
+#: Events after which the account's alerts are checked: spend, holds, credits lost, and rules or
+#: running costs that change what is due (a budget set below this month's spend alerts at once,
+#: not at the next charge; a deployment started shortens the runway).
+_ALERTING = (UsageMetered, CreditsReserved, GrantExpired, RefundIssued, BudgetSet, LimitSet, DeploymentStarted,
+             DeploymentResumed)
 #: Events after which an alert that held may hold no longer (besides any event that adds credits):
 #: a hold released, a budget or limit changed, a deployment stopped or paused.
 _EASING = (CreditsReleased, BudgetSet, LimitSet, DeploymentStopped, DeploymentPaused)

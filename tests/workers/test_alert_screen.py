@@ -111,7 +111,8 @@ def test_plan_marks_the_accounts_whose_conditions_may_have_eased() -> None:
                        monthly_limit_ucr=10, warn_pct=80, critical_pct=95, hard_stop=False)
     p = plan([usage("u", 5), LogEntry(LogPosition(1, 2), granted), LogEntry(LogPosition(1, 3), budget)], {})
     assert p.eased == {"g", "b"}, "spending eases nothing; credits added and a budget changed may"
-    assert set(p.alerts) == {("u", None, None, None)}
+    # Spending calls for a check, and so does a budget (it may already be exceeded); a grant does not.
+    assert set(p.alerts) == {("u", None, None, None), ("b", None, None, None)}
 
 
 def test_many_events_of_one_account_make_at_most_one_check() -> None:
@@ -167,6 +168,27 @@ async def test_a_batch_of_crossings_sends_one_check_and_quiet_accounts_none(
                                         idempotency_key=f"y{i}") for i in range(20)])
     await settle(relay, background, wledger)
     assert len(send.sent()) == 1
+
+
+async def test_a_budget_set_below_this_months_spend_alerts_at_once(
+        background: Background, wledger: Ledger) -> None:
+    """12 credits spent with no budget raise nothing; setting a 10-credit budget then raises the
+    80, 95 and 100 % alerts with no further charge (the operator learns now, not at the next spend)."""
+    await wledger.execute(c.OpenAccount(account_id="late-budget", name="late-budget", plan="free"))
+    await wledger.execute(c.GrantCredits(account_id="late-budget", amount_ucr=100 * CREDIT, source="purchase",
+                                         reason="t"))
+    await wledger.execute_many([c.Meter(account_id="late-budget", operation="email", quantity=1000,
+                                        idempotency_key=f"s{i}") for i in range(12)])
+    send = Counting(background)
+    relay = screened_relay(background, wledger, send)
+    background.start_worker(threads=1)
+    await settle(relay, background, wledger)
+    assert await alerts_of(wledger, "late-budget") == []
+
+    await wledger.execute(c.SetBudget(account_id="late-budget", monthly_limit_ucr=10 * CREDIT))
+    await settle(relay, background, wledger)
+    assert [(k, p) for k, _, _, p in await alerts_of(wledger, "late-budget")] == [
+        ("budget", 80), ("budget", 95), ("budget", 100)]
 
 
 async def test_a_check_that_found_nothing_does_not_silence_the_next_crossing(
