@@ -111,7 +111,7 @@ class RateLimiter:
         redis_url: str,
         *,
         fail_open: bool = True,
-        timeout_s: float = 0.5,
+        timeout_s: float = 0.5,  # float-ok: seconds
         max_connections: int = 50,
     ) -> None:
         uri = limits_storage_uri(redis_url)
@@ -149,7 +149,7 @@ class RateLimiter:
         self._idle: list[AbstractConnection] = []
         self._slots = asyncio.Semaphore(max_connections)
         self._commands: dict[tuple[str, int], list[bytes]] = {}
-        self._last_warning: float | None = None
+        self._last_warning: float | None = None  # float-ok: monotonic seconds
         self._suppressed = 0
 
     async def hit(self, key: str, per_minute: int, *, count_remaining: bool = True) -> Decision:

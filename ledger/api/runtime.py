@@ -22,8 +22,8 @@ class Runtime:
     limiter: RateLimiter | None = None
     redis: Redis | None = None
     metrics: Metrics = field(default_factory=Metrics)
-    _keys: dict[str, tuple[Principal, float]] = field(default_factory=dict)
-    _plans: dict[str, tuple[str, float]] = field(default_factory=dict)
+    _keys: dict[str, tuple[Principal, float]] = field(default_factory=dict)  # float-ok: monotonic expiry
+    _plans: dict[str, tuple[str, float]] = field(default_factory=dict)  # float-ok: monotonic expiry
 
     async def principal(self, raw: str) -> Principal | None:
         """The key's principal, trusted for ``key_cache_s`` once verified."""

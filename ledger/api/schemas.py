@@ -1,9 +1,8 @@
 """Request and response bodies of the HTTP API (API.md), as pydantic models for OpenAPI.
 
 Money goes out twice, ``<name>_ucr`` (integer µcr) and ``<name>`` (decimal string of credits);
-requests may give either. Integers are strict: a JSON float where money or a quantity is
-expected is a 422, never rounded.
-"""
+requests may give either. Integers are strict and never rounded: where money or a quantity is
+expected, a JSON float is a 422."""  # float-ok: floats are refused
 
 from __future__ import annotations
 

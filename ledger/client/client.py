@@ -128,7 +128,7 @@ def _new_key(given: str | None) -> str:
 
 def _int(name: str, value: Any) -> None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__} (never a float)")
+        raise TypeError(f"{name} must be an int, not {type(value).__name__} (never a float)")  # float-ok: refused
 
 
 def _usage_body(operation: str, quantity: int | None, quantities: Quantities | None,
@@ -257,7 +257,7 @@ class _api:
                 idempotency_key: str | None) -> _Call[Reservation]:
         body = _usage_body(operation, quantity, quantities, attribution)
         if amount is not None:
-            to_ucr(amount)  # refuse a float or a malformed amount here, not at the server
+            to_ucr(amount)  # float-ok: refuse a float or a malformed amount here, not at the server
             body["amount"] = amount
         if amount_ucr is not None:
             body["amount_ucr"] = to_ucr(ucr=amount_ucr)

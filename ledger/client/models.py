@@ -1,9 +1,8 @@
 """Typed answers of the API (and the few request shapes a caller builds).
 
-Money is exact everywhere: each amount comes twice, ``<name>_ucr`` (``int`` micro-credits,
-1 credit = 1,000,000 µcr) and ``<name>`` (a decimal string of credits with six places). Never a
-float. Models are frozen and keep any field the server adds (``model_extra``).
-"""
+Models are frozen and keep any field the server adds (``model_extra``). Money is exact
+everywhere: each amount comes twice, ``<name>_ucr`` (``int`` micro-credits, 1 credit = 1,000,000
+µcr) and ``<name>`` (a decimal string of credits with six places), never as a float."""  # float-ok
 
 from __future__ import annotations
 
