@@ -53,17 +53,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import asyncpg  # type: ignore[import-untyped]
 import httptools
 import httpx
 import uvloop
-from redis.asyncio import Redis
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from bench.common import libpq_url, open_log, recreate_database, redis_pid, summarise_profile
 from bench.write_path import (
     N_ACCOUNTS,
     SPREAD,
@@ -77,7 +77,6 @@ from bench.write_path import (
     console,
     cpu_marks,
     git_commit,
-    libpq_url,
     paired_ratio,
     server_facts,
     server_pids,
@@ -492,11 +491,6 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def _open_log(path: Path) -> IO[bytes]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.open("wb")
-
-
 class Server:
     """``python -m ledger.cli serve --workers N`` as a subprocess on a loopback port."""
 
@@ -514,7 +508,7 @@ class Server:
 
     async def start(self) -> None:
         self.port = free_port()
-        out = await asyncio.to_thread(_open_log, self.log)
+        out = await asyncio.to_thread(open_log, self.log)
         try:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "ledger.cli", "serve", "--port", str(self.port), "--workers",
@@ -788,17 +782,6 @@ async def run_all(h: HttpBench, phases: dict[str, Phase], runs: int, progress: P
 # ---- server profile (py-spy) ---------------------------------------------------------------------
 
 
-def _short(frame: str) -> str:
-    """``fn (path:line)`` -> ``fn (module/path)``, without the line and the site-packages prefix."""
-    name, _, where = frame.partition(" (")
-    path = where.rstrip(")").rsplit(":", 1)[0]
-    for marker in ("site-packages/", "/work/main/", "lib/python3.11/"):
-        if marker in path:
-            path = path.split(marker, 1)[1]
-            break
-    return f"{name} ({path})" if path else name
-
-
 #: Where a sample's CPU goes, by the innermost frame that matches (first rule in this order wins).
 CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("writer batch: load, decide, write, commit (the in-process path)",
@@ -828,33 +811,6 @@ def categorise(frames: Sequence[str]) -> str:
     return OTHER
 
 
-def summarise_profile(raw: str, top: int = 30) -> dict[str, Any]:
-    """Shares per category (``CATEGORIES``) and inclusive and self shares per function, from py-spy's
-    ``raw`` (collapsed stacks) output."""
-    total = 0
-    inclusive: Counter[str] = Counter()
-    own: Counter[str] = Counter()
-    categories: Counter[str] = Counter()
-    for line in raw.splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        n = int(count)
-        frames = [_short(f) for f in stack.split(";") if not f.startswith(("process ", "thread "))]
-        if not frames:
-            continue
-        total += n
-        for f in set(frames):
-            inclusive[f] += n
-        own[frames[-1]] += n
-        categories[categorise(stack.split(";"))] += n
-    share = (lambda n: round(100 * n / total, 1)) if total else (lambda n: 0.0)
-    return {"samples": total,
-            "categories_pct": [(f, share(n)) for f, n in categories.most_common()],
-            "inclusive_pct": [(f, share(n)) for f, n in inclusive.most_common(top)],
-            "self_pct": [(f, share(n)) for f, n in own.most_common(top)]}
-
-
 async def profile_servers(h: HttpBench, out_dir: Path, seconds: float) -> dict[str, Any]:
     """Each server under ``py-spy record --gil`` (raw, 100 Hz, workers included) during one charge and
     one balance phase: only samples holding the GIL, i.e. where Python spends CPU. The collapsed
@@ -881,7 +837,7 @@ async def profile_servers(h: HttpBench, out_dir: Path, seconds: float) -> dict[s
                 finally:
                     h.seconds = saved
                 await proc.wait()
-                summary = summarise_profile(await asyncio.to_thread(path.read_text))
+                summary = summarise_profile(await asyncio.to_thread(path.read_text), categorise=categorise)
                 summary["rate_under_profiler"] = round(sample.rate, 1)
                 summary["cpu_cores"] = sample.cpu
                 found[f"w{w}.{kind}"] = summary
@@ -1014,15 +970,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-async def recreate_database(server_url: str) -> None:
-    conn = await asyncpg.connect(libpq_url(server_url))
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{HTTP_DB}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{HTTP_DB}"')
-    finally:
-        await conn.close()
-
-
 async def setup_accounts(b: Bench) -> None:
     """1,000 accounts on plan ``team``, each granted ``FUNDING_UCR`` (no charge is ever refused)."""
     await b.ledger.start()
@@ -1031,19 +978,6 @@ async def setup_accounts(b: Bench) -> None:
         _check(await b.ledger.execute_many([
             c.GrantCredits(account_id=a, amount_ucr=FUNDING_UCR, source="purchase", reason="bench funding")
             for a in chunk]))
-
-
-async def redis_pid(url: str) -> int | None:
-    """The Redis server's pid, for its CPU figure (None if it is not on this machine's /proc)."""
-    r = Redis.from_url(url)
-    try:
-        info: dict[str, Any] = await r.info("server")
-        pid = int(info.get("process_id", 0))
-    except Exception:
-        return None
-    finally:
-        await r.aclose()
-    return pid if pid and await asyncio.to_thread(os.path.exists, f"/proc/{pid}") else None
 
 
 def writer_settings(s: Settings) -> WriterSettings:
@@ -1060,7 +994,7 @@ async def amain(args: argparse.Namespace) -> int:
     console.print(f"[bold]http[/bold]: {args.runs} run(s) x {args.seconds:g}s phases, {CALLERS} clients in"
                   f" {args.client_procs} process(es), `serve{'' if full else ' --api-only'}` with"
                   f" {' and '.join(map(str, WORKERS))} worker(s), writer {ws.label}, pool {settings.pool_size}")
-    await recreate_database(args.database_url)
+    await recreate_database(args.database_url, HTTP_DB)
     await asyncio.to_thread(migrate, url)
     engine = make_engine(url, pool_size=settings.pool_size)
     pool = await asyncpg.create_pool(libpq_url(url), min_size=1, max_size=2)

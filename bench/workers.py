@@ -47,7 +47,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 from redis.asyncio import Redis
@@ -57,13 +57,13 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 import workers.relay as relay_module
+from bench.common import libpq_url, open_log, recreate_database, redis_pid, summarise_profile
 from bench.write_path import (
     FUNDING_UCR,
     _check,
     _proc_cpu,
     console,
     git_commit,
-    libpq_url,
     ms,
     pct,
     server_facts,
@@ -182,11 +182,6 @@ def _median_cpu(cpus: Sequence[dict[str, float]]) -> dict[str, float]:
 # ---- subprocesses ------------------------------------------------------------------------------------
 
 
-def _open_log(path: Path) -> IO[bytes]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.open("wb")
-
-
 class WorkerProcess:
     """``python -m ledger.cli worker --no-relay --threads N`` on the bench database and namespace."""
 
@@ -201,7 +196,7 @@ class WorkerProcess:
         return self.proc.pid if self.proc is not None and self.proc.returncode is None else None
 
     async def start(self) -> None:
-        out = await asyncio.to_thread(_open_log, self.log)
+        out = await asyncio.to_thread(open_log, self.log)
         try:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "ledger.cli", "worker", "--no-relay", "--threads", str(self.threads),
@@ -262,42 +257,6 @@ async def py_spy(pid: int, seconds: float, out: Path) -> asyncio.subprocess.Proc
         spy, "record", "--pid", str(pid), "--gil", "--rate", "100", "--format", "raw",
         "--duration", str(max(1, round(seconds))), "--output", str(out),
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
-
-
-def _short(frame: str) -> str:
-    """``fn (path:line)`` -> ``fn (module path)``."""
-    name, _, where = frame.partition(" (")
-    path = where.rstrip(")").rsplit(":", 1)[0]
-    for marker in ("site-packages/", "/work/main/", "lib/python3.11/"):
-        if marker in path:
-            path = path.split(marker, 1)[1]
-            break
-    return f"{name} ({path})" if path else name
-
-
-def summarise_profile(raw: str, top: int = 25) -> dict[str, Any]:
-    """Inclusive and self shares per function from py-spy's raw (collapsed stacks) output."""
-    total = 0
-    inclusive: Counter[str] = Counter()
-    own: Counter[str] = Counter()
-    for line in raw.splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        frames = [_short(f) for f in stack.split(";") if not f.startswith(("process ", "thread "))]
-        if not frames:
-            continue
-        n = int(count)
-        total += n
-        for f in set(frames):
-            inclusive[f] += n
-        own[frames[-1]] += n
-
-    def share(n: int) -> float:
-        return round(100 * n / total, 1) if total else 0.0
-
-    return {"samples": total, "inclusive_pct": [(f, share(n)) for f, n in inclusive.most_common(top)],
-            "self_pct": [(f, share(n)) for f, n in own.most_common(top)]}
 
 
 def print_profile(title: str, summary: dict[str, Any]) -> None:
@@ -658,7 +617,7 @@ class WorkersBench:
         found: dict[str, Any] = {}
         for name, path, _ in spies:
             if path.exists():
-                found[name] = summarise_profile(await asyncio.to_thread(path.read_text))
+                found[name] = summarise_profile(await asyncio.to_thread(path.read_text), top=25)
                 print_profile(f"py-spy --gil: {name} -> {path}", found[name])
         return found
 
@@ -1011,27 +970,6 @@ def report_relay(summaries: list[dict[str, Any]], rate: float, runs: int) -> lis
 # ---- entry point -------------------------------------------------------------------------------------
 
 
-async def recreate_database(server_url: str, name: str) -> None:
-    conn = await asyncpg.connect(libpq_url(server_url))
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-
-
-async def redis_pid(url: str) -> int | None:
-    r = Redis.from_url(url)
-    try:
-        info: dict[str, Any] = await r.info("server")
-        pid = int(info.get("process_id", 0))
-    except Exception:
-        return None
-    finally:
-        await r.aclose()
-    return pid if pid and await asyncio.to_thread(os.path.exists, f"/proc/{pid}") else None
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.workers", description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=int, default=None, help="sweep runs per worker count (median; default 5, 1 quick)")
@@ -1127,14 +1065,14 @@ async def amain(args: argparse.Namespace) -> int:
                         path = args.profile / "relay_bench.txt"
                         run = await b.relay_once(args.relay_runs, idles[0], path)
                         if path.exists():
-                            prof = summarise_profile(await asyncio.to_thread(path.read_text))
+                            prof = summarise_profile(await asyncio.to_thread(path.read_text), top=25)
                             prof["lag_commit_p99_ms"] = ms(pct(run.lag_commit_s, 99))
                             print_profile(f"py-spy --gil: the relay's process -> {path}", prof)
                             result["relay_profile"] = prof
                         for i in range(args.consumers):
                             cpath = path.with_name(f"relay_consumer{i}.txt")
                             if cpath.exists():
-                                prof = summarise_profile(await asyncio.to_thread(cpath.read_text))
+                                prof = summarise_profile(await asyncio.to_thread(cpath.read_text), top=25)
                                 print_profile(f"py-spy --gil: follow-up consumer {i} -> {cpath}", prof)
                                 result[f"relay_consumer{i}_profile"] = prof
                 if args.only in (None, "sweep"):

@@ -53,6 +53,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bench.common import libpq_url, recreate_database
 from ledger import commands as c
 from ledger.clock import SystemClock
 from ledger.db import make_engine, migrate
@@ -294,20 +295,6 @@ async def measured(pool: Any, fn: Callable[[int], Awaitable[Sample]], seed: int)
 
 def with_database(url: str, name: str) -> str:
     return make_url(url).set(database=name).render_as_string(hide_password=False)
-
-
-def libpq_url(url: str) -> str:
-    """``url`` as a plain ``postgresql://`` DSN for asyncpg (no SQLAlchemy driver suffix)."""
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-async def recreate_database(server_url: str) -> None:
-    conn = await asyncpg.connect(libpq_url(server_url))
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
-    finally:
-        await conn.close()
 
 
 BASELINE_DDL = """
@@ -810,7 +797,7 @@ async def amain(args: argparse.Namespace) -> int:
 
     console.print(f"[bold]write path[/bold]: {runs} run(s) x {seconds:g}s phases, ledger {settings.label},"
                   f" pool {args.pool_size}, baseline pool {args.baseline_pool}")
-    await recreate_database(args.database_url)
+    await recreate_database(args.database_url, BENCH_DB)
     await asyncio.to_thread(migrate, url)
     engine = make_engine(url, pool_size=args.pool_size)
     pool = await asyncpg.create_pool(libpq_url(url), min_size=args.baseline_pool, max_size=args.baseline_pool)

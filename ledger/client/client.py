@@ -307,6 +307,7 @@ class _Base:
     """State and decisions shared by both transports: no I/O here."""
 
     _account_id: str | None
+    _owns_http: bool
 
     def _configure(self, base_url: str, api_key: str, account_id: str | None, timeout: float,  # float-ok: seconds
                    max_retries: int, backoff_s: float, max_backoff_s: float,  # float-ok: seconds
@@ -324,6 +325,18 @@ class _Base:
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
         self.max_retry_after_s = max_retry_after_s
+
+    def _namespaces(self) -> None:
+        raise NotImplementedError
+
+    def for_account(self, account_id: str) -> Self:
+        """This client acting on ``account_id`` (shares the connection pool; closing it is a no-op)."""
+        other = object.__new__(type(self))
+        other.__dict__.update(self.__dict__)
+        other._account_id = account_id
+        other._owns_http = False
+        other._namespaces()
+        return other
 
     @property
     def account_id(self) -> str | None:
@@ -411,15 +424,6 @@ class Client(_Base):
         self.deployments = Deployments(self)
         self.coupons = Coupons(self)
         self.accounts = Accounts(self)
-
-    def for_account(self, account_id: str) -> Client:
-        """This client acting on ``account_id`` (shares the connection pool; closing it is a no-op)."""
-        other = object.__new__(Client)
-        other.__dict__.update(self.__dict__)
-        other._account_id = account_id
-        other._owns_http = False
-        other._namespaces()
-        return other
 
     def close(self) -> None:
         if self._owns_http:
@@ -621,15 +625,6 @@ class AsyncClient(_Base):
         self.deployments = AsyncDeployments(self)
         self.coupons = AsyncCoupons(self)
         self.accounts = AsyncAccounts(self)
-
-    def for_account(self, account_id: str) -> AsyncClient:
-        """This client acting on ``account_id`` (shares the connection pool; closing it is a no-op)."""
-        other = object.__new__(AsyncClient)
-        other.__dict__.update(self.__dict__)
-        other._account_id = account_id
-        other._owns_http = False
-        other._namespaces()
-        return other
 
     async def aclose(self) -> None:
         if self._owns_http:

@@ -28,29 +28,33 @@ def free_port() -> int:
 
 @contextmanager
 def live_server(database_url: str, redis_url: str) -> Iterator[str]:
-    """Serve the API on ``database_url`` / ``redis_url``; yield its base URL; stop it on exit."""
-    port = free_port()
+    """Serve the API on ``database_url`` / ``redis_url``; yield its base URL once ready; stop it on exit."""
     settings = Settings(database_url=database_url, redis_url=redis_url, key_env="test", serve_background=False)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))  # the port is ours from here on: no race for a "free" one
+    port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(create_app(settings=settings), host="127.0.0.1", port=port,
                                            log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, name="live-api", daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="live-api", daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the live API server did not become ready")
-        time.sleep(0.05)
     try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200 and server.started:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline or not thread.is_alive():
+                raise RuntimeError("the live API server did not become ready")
+            time.sleep(0.05)
         yield base
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+        sock.close()
 
 
 def operator_key_for(database_url: str) -> str:

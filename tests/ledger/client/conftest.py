@@ -7,23 +7,16 @@ Accounts are opened over plain HTTP (not through the SDK under test).
 from __future__ import annotations
 
 import secrets
-import socket
-import threading
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
 import httpx
 import pytest
 import pytest_asyncio
-import uvicorn
 
-from ledger.api.app import create_app
-from ledger.db import make_engine
-from ledger.keys import create_operator_key
 from ledger.money import parse_credits
-from ledger.settings import Settings
 from tests.conftest import create_database, drop_database, with_database
+from tests.ledger.api.live import live_server, operator_key_for
 
 
 @dataclass(frozen=True)
@@ -61,47 +54,11 @@ async def sdk_database_url(server_url: str, template_database: str) -> AsyncIter
         await drop_database(server_url, name)
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def sdk_operator_key(sdk_database_url: str) -> str:
-    engine = make_engine(sdk_database_url, pool_size=1)
-    try:
-        key, _ = await create_operator_key(engine, "sdk tests", env="test")
-        return key.key
-    finally:
-        await engine.dispose()
-
-
 @pytest.fixture(scope="session")
-def live(sdk_database_url: str, redis_url: str, sdk_operator_key: str) -> Iterator[Live]:
-    """``create_app()`` served by uvicorn on a free loopback port until the session ends."""
-    settings = Settings(DATABASE_URL=sdk_database_url, REDIS_URL=redis_url, key_env="test",
-                        serve_background=False)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))  # the port is ours from here on: no race for a "free" one
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(settings=settings), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="sdk-live-api", daemon=True)
-    thread.start()
-    base_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200 and server.started:
-                break
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline or not thread.is_alive():
-            server.should_exit = True
-            raise RuntimeError("the live API server did not start")
-        time.sleep(0.05)
-    try:
-        yield Live(base_url, sdk_operator_key)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
+def live(sdk_database_url: str, redis_url: str) -> Iterator[Live]:
+    """``create_app()`` served by uvicorn on a loopback port until the session ends."""
+    with live_server(sdk_database_url, redis_url) as base_url:
+        yield Live(base_url, operator_key_for(sdk_database_url))
 
 
 @pytest.fixture
