@@ -25,8 +25,8 @@ processes on uvloop, so the load generator takes little of the CPU the server ne
 figure is the median of the runs; CPU is measured per process group. Figures are printed with the
 aims (in-process/HTTP <= 3x; p99 < 25 ms at half the peak) and written as JSON. Before each
 block it waits (bounded) for the rest of the machine to go quiet.
-``--profile-server DIR`` then samples each server with ``py-spy --gil`` during one charge and one
-balance phase and prints where its CPU goes.
+``--profile-server DIR`` then samples each server with ``py-spy --gil`` during one charge phase,
+one at half its peak, and one balance phase, and prints where its CPU goes.
 """
 
 from __future__ import annotations
@@ -812,8 +812,8 @@ def categorise(frames: Sequence[str]) -> str:
 
 
 async def profile_servers(h: HttpBench, out_dir: Path, seconds: float) -> dict[str, Any]:
-    """Each server under ``py-spy record --gil`` (raw, 100 Hz, workers included) during one charge and
-    one balance phase: only samples holding the GIL, i.e. where Python spends CPU. The collapsed
+    """Each server under ``py-spy record --gil`` (raw, 100 Hz, workers included) during one charge,
+    one half-peak charge and one balance phase: only samples holding the GIL, i.e. where Python spends CPU. The collapsed
     stacks land in ``out_dir``; inclusive and self shares are printed and returned."""
     spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
     if spy is None:
@@ -823,7 +823,8 @@ async def profile_servers(h: HttpBench, out_dir: Path, seconds: float) -> dict[s
     for w in WORKERS:
         await h.wait_quiet(f"profile w{w}")
         async with h.serving(w) as server:
-            for kind in ("charges", "balance"):
+            peak_rate = 0.0
+            for kind in ("charges", "half", "balance"):
                 path = out_dir / f"server_w{w}_{kind}.txt"
                 pid = server.proc.pid if server.proc is not None else 0
                 proc = await asyncio.create_subprocess_exec(
@@ -833,9 +834,14 @@ async def profile_servers(h: HttpBench, out_dir: Path, seconds: float) -> dict[s
                 await asyncio.sleep(0.5)  # py-spy attaches
                 saved, h.seconds = h.seconds, seconds
                 try:
-                    sample = await h.measured(partial(h.http, w, kind), 1)
+                    # "half": charges open loop at half the peak just profiled, where the p99 aim is.
+                    run = (partial(h.http, w, "charges", rate=peak_rate / 2) if kind == "half"
+                           else partial(h.http, w, kind))
+                    sample = await h.measured(run, 1)
                 finally:
                     h.seconds = saved
+                if kind == "charges":
+                    peak_rate = sample.rate
                 await proc.wait()
                 summary = summarise_profile(await asyncio.to_thread(path.read_text), categorise=categorise)
                 summary["rate_under_profiler"] = round(sample.rate, 1)
