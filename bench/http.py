@@ -812,9 +812,10 @@ def categorise(frames: Sequence[str]) -> str:
 
 
 async def profile_servers(h: HttpBench, out_dir: Path, seconds: float) -> dict[str, Any]:
-    """Each server under ``py-spy record --gil`` (raw, 100 Hz, workers included) during one charge,
-    one half-peak charge and one balance phase: only samples holding the GIL, i.e. where Python spends CPU. The collapsed
-    stacks land in ``out_dir``; inclusive and self shares are printed and returned."""
+    """Each server under ``py-spy record --gil`` (raw, 100 Hz, workers included) during one charge
+    phase, one at half its peak and one balance phase: only samples holding the GIL, i.e. where
+    Python spends CPU. The collapsed stacks land in ``out_dir``; inclusive and self shares are
+    printed and returned."""
     spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
     if spy is None:
         raise RuntimeError("py-spy is not installed (pip install py-spy)")
