@@ -10,7 +10,6 @@ yields its error and records nothing; its neighbours are unaffected.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -465,10 +464,6 @@ def _hash(prev: bytes, version: int, e: Event, data_json: str) -> bytes:
     )
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
-
-
 def _settings(s: AccountState) -> str:
     return _settings_json(s.allowance_cycle, s.budget)
 
@@ -477,7 +472,7 @@ def _settings(s: AccountState) -> str:
 def _settings_json(allowance_cycle: int, b: Budget) -> str:
     # Cached: nearly every account shares a handful of (cycle, budget) pairs, and every batch
     # rewrites the settings of each account it touched.
-    return _dumps({"allowance_cycle": allowance_cycle, "budget": {
+    return canonical_json({"allowance_cycle": allowance_cycle, "budget": {
         "monthly_limit_ucr": b.monthly_limit_ucr, "warn_pct": b.warn_pct,
         "critical_pct": b.critical_pct, "hard_stop": b.hard_stop}})
 
