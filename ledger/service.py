@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import text
@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger import commands as c
 from ledger.alerts import due_alerts, load_views, run_counters, unfired
-from ledger.clock import Clock, add_months, month_key
+from ledger.clock import Clock, add_months, day_key, month_key
 from ledger.decide import Context, execute, price_usage
 from ledger.errors import InvalidRequest, InvalidState, LedgerError, NotFound, PaymentRequired, UnknownAccount
 from ledger.events import Attribution, Event
@@ -81,11 +81,20 @@ BURN_WINDOW = timedelta(days=7)
 FORECAST_HORIZON = timedelta(days=3650)
 
 
-def runout_at(now: datetime, available_ucr: int, burned_ucr: int) -> datetime | None:
-    """When ``available_ucr`` is used up at ``burned_ucr`` per ``BURN_WINDOW`` (exact integer maths)."""
-    if burned_ucr <= 0 or available_ucr <= 0:
+def burn_window(now: datetime) -> tuple[datetime, list[str]]:
+    """Where the forecast's window starts, and the account day counters that cover it exactly:
+    the ``BURN_WINDOW`` before ``now`` widened to whole UTC days (7 to 8 days of usage)."""
+    start = datetime.combine((now - BURN_WINDOW).astimezone(UTC).date(), time(), UTC)
+    days = (now.astimezone(UTC).date() - start.date()).days
+    return start, [day_key(start + timedelta(days=i)) for i in range(days + 1)]
+
+
+def runout_at(now: datetime, available_ucr: int, burned_ucr: int,
+              window: timedelta = BURN_WINDOW) -> datetime | None:
+    """When ``available_ucr`` is used up at ``burned_ucr`` per ``window`` (exact integer maths)."""
+    if burned_ucr <= 0 or available_ucr <= 0 or window <= timedelta(0):
         return None
-    window_us = BURN_WINDOW // timedelta(microseconds=1)
+    window_us = window // timedelta(microseconds=1)
     # Compare in integers first: a tiny burn against a large balance must not overflow timedelta.
     if available_ucr * window_us >= burned_ucr * (FORECAST_HORIZON // timedelta(microseconds=1)):
         return None
@@ -146,30 +155,30 @@ class Ledger:
     async def balance(self, account_id: str, *, recent: int = 20, forecast: bool = False) -> Balance:
         """The exact balance, read from the inline state, with the last ``recent`` entries.
 
-        With ``forecast``, also when the available balance runs out at the last 7 days' burn rate.
-        One connection, one statement per part.
+        With ``forecast``, also when the available balance runs out at the last 7 days' burn rate
+        (whole UTC days: 7 to 8 of them). Two statements: the account, then its recent entries.
         """
         now = self.clock.now()
+        window_start, days = burn_window(now)
         async with self.engine.connect() as conn:
+            # The account, its live credits by source and the window's spend in one statement; the
+            # spend from the account's day counters, a few rows however long its history.
             row = (await conn.execute(text(
-                "SELECT plan, status, balance_ucr, debt_ucr, reserved_ucr, version, opened_at, settings"
-                " FROM accounts WHERE account_id = :a"), {"a": account_id})).first()
+                "SELECT a.plan, a.status, a.balance_ucr, a.debt_ucr, a.reserved_ucr, a.version, a.opened_at,"
+                " a.settings,"
+                " ARRAY(SELECT ROW(g.source, sum(g.remaining_ucr)::bigint) FROM grants g"
+                "  WHERE g.account_id = a.account_id AND g.remaining_ucr > 0 GROUP BY g.source) AS sources,"
+                " (SELECT coalesce(sum(s.spent_ucr), 0)::bigint FROM spend_counters s WHERE s.account_id = a.account_id"
+                "  AND s.scope = 'account' AND s.subject = '' AND s.period = ANY(CAST(:days AS text[]))) AS burned"
+                " FROM accounts a WHERE a.account_id = :a"), {"a": account_id, "days": days})).first()
             if row is None:
                 raise UnknownAccount(account_id)
-            sources = (await conn.execute(text(
-                "SELECT source, sum(remaining_ucr) AS s FROM grants WHERE account_id = :a AND remaining_ucr > 0"
-                " GROUP BY source"), {"a": account_id})).all()
             rows = [] if recent <= 0 else (await conn.execute(text(
                 f"SELECT {EVENT_COLUMNS} FROM events WHERE account_id = :a ORDER BY version DESC LIMIT :l"),
                 {"a": account_id, "l": recent})).all()
-            burned = 0
-            if forecast:
-                burned = int((await conn.execute(text(
-                    "SELECT coalesce(sum(-amount_ucr), 0) FROM events WHERE account_id = :a"
-                    " AND type = 'UsageMetered' AND recorded_at >= :t"),
-                    {"a": account_id, "t": now - BURN_WINDOW})).scalar() or 0)
+        burned = row.burned if forecast else 0
         by_source = {"allowance": 0, "purchase": 0, "promotion": 0, "refund": 0}
-        by_source.update({r.source: int(r.s) for r in sources})
+        by_source.update({source: total for source, total in row.sources})
         plan = self.card.plans.get(row.plan)
         allowance = floor_ucr(credits_to_exact_ucr(plan.monthly_credits)) if plan else 0
         cycle = row.settings.get("allowance_cycle", 0)
@@ -181,7 +190,7 @@ class Ledger:
             debt_ucr=row.debt_ucr, by_source=by_source, monthly_allowance_ucr=allowance,
             resets_at=add_months(row.opened_at, max(cycle, 0) + 1) if allowance else None,
             version=row.version, recent=[e for _, e in entries], entries=entries,
-            runout_at=runout_at(now, available, burned))
+            runout_at=runout_at(now, available, burned, now - window_start))
 
     async def entries(self, account_id: str, *, limit: int = 50, offset: int = 0) -> list[Event]:
         """The account's ledger, newest first, straight from its event stream."""

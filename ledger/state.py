@@ -120,8 +120,12 @@ class AccountState:
 
 
 def spend_keys(attribution: Attribution, when: datetime) -> tuple[CounterKey, ...]:
-    """The spend counters a debit at ``when`` adds to: the account's month, and per agent/member."""
-    keys: list[CounterKey] = [("account", "", month_key(when))]
+    """The spend counters a debit at ``when`` adds to: the account's month and day, and per agent/member.
+
+    The account's day is what the run-out forecast reads: a handful of counter rows, where summing
+    the usage events of the window would scan the account's whole history.
+    """
+    keys: list[CounterKey] = [("account", "", month_key(when)), ("account", "", day_key(when))]
     for scope, subject in (("agent", attribution.agent), ("member", attribution.member)):
         if subject:
             keys += [(scope, subject, month_key(when)), (scope, subject, day_key(when))]

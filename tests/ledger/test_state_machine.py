@@ -280,7 +280,7 @@ class Model:
             left -= take
         self.debt += left
         when = occurred or self.now
-        keys = [("account", "", "M" + month_key(when))]
+        keys = [("account", "", "M" + month_key(when)), ("account", "", "D" + day_key(when))]
         for scope, subject in (("agent", attribution.agent), ("member", attribution.member)):
             if subject:
                 keys += [(scope, subject, "M" + month_key(when)), (scope, subject, "D" + day_key(when))]
