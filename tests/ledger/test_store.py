@@ -488,3 +488,29 @@ async def test_a_commit_lost_in_flight_is_unknown_and_the_connection_is_dropped(
         assert isinstance(result, Outcome)
     assert await _version(engine, a) == before + engine.pool.size() + 2  # type: ignore[attr-defined]
     assert (await single.balance(a)).balance_ucr == 10 * UCR - (engine.pool.size() + 2) * 1000  # type: ignore[attr-defined]
+
+
+# ---- rows travel as JSON ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("text_", ['quote " and \\ backslash', "é ü 中文 🚀", "tab\tnew\nline \x7f \x01",
+                                   '{"x": [1]}'])
+async def test_any_text_round_trips_through_the_batch_rows(engine: AsyncEngine, ledger: Ledger,
+                                                          text_: str) -> None:
+    """Ids, names, keys and attribution reach their columns exactly, and verify agrees."""
+    account = f"txt-{secrets.token_hex(4)}-{text_}"
+    await ledger.execute(c.OpenAccount(account_id=account, name=text_, plan="pro", idempotency_key=text_))
+    who = Attribution(agent=text_, member=text_, run=text_)
+    charged = await ledger.execute(c.Charge(account_id=account, operation="email", quantity=3, attribution=who,
+                                            idempotency_key=f"k {text_}"))
+    async with engine.connect() as conn:
+        name = await conn.scalar(text("SELECT name FROM accounts WHERE account_id = :a"), {"a": account})
+        keys = set((await conn.execute(text(
+            "SELECT key FROM idempotency_keys WHERE account_id = :a"), {"a": account})).scalars())
+        subjects = set((await conn.execute(text(
+            "SELECT subject FROM spend_counters WHERE account_id = :a AND scope = 'agent'"),
+            {"a": account})).scalars())
+        version = await _version(engine, account)
+        stored = await read_versions(conn, account, 1, version)
+    assert name == text_ and keys == {text_, f"k {text_}"} and subjects == {text_}
+    assert stored[-1] == charged.events[-1]
+    await check_stream(engine, account)
