@@ -1,4 +1,5 @@
-"""The run-out forecast reads the account's day counters: exact for its window, whatever the history."""
+"""The balance read: its recent entries are the log's, and the run-out forecast reads the account's
+day counters (exact for its window, whatever the history)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from sqlalchemy import text
 from ledger import commands as c
 from ledger.clock import ManualClock, day_key
 from ledger.db import alembic_config, make_engine, migrate
+from ledger.events import Attribution
 from ledger.rate_cards import ensure_rate_card
 from ledger.service import Ledger, burn_window, runout_at
 from ledger.verify import verify
@@ -89,3 +91,19 @@ async def test_migration_backfills_the_day_counters_exactly(fresh_database_url: 
         assert (await verify(engine)).clean
     finally:
         await engine.dispose()
+
+
+async def test_recent_entries_are_the_newest_of_the_log(ledger: Ledger, open_account: OpenAccount) -> None:
+    account = await open_account(credits_ucr=50 * UCR, plain=False)
+    who = Attribution(agent="bot", member="ann", run="r9")
+    for i in range(25):
+        await ledger.execute(c.Charge(account_id=account, operation="gpt-4o", attribution=who,
+                                      quantities={"input_tokens": 100 + i, "output_tokens": 7},
+                                      idempotency_key=f"req-{i}"))
+    await ledger.execute(c.SetBudget(account_id=account, monthly_limit_ucr=40 * UCR, hard_stop=True))
+    b = await ledger.balance(account, recent=20)
+    page = await ledger.ledger_page(account, limit=20)
+    assert list(b.entries) == page and len(page) == 20
+    assert [e for _, e in page] == list(b.recent)
+    assert b.version == page[0][0] and b.balance_ucr == page[0][1].balance_after_ucr
+    assert (await ledger.balance(account, recent=0)).entries == []
