@@ -109,7 +109,7 @@ class Ledger:
         self.engine = engine
         self.clock = clock
         self.card = card
-        self.store = EventStore(engine, clock, lambda: self.card)
+        self.store = EventStore(engine, clock, lambda: self.card, keep_connections=concurrency)
         self.writer = GroupCommitWriter(self.store, window_s=window_s, max_batch=max_batch,
                                         concurrency=concurrency)
 
@@ -118,6 +118,7 @@ class Ledger:
 
     async def stop(self) -> None:
         await self.writer.stop()
+        await self.store.close()
 
     # ---- writes ------------------------------------------------------------------------------
 

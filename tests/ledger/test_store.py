@@ -486,6 +486,7 @@ async def test_a_commit_lost_in_flight_is_unknown_and_the_connection_is_dropped(
     for _ in range(engine.pool.size() + 2):  # type: ignore[attr-defined]
         (result,) = await store.run_batch([_charge(a, quantity=1)])
         assert isinstance(result, Outcome)
+    await store.close()
     assert await _version(engine, a) == before + engine.pool.size() + 2  # type: ignore[attr-defined]
     assert (await single.balance(a)).balance_ucr == 10 * UCR - (engine.pool.size() + 2) * 1000  # type: ignore[attr-defined]
 
@@ -514,3 +515,36 @@ async def test_any_text_round_trips_through_the_batch_rows(engine: AsyncEngine, 
     assert name == text_ and keys == {text_, f"k {text_}"} and subjects == {text_}
     assert stored[-1] == charged.events[-1]
     await check_stream(engine, account)
+
+
+# ---- connections kept between batches --------------------------------------------------------
+
+async def test_kept_connections_that_died_while_idle_cost_no_command(
+    engine: AsyncEngine, clock: ManualClock, rate_card: RateCard, open_account: OpenAccount,
+) -> None:
+    """The store keeps its connections between batches; if the server drops them meanwhile (a
+    restart, an idle timeout), the next batch fails on one, every kept one is let go, and the
+    writer's one-by-one retry commits each command on a fresh connection: callers see no error."""
+    a = await open_account(credits_ucr=10 * UCR)
+    service = Ledger(engine, clock, rate_card, concurrency=2)
+    await service.start()
+    try:
+        # Two batches at once: two connections, both kept.
+        await asyncio.gather(*(service.store.run_batch([_charge(a, quantity=1)]) for _ in range(2)))
+        assert len(service.store._idle) == 2
+        kept = []
+        for conn in service.store._idle:
+            pg: Any = (await conn.get_raw_connection()).driver_connection
+            kept.append(pg.get_server_pid())
+        async with engine.connect() as other:
+            for pid in kept:
+                await other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        before = await _version(engine, a)
+        results = await service.execute_many([_charge(a, quantity=1), _charge(a, quantity=2)])
+        assert all(isinstance(r, Outcome) for r in results)
+        assert await _version(engine, a) == before + 2
+        assert isinstance(await service.execute(_charge(a, quantity=3)), Outcome)
+    finally:
+        await service.stop()
+    assert service.store._idle == []
+    await check_stream(engine, a)
