@@ -513,12 +513,6 @@ def _settings_json(allowance_cycle: int, b: Budget) -> str:
         "critical_pct": b.critical_pct, "hard_stop": b.hard_stop}})
 
 
-def _cols(rows: Iterable[tuple[Any, ...]], n: int) -> list[Any]:
-    """Rows turned into ``n`` columns (tuples), one array parameter each."""
-    cols = list(zip(*rows, strict=True))
-    return cols if cols else [() for _ in range(n)]
-
-
 @lru_cache(maxsize=512)
 def _renamed(sql: str, n: int) -> str:
     """``sql`` with each parameter prefixed ``w{n}_``, so the CTEs of one statement never collide."""
@@ -530,8 +524,8 @@ _JSON_READ = {"jsonb": "r->{i}", "bytea": "decode(r->>{i}, 'hex')"}
 
 
 @lru_cache(maxsize=64)
-def _rows_from(param: str, *columns: str) -> str:
-    """``SELECT`` the rows of a ``_rows`` parameter: one output column per ``name type`` given.
+def _rows_from(*columns: str) -> str:
+    """``SELECT`` the rows of a ``_rows`` parameter (``:rows``): one output column per ``name type``.
 
     A batch's rows travel as one JSON array of arrays. asyncpg encodes an array parameter element
     by element, with several ``collections.abc`` checks each: 11-15 µs of client CPU per event row,
@@ -541,7 +535,7 @@ def _rows_from(param: str, *columns: str) -> str:
     for i, column in enumerate(columns):
         name, type_ = column.split()
         reads.append(f"{_JSON_READ.get(type_, 'CAST(r->>{i} AS ' + type_ + ')').format(i=i)} AS {name}")
-    return f"SELECT {', '.join(reads)} FROM jsonb_array_elements(CAST(CAST(:{param} AS text) AS jsonb)) AS r"
+    return f"SELECT {', '.join(reads)} FROM jsonb_array_elements(CAST(CAST(:rows AS text) AS jsonb)) AS r"
 
 
 def _json_default(value: Any) -> Any:
@@ -595,18 +589,16 @@ class _ApiKeyWrites:
 
     def write(self, w: _Writes) -> None:
         if self.created:
-            w.add((
-                "INSERT INTO api_keys (key_id, account_id, role, name, prefix, secret_sha256, created_at)"
-                " SELECT * FROM unnest(CAST(:ki AS text[]), CAST(:ka AS text[]), CAST(:kr AS text[]),"
-                " CAST(:kn AS text[]), CAST(:kp AS text[]), CAST(:ks AS bytea[]), CAST(:kt AS timestamptz[]))"),
-                dict(zip(("ki", "ka", "kr", "kn", "kp", "ks", "kt"), _cols(self.created, 7), strict=True)))
+            w.add(
+                "INSERT INTO api_keys (key_id, account_id, role, name, prefix, secret_sha256, created_at) "
+                + _rows_from("ki text", "ka text", "kr text", "kn text", "kp text", "ks bytea", "kt timestamptz"),
+                {"rows": _rows(self.created)})
         if self.revoked:
             # Scoped to the account, so a command can only ever revoke its own account's key.
-            w.add((
-                "UPDATE api_keys SET revoked_at = :rnow FROM unnest(CAST(:ra AS text[]), CAST(:rk AS text[]))"
-                " AS r(a, k) WHERE api_keys.key_id = r.k AND api_keys.account_id = r.a"
-                " AND api_keys.revoked_at IS NULL"),
-                {"rnow": self.now, "ra": [a for a, _ in self.revoked], "rk": [k for _, k in self.revoked]})
+            w.add(
+                "UPDATE api_keys SET revoked_at = :rnow FROM (" + _rows_from("a text", "k text") + ") AS r"
+                " WHERE api_keys.key_id = r.k AND api_keys.account_id = r.a AND api_keys.revoked_at IS NULL",
+                {"rnow": self.now, "rows": _rows(self.revoked)})
 
 
 async def _write(
@@ -636,7 +628,7 @@ def _insert_events(w: _Writes, new_events: list[_NewEvent]) -> None:
     w.add(
         "INSERT INTO events (account_id, version, event_id, type, schema_version, data, idempotency_key,"
         " amount_ucr, balance_after_ucr, occurred_at, recorded_at, hash) "
-        + _rows_from("rows", "a text", "v bigint", "id uuid", "t text", "sv smallint", "d jsonb", "k text",
+        + _rows_from("a text", "v bigint", "id uuid", "t text", "sv smallint", "d jsonb", "k text",
                      "amt bigint", "bal bigint", "occ timestamptz", "rec timestamptz", "h bytea"),
         {"rows": _rows((e.account_id, v, e.event_id, e.type, e.schema_version, orjson.Fragment(data_json),
                         e.idempotency_key, e.amount_ucr, e.balance_after_ucr, e.occurred_at, e.recorded_at, h)
@@ -660,7 +652,7 @@ def _write_state(
         w.add(
             "INSERT INTO accounts (account_id, name, plan, status, balance_ucr, debt_ucr, reserved_ucr,"
             " version, last_hash, settings, opened_at, updated_at) SELECT o.*, CAST(:now AS timestamptz) FROM ("
-            + _rows_from("rows", "a text", "n text", "p text", "st text", "b bigint", "d bigint", "r bigint",
+            + _rows_from("a text", "n text", "p text", "st text", "b bigint", "d bigint", "r bigint",
                          "v bigint", "h bytea", "s jsonb", "o timestamptz") + ") AS o",
             {"now": now, "rows": _rows((s.account_id, s.name, s.plan, s.status, s.balance_ucr, s.debt_ucr,
                                         s.reserved_ucr, s.version, s.last_hash, orjson.Fragment(_settings(s)),
@@ -669,7 +661,7 @@ def _write_state(
         w.add(
             "UPDATE accounts SET plan = u.p, status = u.st, balance_ucr = u.b, debt_ucr = u.d,"
             " reserved_ucr = u.r, version = u.v, last_hash = u.h, settings = u.s, updated_at = :now FROM ("
-            + _rows_from("rows", "a text", "p text", "st text", "b bigint", "d bigint", "r bigint", "v bigint",
+            + _rows_from("a text", "p text", "st text", "b bigint", "d bigint", "r bigint", "v bigint",
                          "h bytea", "s jsonb") + ") AS u WHERE accounts.account_id = u.a",
             {"now": now, "rows": _rows((s.account_id, s.plan, s.status, s.balance_ucr, s.debt_ucr, s.reserved_ucr,
                                         s.version, s.last_hash, orjson.Fragment(_settings(s))) for s in updated)})
@@ -690,7 +682,7 @@ def _write_state(
         w.add(
             "INSERT INTO grants (account_id, grant_id, source, original_ucr, remaining_ucr, expires_at,"
             " granted_at) "
-            + _rows_from("rows", "a text", "g uuid", "s text", "o bigint", "r bigint", "e timestamptz",
+            + _rows_from("a text", "g uuid", "s text", "o bigint", "r bigint", "e timestamptz",
                          "t timestamptz")
             + " ON CONFLICT (account_id, grant_id) DO UPDATE SET remaining_ucr = excluded.remaining_ucr",
             {"rows": _rows(grant_rows)})
@@ -698,7 +690,7 @@ def _write_state(
         w.add(
             "INSERT INTO reservations (account_id, reservation_id, operation, held_ucr, status, expires_at,"
             " created_at) "
-            + _rows_from("rows", "a text", "r uuid", "o text", "h bigint", "s text", "e timestamptz",
+            + _rows_from("a text", "r uuid", "o text", "h bigint", "s text", "e timestamptz",
                          "c timestamptz")
             + " ON CONFLICT (account_id, reservation_id) DO UPDATE SET status = excluded.status",
             {"rows": _rows(res_rows)})
@@ -706,7 +698,7 @@ def _write_state(
         w.add(
             "INSERT INTO deployments (account_id, deployment_id, instance_type, hourly_ucr, status,"
             " hours_charged, credits_ucr, segment_started_at, segment_first_hour, paused_reason, started_at) "
-            + _rows_from("rows", "a text", "d text", "i text", "h bigint", "s text", "n bigint", "c bigint",
+            + _rows_from("a text", "d text", "i text", "h bigint", "s text", "n bigint", "c bigint",
                          "ss timestamptz", "f bigint", "pr text", "st timestamptz")
             + " ON CONFLICT (account_id, deployment_id) DO UPDATE SET status = excluded.status,"
             " hours_charged = excluded.hours_charged, credits_ucr = excluded.credits_ucr,"
@@ -716,7 +708,7 @@ def _write_state(
     if limit_rows:
         w.add(
             "INSERT INTO limits (account_id, scope, subject, per_run_ucr, per_day_ucr, per_month_ucr) "
-            + _rows_from("rows", "a text", "s text", "j text", "r bigint", "d bigint", "m bigint")
+            + _rows_from("a text", "s text", "j text", "r bigint", "d bigint", "m bigint")
             + " ON CONFLICT (account_id, scope, subject) DO UPDATE SET per_run_ucr = excluded.per_run_ucr,"
             " per_day_ucr = excluded.per_day_ucr, per_month_ucr = excluded.per_month_ucr",
             {"rows": _rows(limit_rows)})
@@ -730,7 +722,7 @@ def _write_state(
     if deltas:
         w.add(
             "INSERT INTO spend_counters (account_id, scope, subject, period, spent_ucr) "
-            + _rows_from("rows", "a text", "s text", "j text", "p text", "v bigint")
+            + _rows_from("a text", "s text", "j text", "p text", "v bigint")
             + " ON CONFLICT (account_id, scope, subject, period)"
             " DO UPDATE SET spent_ucr = spend_counters.spent_ucr + excluded.spent_ucr",
             {"rows": _rows((*k, v) for k, v in deltas.items())})
@@ -739,22 +731,21 @@ def _write_state(
         w.add(
             "INSERT INTO idempotency_keys (account_id, key, request_hash, first_version, last_version,"
             " created_at) SELECT k.*, CAST(:now AS timestamptz) FROM ("
-            + _rows_from("rows", "a text", "k text", "h bytea", "f bigint", "l bigint") + ") AS k",
+            + _rows_from("a text", "k text", "h bytea", "f bigint", "l bigint") + ") AS k",
             {"now": now, "rows": _rows(new_keys)})
 
     if redeemed:
-        cols = _cols(redeemed, 3)
-        w.add((
+        w.add(
             "INSERT INTO coupon_redemptions (account_id, code, event_id, redeemed_at)"
-            " SELECT *, CAST(:now AS timestamptz) FROM unnest(CAST(:a AS text[]), CAST(:c AS text[]),"
-            " CAST(:e AS uuid[]))"), {"now": now, "a": cols[0], "c": cols[1], "e": cols[2]})
+            " SELECT r.*, CAST(:now AS timestamptz) FROM (" + _rows_from("a text", "c text", "e uuid") + ") AS r",
+            {"now": now, "rows": _rows(redeemed)})
         counts: dict[str, int] = defaultdict(int)
         for _, code, _ in redeemed:
             counts[code] += 1
-        w.add((
-            "UPDATE coupons SET redeemed_count = redeemed_count + q.n"
-            " FROM unnest(CAST(:c AS text[]), CAST(:n AS int[])) AS q(c, n) WHERE coupons.code = q.c"),
-            {"c": list(counts), "n": list(counts.values())})
+        w.add(
+            "UPDATE coupons SET redeemed_count = redeemed_count + q.n FROM ("
+            + _rows_from("c text", "n int") + ") AS q WHERE coupons.code = q.c",
+            {"rows": _rows(counts.items())})
 
 
 EVENT_FIELDS = ("position", "account_id", "version", "event_id", "type", "schema_version", "data",
