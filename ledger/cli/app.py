@@ -282,7 +282,7 @@ async def _keys_revoke(account: str, key_id: str) -> None:
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
-    workers: Annotated[int, typer.Option(min=1, max=64, help="API processes (uvicorn workers).")] = 1,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="API processes, each on its own socket.")] = 1,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
     api_only: Annotated[bool, typer.Option(help="Only the API: no relay, worker or scheduler in this process.")]
     = False,
@@ -299,6 +299,8 @@ def serve(
 
     import uvicorn
 
+    from ledger.api.processes import Workers, uvicorn_config
+
     # Resolve (and start, on the embedded default) the servers once here, so worker processes
     # share them instead of racing to start their own; migrate once too.
     settings = load_settings()
@@ -314,12 +316,19 @@ def serve(
         os.environ["CREDITS_SERVE_BACKGROUND"] = "false"
     if redis_url:
         os.environ["REDIS_URL"] = redis_url
+    if workers > 1:
+        # A socket per process (SO_REUSEPORT), so connections spread over the processes.
+        try:
+            supervisor = Workers(host, port, workers, log_level)
+        except OSError as exc:
+            fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+        typer.echo(f"serving the API on http://{host}:{supervisor.port} ({workers} workers)", err=True)
+        raise typer.Exit(supervisor.run())
     # uvicorn stops gracefully on SIGTERM, then re-raises it: exit cleanly here so exit handlers
     # run (the embedded Redis is shut down by one) and supervisors see status 0.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
-    typer.echo(f"serving the API on http://{host}:{port} ({workers} worker{'s' if workers > 1 else ''})", err=True)
-    uvicorn.run("ledger.api.app:create_app", factory=True, host=host, port=port, workers=workers,
-                log_level=log_level, timeout_graceful_shutdown=30, proxy_headers=False)
+    typer.echo(f"serving the API on http://{host}:{port} (1 worker)", err=True)
+    uvicorn.Server(uvicorn_config(host, port, log_level)).run()
 
 
 def _until_signalled(stop: asyncio.Event) -> None:

@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -141,3 +142,145 @@ def run_credits_env(env: dict[str, str], *args: str) -> str:
                           timeout=120, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout.strip().splitlines()[-1]
+
+
+def children(pid: int) -> list[int]:
+    """The processes ``pid`` started (its API processes), from /proc."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid and "resource_tracker" not in _cmdline(int(entry)):
+                found.append(int(entry))
+    return sorted(found)
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text()
+    except OSError:
+        return ""
+
+
+def sockets_on(port: int) -> dict[int, str]:
+    """Socket inode -> TCP state ("LISTEN", "ESTABLISHED", ...) of each IPv4 socket on local port ``port``."""
+    names = {"0A": "LISTEN", "01": "ESTABLISHED"}
+    out = {}
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port:
+            out[int(fields[9])] = names.get(fields[3], fields[3])
+    return out
+
+
+def inodes_of(pid: int) -> set[int]:
+    """The socket inodes ``pid`` holds open."""
+    held = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            held.add(int(target[8:-1]))
+    return held
+
+
+def connections_per_process(port: int, pids: list[int], n: int = 64) -> dict[int, int]:
+    """Open ``n`` keep-alive connections at once, make one request on each, and count which process holds each."""
+
+    async def run() -> dict[int, int]:
+        async def one() -> asyncio.StreamWriter:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /healthz HTTP/1.1\r\nhost: t\r\n\r\n")
+            await writer.drain()
+            assert (await reader.readline()).startswith(b"HTTP/1.1 200")
+            return writer
+
+        writers = await asyncio.gather(*(one() for _ in range(n)))
+        try:
+            states = sockets_on(port)
+            return {pid: sum(1 for i in inodes_of(pid) if states.get(i) == "ESTABLISHED") for pid in pids}
+        finally:
+            for w in writers:
+                w.close()
+
+    return asyncio.run(run())
+
+
+def start_workers(env: dict[str, str], port: int, workers: int) -> tuple[subprocess.Popen[str], list[int]]:
+    proc = subprocess.Popen([*credits_command(), "serve", "--port", str(port), "--workers", str(workers),
+                             "--api-only", "--log-level", "warning"],
+                            env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while True:
+        pids = children(proc.pid)
+        states = sockets_on(port)
+        # Ready when every process has started its app and accepts on its own socket.
+        if len(pids) == workers and all(any(states.get(i) == "LISTEN" for i in inodes_of(p)) for p in pids):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    return proc, pids
+            except httpx.TransportError:
+                pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"credits serve --workers {workers} did not start:\n{proc.communicate()[0]}")
+        time.sleep(0.2)
+
+
+def test_each_api_process_accepts_on_its_own_socket(fresh_database_url: str, redis_url: str) -> None:
+    port = free_port()
+    env = dict(os.environ, DATABASE_URL=fresh_database_url, REDIS_URL=redis_url)
+    proc, pids = start_workers(env, port, 2)
+    try:
+        states = sockets_on(port)
+        listening = [{i for i in inodes_of(p) if states.get(i) == "LISTEN"} for p in pids]
+        # One socket each, not one socket shared: the kernel, not a race between processes,
+        # decides which process takes a connection.
+        assert all(len(s) == 1 for s in listening) and listening[0] != listening[1], listening
+        per_process = connections_per_process(port, pids)
+        assert sum(per_process.values()) == 64, per_process
+        assert min(per_process.values()) > 0, per_process
+    finally:
+        out = stop(proc)
+    assert proc.returncode == 0, out
+    assert "Traceback" not in out, out
+
+
+def test_an_api_process_that_dies_is_replaced(fresh_database_url: str, redis_url: str) -> None:
+    port = free_port()
+    env = dict(os.environ, DATABASE_URL=fresh_database_url, REDIS_URL=redis_url)
+    proc, pids = start_workers(env, port, 2)
+    try:
+        os.kill(pids[0], signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while True:
+            now = children(proc.pid)
+            states = sockets_on(port)
+            if (len(now) == 2 and pids[0] not in now
+                    and all(any(states.get(i) == "LISTEN" for i in inodes_of(p)) for p in now)):
+                break
+            assert time.monotonic() < deadline and proc.poll() is None, "the dead process was not replaced"
+            time.sleep(0.2)
+        # Connections the kernel hands to the replacement's socket are answered too.
+        per_process = connections_per_process(port, now)
+        assert sum(per_process.values()) == 64 and min(per_process.values()) > 0, per_process
+    finally:
+        out = stop(proc)
+    assert proc.returncode == 0, out
+
+
+def test_workers_refuse_a_port_in_use(fresh_database_url: str, redis_url: str) -> None:
+    env = dict(os.environ, DATABASE_URL=fresh_database_url, REDIS_URL=redis_url)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([*credits_command(), "serve", "--port", str(port), "--workers", "2", "--api-only"],
+                              env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"error: cannot listen on 127.0.0.1:{port}" in done.stderr, done.stderr
