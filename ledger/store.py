@@ -101,6 +101,14 @@ async def _abandon(conn: AsyncConnection, pg: Pg) -> None:
     await conn.invalidate()
 
 
+def _locks(account_ids: Iterable[str]) -> str:
+    """The statement taking the accounts' advisory locks, in key order (integers: safe to inline)."""
+    keys = sorted({lock_key(a) for a in account_ids})
+    if len(keys) == 1:  # the common lone batch: no array to plan
+        return f"SELECT pg_advisory_xact_lock({keys[0]})"
+    return f"SELECT pg_advisory_xact_lock(k) FROM unnest('{{{','.join(map(str, keys))}}}'::bigint[]) AS t(k)"
+
+
 def new_uuid() -> UUID:
     """A UUIDv7: time-ordered, so ids sort roughly by creation."""
     return UUID(bytes=uuid_utils.uuid7().bytes)
@@ -131,9 +139,6 @@ class _Loaded:
     coupon_stock: dict[str, int | None] = field(default_factory=dict)
 
 
-_GATED = (c.Charge, c.Reserve, c.StartDeployment, c.ChargeDeploymentHour, c.ResumeDeployment)
-
-
 def _usage_attribution(cmd: c.Command) -> Any:
     return getattr(cmd, "attribution", None)
 
@@ -146,15 +151,16 @@ class EventStore:
         self.engine = engine
         self.clock = clock
         self._card = card
-        #: Connections kept checked out between batches (one per writer loop): checking one out
-        #: of SQLAlchemy's pool and back in for every batch cost ~18 % of a lone charge's CPU.
-        self._idle: list[AsyncConnection] = []
+        #: Connections kept checked out between batches (one per writer loop), with their asyncpg
+        #: connection: checking one out of SQLAlchemy's pool and back in for every batch cost ~18 %
+        #: of a lone charge's CPU, and reaching its asyncpg connection another ~4 %.
+        self._idle: list[tuple[AsyncConnection, Pg]] = []
         self._keep = keep_connections
 
     async def close(self, *, discard: bool = False) -> None:
         """Give the kept connections back to the engine's pool (``discard``: drop them instead)."""
         idle, self._idle = self._idle, []
-        for conn in idle:
+        for conn, _ in idle:
             if discard:
                 await conn.invalidate()
             await conn.close()
@@ -163,15 +169,19 @@ class EventStore:
 
     async def run_batch(self, commands: Sequence[c.Command]) -> list[Result]:
         """Decide and commit ``commands`` in one transaction; one result per command, in order."""
-        conn = self._idle.pop() if self._idle else await self.engine.connect()
+        if self._idle:
+            conn, pg = self._idle.pop()
+        else:
+            conn = await self.engine.connect()
+            pg = (await conn.get_raw_connection()).driver_connection
         healthy = False
         try:
-            results = await self._batch(conn, commands)
+            results = await self._batch(conn, pg, commands)
             healthy = True
             return results
         finally:
             if healthy and not conn.invalidated and len(self._idle) < self._keep:
-                self._idle.append(conn)
+                self._idle.append((conn, pg))
             else:
                 await conn.close()
                 if not healthy:
@@ -180,10 +190,9 @@ class EventStore:
                     # dropped and the next batches start on fresh ones.
                     await self.close(discard=True)
 
-    async def _batch(self, conn: AsyncConnection, commands: Sequence[c.Command]) -> list[Result]:
+    async def _batch(self, conn: AsyncConnection, pg: Pg, commands: Sequence[c.Command]) -> list[Result]:
         # The batch runs on the asyncpg connection itself: SQLAlchemy's per-statement
         # machinery cost more client CPU than PostgreSQL spent on the statements.
-        pg: Pg = (await conn.get_raw_connection()).driver_connection
         try:
             results, replays = await self._run(pg, commands)
         except BaseException:
@@ -226,10 +235,9 @@ class EventStore:
         # serves every batch (planning a custom one per execution cost PostgreSQL ~20 % of a lone
         # batch), and that plan is a nested loop of index probes. Without the two join settings a
         # plan made while a table is small hash-joins it: a sequential scan in every batch.
-        keys = ",".join(str(k) for k in sorted({lock_key(a) for a in account_ids}))
         await pg.execute("BEGIN; SET LOCAL plan_cache_mode = force_generic_plan;"
-                         " SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off;"
-                         f" SELECT pg_advisory_xact_lock(k) FROM unnest('{{{keys}}}'::bigint[]) AS t(k)")
+                         " SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; "
+                         + _locks(account_ids))
         loaded = await self._load(pg, commands, account_ids, now, card)
         states = loaded.states
         original = dict(states)
@@ -314,9 +322,11 @@ class EventStore:
         card: RateCard,
     ) -> _Loaded:
         out = _Loaded()
-        # The accounts, their live grants and the batch's idempotency keys in one round trip: the
-        # grants and keys come back as arrays of anonymous rows, decoded by asyncpg in binary. The
-        # keys are probed by (account, key) pair, one index lookup each.
+        # The accounts, their live grants, their limits and the batch's idempotency keys in one
+        # round trip: grants, limits and keys come back as arrays of anonymous rows, decoded by
+        # asyncpg in binary. The keys are probed by (account, key) pair, one index lookup each.
+        # Limits are read for every account (an index probe, nearly always finding none) rather
+        # than in a second round trip only when a command names an agent or a member.
         keyed = [(cmd.account_id, cmd.idempotency_key) for cmd in commands if cmd.idempotency_key]
         rows = await _fetch(pg, (
             "WITH asked AS (SELECT * FROM unnest(CAST(:ka AS text[]), CAST(:kk AS text[])) AS q(a, k)),"
@@ -328,6 +338,8 @@ class EventStore:
             " a.settings, a.opened_at,"
             " ARRAY(SELECT ROW(g.grant_id, g.source, g.original_ucr, g.remaining_ucr, g.expires_at, g.granted_at)"
             " FROM grants g WHERE g.account_id = a.account_id AND g.remaining_ucr > 0) AS grants,"
+            " ARRAY(SELECT ROW(l.scope, l.subject, l.per_run_ucr, l.per_day_ucr, l.per_month_ucr)"
+            " FROM limits l WHERE l.account_id = a.account_id) AS limits,"
             " f.keys"
             " FROM accounts a LEFT JOIN found f ON f.account_id = a.account_id WHERE a.account_id = ANY(:ids)"),
             {"ids": account_ids, "ka": [a for a, _ in keyed], "kk": [k for _, k in keyed]})
@@ -335,9 +347,13 @@ class EventStore:
         budgets = {a: Budget(**r["settings"]["budget"]) if "budget" in r["settings"] else Budget()
                    for a, r in account_rows.items()}
         grants: dict[str, dict[UUID, Grant]] = defaultdict(dict)
+        limits: dict[str, dict[tuple[str, str], Limit]] = defaultdict(dict)
         for a, r in account_rows.items():
             # Row fields in ``Grant``'s own order: grant_id, source, original, remaining, expiry, granted.
             grants[a] = {g[0]: Grant(*g) for g in r["grants"]}
+            if r["limits"]:
+                limits[a] = {(scope, subject): Limit(run, day, month)
+                             for scope, subject, run, day, month in r["limits"]}
             for key, request_hash, first, last in r["keys"] or ():
                 out.keys[(a, key)] = (bytes(request_hash), first, last)
         # Accounts opened by this very batch have no rows yet; global things (coupon stock) still load.
@@ -366,20 +382,6 @@ class EventStore:
                 grants[g["account_id"]][g["grant_id"]] = Grant(
                     g["grant_id"], g["source"], g["original_ucr"], g["remaining_ucr"], g["expires_at"],
                     g["granted_at"])
-
-        limits: dict[str, dict[tuple[str, str], Limit]] = defaultdict(dict)
-        alerting = {cmd.account_id for cmd in of(c.RaiseAlert, c.CheckAlerts) if cmd.account_id in account_rows}
-        wants_limits = sorted({cmd.account_id for cmd in of(c.SetLimit, *_GATED)
-                               if cmd.account_id in account_rows and (
-                                   type(cmd) is c.SetLimit
-                                   or ((attr := _usage_attribution(cmd)) is not None
-                                       and (attr.agent or attr.member)))} | alerting)
-        if wants_limits:
-            for lr in (await _fetch(pg, (
-                "SELECT account_id, scope, subject, per_run_ucr, per_day_ucr, per_month_ucr FROM limits"
-                " WHERE account_id = ANY(:ids)"), {"ids": wants_limits})):
-                limits[lr["account_id"]][(lr["scope"], lr["subject"])] = Limit(lr["per_run_ucr"], lr["per_day_ucr"],
-                                                                      lr["per_month_ucr"])
 
         # Spend counters matter only to gating against a budget or a limit.
         counter_keys: list[tuple[str, CounterKey]] = []

@@ -533,8 +533,7 @@ async def test_kept_connections_that_died_while_idle_cost_no_command(
         await asyncio.gather(*(service.store.run_batch([_charge(a, quantity=1)]) for _ in range(2)))
         assert len(service.store._idle) == 2
         kept = []
-        for conn in service.store._idle:
-            pg: Any = (await conn.get_raw_connection()).driver_connection
+        for _, pg in service.store._idle:
             kept.append(pg.get_server_pid())
         async with engine.connect() as other:
             for pid in kept:
