@@ -105,13 +105,13 @@ class Ledger:
     """One account-safe entry point for every command and exact read."""
 
     def __init__(self, engine: AsyncEngine, clock: Clock, card: RateCard, *, window_s: float = 0.0,  # float-ok
-                 max_batch: int = 512, concurrency: int = 2) -> None:
+                 max_batch: int = 512, concurrency: int = 2, parallel_at: int = 16) -> None:
         self.engine = engine
         self.clock = clock
         self.card = card
         self.store = EventStore(engine, clock, lambda: self.card, keep_connections=concurrency)
         self.writer = GroupCommitWriter(self.store, window_s=window_s, max_batch=max_batch,
-                                        concurrency=concurrency)
+                                        concurrency=concurrency, parallel_at=parallel_at)
 
     async def start(self) -> None:
         await self.writer.start()

@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     batch_max: int = 512
     #: Batches in flight at once (each on its own connection).
     writer_concurrency: int = 2
+    #: While a batch is in flight, another starts only once this many commands wait (fewer wait
+    #: for it and then share the next one).
+    writer_parallel_at: int = 16
     pool_size: int = 10
 
     # ---- HTTP API ----

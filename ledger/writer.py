@@ -38,12 +38,18 @@ class GroupCommitWriter:
     """Batches concurrent commands into shared transactions."""
 
     def __init__(self, store: EventStore, *, window_s: float = 0.0, max_batch: int = 512,  # float-ok
-                 concurrency: int = 2) -> None:
+                 concurrency: int = 2, parallel_at: int = 16) -> None:
         self.store = store
         self.window_s = window_s
         self.max_batch = max_batch
         self.concurrency = concurrency
+        #: While a batch is in flight, another starts only once this many commands wait. Below it,
+        #: they wait for the batch in flight and then go together: at moderate load two half-empty
+        #: batches in parallel cost twice the per-batch work (round trips, a COMMIT, a lock each)
+        #: of one, and that work, not the commands, is most of a batch of one or two.
+        self.parallel_at = parallel_at
         self._groups: deque[_Group] = deque()
+        self._queued = 0
         self._arrived = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -101,20 +107,22 @@ class GroupCommitWriter:
         loop = asyncio.get_running_loop()
         group = [_Pending(cmd, loop.create_future()) for cmd in commands]
         self._groups.append(group)
+        self._queued += len(group)
         self._arrived.set()
         return [p.future for p in group]
 
     async def _take(self) -> list[_Pending]:
         """Wait for work, then take whole groups up to ``max_batch`` commands (at least one group)."""
-        while not self._groups:
+        while not self._groups or (self._in_flight and self._queued < self.parallel_at):
             self._arrived.clear()
-            await self._arrived.wait()
+            await self._arrived.wait()  # set by an arrival, and by a batch that finished
         if self.window_s > 0 and len(self._groups) == 1:
             await asyncio.sleep(self.window_s)  # company for a lone arrival
         batch: list[_Pending] = []
         # A group is never split, so one larger than max_batch commits alone.
         while self._groups and (not batch or len(batch) + len(self._groups[0]) <= self.max_batch):
             batch += self._groups.popleft()
+        self._queued -= len(batch)
         self._in_flight += 1
         return batch
 
@@ -132,6 +140,7 @@ class GroupCommitWriter:
                 self._in_flight -= 1
                 if not self._in_flight and not self._groups:
                     self._idle.set()
+                self._arrived.set()  # commands held back for this batch may go now
 
     async def _commit(self, batch: list[_Pending]) -> None:
         try:

@@ -12,7 +12,7 @@ from ledger.clock import ManualClock
 from ledger.errors import OutcomeUnknown
 from ledger.rates import RateCard
 from ledger.service import Ledger
-from ledger.store import Outcome, Result
+from ledger.store import Outcome, Result, lock_key
 from ledger.writer import GroupCommitWriter
 from tests.ledger.conftest import OpenAccount
 
@@ -92,3 +92,40 @@ async def test_an_ambiguous_commit_is_never_retried_blindly() -> None:
         await writer.stop()
     assert store.calls == 1
     assert all(isinstance(r, OutcomeUnknown) and r.status == 503 for r in results)
+
+
+async def _batches_while_one_is_held(engine: AsyncEngine, clock: ManualClock, rate_card: RateCard,
+                                     open_account: OpenAccount, parallel_at: int) -> list[int]:
+    """Hold one lone batch at its account's lock (another session has it), submit three commands on
+    other accounts meanwhile, release; the batch sizes in the order they committed."""
+    held, *others = [await open_account(credits_ucr=10_000_000) for _ in range(4)]
+    service = Ledger(engine, clock, rate_card, concurrency=2, parallel_at=parallel_at)
+    await service.start()
+    try:
+        async with engine.connect() as blocker:
+            await blocker.execute(text("SELECT pg_advisory_lock(:k)"), {"k": lock_key(held)})
+            first = service.writer.submit_nowait(c.Meter(account_id=held, operation="email", quantity=1))
+            await asyncio.sleep(0.2)  # the first batch is in flight, waiting for the lock
+            rest = [service.writer.submit_nowait(c.Meter(account_id=a, operation="email", quantity=1))
+                    for a in others]
+            await asyncio.sleep(0.3)
+            await blocker.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": lock_key(held)})
+            results = await asyncio.gather(first, *rest)
+    finally:
+        await service.stop()
+    assert all(isinstance(r, Outcome) for r in results)
+    return service.writer.batch_sizes
+
+
+async def test_a_few_commands_wait_for_the_batch_in_flight_and_share_the_next(
+    engine: AsyncEngine, clock: ManualClock, rate_card: RateCard, open_account: OpenAccount,
+) -> None:
+    # Three waiting commands are fewer than parallel_at: no second batch starts beside the held one.
+    assert await _batches_while_one_is_held(engine, clock, rate_card, open_account, parallel_at=16) == [1, 3]
+
+
+async def test_enough_waiting_commands_start_a_batch_beside_the_one_in_flight(
+    engine: AsyncEngine, clock: ManualClock, rate_card: RateCard, open_account: OpenAccount,
+) -> None:
+    # With parallel_at=3 they are enough: the second batch commits while the first still waits.
+    assert await _batches_while_one_is_held(engine, clock, rate_card, open_account, parallel_at=3) == [3, 1]
