@@ -989,7 +989,7 @@ async def setup_accounts(b: Bench) -> None:
 
 def writer_settings(s: Settings) -> WriterSettings:
     """The writer exactly as ``open_ledger`` (and so each API worker) builds it from the same settings."""
-    return WriterSettings(s.batch_window_ms, s.writer_concurrency, s.batch_max)
+    return WriterSettings(s.batch_window_ms, s.writer_concurrency, s.batch_max, s.writer_parallel_at)
 
 
 async def amain(args: argparse.Namespace) -> int:

@@ -341,10 +341,12 @@ class WriterSettings:
     window_ms: float
     concurrency: int
     max_batch: int
+    parallel_at: int = Settings.model_fields["writer_parallel_at"].default
 
     @property
     def label(self) -> str:
-        return f"window={self.window_ms:g}ms concurrency={self.concurrency} max_batch={self.max_batch}"
+        return (f"window={self.window_ms:g}ms concurrency={self.concurrency} max_batch={self.max_batch}"
+                f" parallel_at={self.parallel_at}")
 
 
 class Bench:
@@ -370,7 +372,7 @@ class Bench:
 
     def new_ledger(self, s: WriterSettings) -> Ledger:
         return Ledger(self.engine, SystemClock(), self.card, window_s=s.window_ms / 1000,
-                      max_batch=s.max_batch, concurrency=s.concurrency)
+                      max_batch=s.max_batch, concurrency=s.concurrency, parallel_at=s.parallel_at)
 
     async def setup(self) -> None:
         await self.ledger.start()
@@ -726,7 +728,8 @@ async def sweep(b: Bench, runs: int, progress: Progress, max_batch: int) -> list
     rows: list[dict[str, Any]] = []
     for s in grid:
         cells: list[str] = []
-        row: dict[str, Any] = {"window_ms": s.window_ms, "concurrency": s.concurrency, "max_batch": s.max_batch}
+        row: dict[str, Any] = {"window_ms": s.window_ms, "concurrency": s.concurrency, "max_batch": s.max_batch,
+                               "parallel_at": s.parallel_at}
         for n in names:
             p = figures[s.label][n]
             cells += [f"{p.rate:,.0f}", f"{p.p99_ms:.1f}"]
