@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import QueuePool
 
 from ledger import commands as c
 from ledger.alerts import due_alerts, load_views, run_counters, unfired
@@ -106,6 +107,12 @@ class Ledger:
 
     def __init__(self, engine: AsyncEngine, clock: Clock, card: RateCard, *, window_s: float = 0.0,  # float-ok
                  max_batch: int = 512, concurrency: int = 2, parallel_at: int = 16) -> None:
+        pool = engine.sync_engine.pool
+        if isinstance(pool, QueuePool) and pool.size() <= concurrency:
+            # The writer keeps one connection per batch in flight; reads need the rest, and the
+            # pool is a hard cap (no overflow), so they would wait for ever.
+            raise ValueError(f"a pool of {pool.size()} connections leaves none for reads beside"
+                             f" {concurrency} writer connections: raise CREDITS_POOL_SIZE")
         self.engine = engine
         self.clock = clock
         self.card = card

@@ -28,7 +28,8 @@ class Settings(BaseSettings):
     #: While a batch is in flight, another starts only once this many commands wait (fewer wait
     #: for it and then share the next one).
     writer_parallel_at: int = 16
-    pool_size: int = 10
+    #: PostgreSQL connections per process (a hard cap: callers queue for one beyond it).
+    pool_size: int = 20
 
     # ---- HTTP API ----
     #: Shown in new keys: ``cl_<env>_...`` (``live`` or ``test``).

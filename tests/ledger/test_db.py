@@ -85,3 +85,38 @@ async def test_concurrent_first_migrations_in_several_processes(empty_database_u
             assert await conn.scalar(text("SELECT to_regclass('events') IS NOT NULL"))
     finally:
         await engine.dispose()
+
+
+async def test_a_burst_wider_than_the_pool_waits_instead_of_opening_sessions(fresh_database_url: str) -> None:
+    """The pool is a hard cap: 30 concurrent readers on a pool of 4 share 4 sessions. With overflow
+    connections each burst opened and closed PostgreSQL sessions, ~0.6 cores of churn under load."""
+    engine = make_engine(fresh_database_url, pool_size=4)
+
+    async def sessions() -> int:
+        async with engine.connect() as conn:
+            n: int = await conn.scalar(text(
+                "SELECT sessions FROM pg_stat_database WHERE datname = current_database()"))
+            return n
+
+    async def read() -> None:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT pg_sleep(0.02)"))
+
+    try:
+        await read()  # the first session exists before counting
+        before = await sessions()
+        await asyncio.gather(*(read() for _ in range(30)))
+        opened = await sessions() - before
+    finally:
+        await engine.dispose()
+    assert opened <= 3, f"{opened} sessions opened for a burst on a pool of 4"
+
+
+def test_a_pool_with_no_room_beside_the_writer_is_refused(fresh_database_url: str) -> None:
+    from ledger.clock import SystemClock
+    from ledger.rates import sample_rate_card
+    from ledger.service import Ledger
+
+    engine = make_engine(fresh_database_url, pool_size=2)
+    with pytest.raises(ValueError, match="raise CREDITS_POOL_SIZE"):
+        Ledger(engine, SystemClock(), sample_rate_card(), concurrency=2)

@@ -44,7 +44,7 @@ class Fresh:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def fresh(fresh_database_url: str) -> AsyncIterator[Fresh]:
-    engine = make_engine(fresh_database_url, pool_size=8)
+    engine = make_engine(fresh_database_url)
     clock = ManualClock(T0)
     ledger = Ledger(engine, clock, await ensure_rate_card(engine))
     await ledger.start()

@@ -534,7 +534,7 @@ class LedgerMachine(RuleBasedStateMachine):
         super().__init__()
         self.loop = asyncio.new_event_loop()
         self.clock = ManualClock(T0)
-        self.engine = make_engine(self.url, pool_size=2)
+        self.engine = make_engine(self.url, pool_size=4)
         self.ledger = Ledger(self.engine, self.clock, CARD)
         self.run(self.ledger.start())
         self.account = f"sm-{secrets.token_hex(8)}"

@@ -49,7 +49,7 @@ def with_ledger(fresh_database_url: str) -> Callable[[Callable[[Ledger], Awaitab
 
     def call(fn: Callable[[Ledger], Awaitable[T]]) -> T:
         async def main() -> T:
-            engine = make_engine(fresh_database_url, pool_size=2)
+            engine = make_engine(fresh_database_url, pool_size=4)
             ledger = Ledger(engine, SystemClock(), await ensure_rate_card(engine))
             await ledger.start()
             try:
