@@ -457,7 +457,7 @@ class WorkersBench:
     def new_ledger(self, clock: ManualClock | SystemClock) -> Ledger:
         s = self.settings
         return Ledger(self.engine, clock, self.card, window_s=s.batch_window_ms / 1000, max_batch=s.batch_max,
-                      concurrency=s.writer_concurrency)
+                      concurrency=s.writer_concurrency, parallel_at=s.writer_parallel_at)
 
     async def setup(self) -> None:
         await self.ledger.start()
