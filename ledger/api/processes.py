@@ -11,13 +11,16 @@ addresses (what nginx's ``reuseport`` and gunicorn's ``--reuse-port`` do).
 The parent binds every socket (so a port in use is one clear error, before any process starts)
 and keeps them open, so connections that reach a process that died wait in its socket's queue
 for the replacement instead of being refused. It restarts a process that dies, and on SIGTERM or
-SIGINT asks every process to stop (each finishes its requests in flight) and waits for them.
+SIGINT asks every process to stop (each finishes its requests in flight) and waits for them. If
+the parent itself is killed outright, the kernel sends each process a SIGTERM (Linux).
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
+import os
 import signal
 import socket
 import sys
@@ -33,6 +36,7 @@ from uvicorn.config import STARTUP_FAILURE
 log = logging.getLogger("uvicorn.error")
 
 APP = "ledger.api.app:create_app"
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 #: uvicorn's own default: connections the kernel queues for a process before refusing more.
 BACKLOG = 2048
 
@@ -78,11 +82,25 @@ def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
     sys.exit(0)
 
 
-def serve_one(sock: socket.socket, host: str, port: int, log_level: str) -> None:
+def _stop_with_parent(parent: int) -> None:
+    """Ask the kernel for a SIGTERM when the parent dies (Linux), so a supervisor killed outright
+    (SIGKILL, OOM) leaves no API process behind holding the port."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        log.warning("cannot ask to be stopped with the supervisor (errno %s)", ctypes.get_errno())
+        return
+    if os.getppid() != parent:  # it died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def serve_one(sock: socket.socket, host: str, port: int, log_level: str, parent: int) -> None:
     """One worker process: the API on ``sock`` until SIGTERM or SIGINT, then a graceful stop."""
     # uvicorn stops gracefully on the signal and then re-raises it: exit 0 instead of dying by it.
     signal.signal(signal.SIGTERM, _exit_cleanly)
     signal.signal(signal.SIGINT, _exit_cleanly)
+    _stop_with_parent(parent)
     uvicorn.Server(uvicorn_config(host, port, log_level)).run(sockets=[sock])
 
 
@@ -99,8 +117,8 @@ class Workers:
         self.processes: list[BaseProcess] = []
 
     def _start(self, sock: socket.socket) -> BaseProcess:
-        process = self._spawn.Process(target=serve_one, args=(sock, self.host, self.port, self.log_level),
-                                      name="credits-api")
+        process = self._spawn.Process(target=serve_one, name="credits-api",
+                                      args=(sock, self.host, self.port, self.log_level, os.getpid()))
         process.start()
         return process
 

@@ -4,6 +4,7 @@ lets every request in flight commit before the process exits."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -284,3 +285,19 @@ def test_workers_refuse_a_port_in_use(fresh_database_url: str, redis_url: str) -
                               env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 1, done.stdout + done.stderr
     assert f"error: cannot listen on 127.0.0.1:{port}" in done.stderr, done.stderr
+
+
+def test_api_processes_stop_when_the_supervisor_is_killed(fresh_database_url: str, redis_url: str) -> None:
+    port = free_port()
+    env = dict(os.environ, DATABASE_URL=fresh_database_url, REDIS_URL=redis_url)
+    proc, pids = start_workers(env, port, 2)
+    try:
+        proc.kill()  # SIGKILL: the supervisor cannot pass anything on
+        proc.wait(timeout=10)
+        # Each API process gets a SIGTERM from the kernel and stops gracefully, freeing the port.
+        assert not any(alive(pid, wait_s=20) for pid in pids), "API processes outlived their supervisor"
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        proc.communicate()
