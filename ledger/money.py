@@ -63,12 +63,13 @@ def parse_credits(text: str) -> int:
 
 def fraction_to_decimal_str(exact: Fraction, places: int = 12) -> str:
     """Render an exact fraction for people (explain output); truncated, never used for money."""
-    if exact.denominator == 1:  # the usual case: a whole number of µcr
-        return str(exact.numerator)
-    scaled = exact * 10**places
-    q = scaled.numerator // scaled.denominator if scaled >= 0 else -((-scaled.numerator) // scaled.denominator)
-    sign = "-" if q < 0 else ""
-    whole, frac = divmod(abs(q), 10**places)
+    n, d = exact.numerator, exact.denominator
+    if d == 1:  # the usual case: a whole number of µcr
+        return str(n)
+    # Integer arithmetic on the lowest-terms pair: every charge renders one, and Fraction
+    # arithmetic (a gcd per operation) was most of the cost.
+    q, r = divmod(abs(n) * 10**places, d)
+    whole, frac = divmod(q, 10**places)
+    sign = "-" if n < 0 and q else ""
     text = f"{sign}{whole}.{frac:0{places}d}".rstrip("0").rstrip(".")
-    exact_mark = "" if scaled.denominator == 1 else "…"
-    return text + exact_mark
+    return text + ("…" if r else "")

@@ -23,6 +23,7 @@ from ledger.money import (
     credits_to_exact_ucr,
     floor_ucr,
     format_credits,
+    fraction_to_decimal_str,
     parse_credits,
 )
 from ledger.rates import Operation, Rate, RateCard, price, sample_rate_card
@@ -220,3 +221,23 @@ def test_parse_only_takes_strings(bad: object) -> None:
     # A float (or anything but a string) is never silently turned into money.
     with pytest.raises((ValueError, TypeError, AttributeError)):
         parse_credits(bad)  # type: ignore[arg-type]
+
+
+def _decimal_str_reference(exact: Fraction, places: int = 12) -> str:
+    """The Fraction-arithmetic rendering ``fraction_to_decimal_str`` replaced: its output is stored
+    in events (and hashed into the chain), so the new one must match it byte for byte."""
+    if exact.denominator == 1:
+        return str(exact.numerator)
+    scaled = exact * 10**places
+    q = scaled.numerator // scaled.denominator if scaled >= 0 else -((-scaled.numerator) // scaled.denominator)
+    sign = "-" if q < 0 else ""
+    whole, frac = divmod(abs(q), 10**places)
+    text = f"{sign}{whole}.{frac:0{places}d}".rstrip("0").rstrip(".")
+    return text + ("" if scaled.denominator == 1 else "…")
+
+
+@given(st.integers(min_value=-(10**30), max_value=10**30), st.integers(min_value=1, max_value=10**18),
+       st.integers(min_value=0, max_value=15))
+def test_fraction_to_decimal_str_matches_the_fraction_arithmetic(n: int, d: int, places: int) -> None:
+    exact = Fraction(n, d)
+    assert fraction_to_decimal_str(exact, places) == _decimal_str_reference(exact, places)
