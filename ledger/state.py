@@ -125,10 +125,11 @@ def spend_keys(attribution: Attribution, when: datetime) -> tuple[CounterKey, ..
     The account's day is what the run-out forecast reads: a handful of counter rows, where summing
     the usage events of the window would scan the account's whole history.
     """
-    keys: list[CounterKey] = [("account", "", month_key(when)), ("account", "", day_key(when))]
+    month, day = month_key(when), day_key(when)
+    keys: list[CounterKey] = [("account", "", month), ("account", "", day)]
     for scope, subject in (("agent", attribution.agent), ("member", attribution.member)):
         if subject:
-            keys += [(scope, subject, month_key(when)), (scope, subject, day_key(when))]
+            keys += [(scope, subject, month), (scope, subject, day)]
             if attribution.run:
                 keys.append((scope, subject, f"R{attribution.run}"))
     return tuple(keys)
