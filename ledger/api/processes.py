@@ -41,10 +41,13 @@ _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 BACKLOG = 2048
 
 
-def uvicorn_config(host: str, port: int, log_level: str, **extra: Any) -> uvicorn.Config:
+#: The API's uvicorn settings beside the address and the log level.
+OPTIONS: dict[str, Any] = {"factory": True, "timeout_graceful_shutdown": 30, "proxy_headers": False}
+
+
+def uvicorn_config(host: str, port: int, log_level: str) -> uvicorn.Config:
     """The API's uvicorn settings, for one process or each of several."""
-    return uvicorn.Config(APP, factory=True, host=host, port=port, log_level=log_level,
-                          timeout_graceful_shutdown=30, proxy_headers=False, **extra)
+    return uvicorn.Config(APP, host=host, port=port, log_level=log_level, **OPTIONS)
 
 
 def listening_sockets(host: str, port: int, n: int) -> list[socket.socket]:

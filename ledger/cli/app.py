@@ -299,7 +299,7 @@ def serve(
 
     import uvicorn
 
-    from ledger.api.processes import Workers, uvicorn_config
+    from ledger.api.processes import APP, OPTIONS, Workers, uvicorn_config
 
     # Resolve (and start, on the embedded default) the servers once here, so worker processes
     # share them instead of racing to start their own; migrate once too.
@@ -316,6 +316,12 @@ def serve(
         os.environ["CREDITS_SERVE_BACKGROUND"] = "false"
     if redis_url:
         os.environ["REDIS_URL"] = redis_url
+    if workers > 1 and not sys.platform.startswith("linux"):
+        # SO_REUSEPORT spreads connections over sockets only on Linux: elsewhere uvicorn's own
+        # supervisor, one socket shared by the processes.
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+        uvicorn.run(APP, host=host, port=port, workers=workers, log_level=log_level, **OPTIONS)
+        return
     if workers > 1:
         # A socket per process (SO_REUSEPORT), so connections spread over the processes.
         try:
