@@ -50,10 +50,16 @@ def uvicorn_config(host: str, port: int, log_level: str) -> uvicorn.Config:
     return uvicorn.Config(APP, host=host, port=port, log_level=log_level, **OPTIONS)
 
 
-def listening_sockets(host: str, port: int, n: int) -> list[socket.socket]:
-    """``n`` sockets listening on ``host:port`` with ``SO_REUSEPORT`` (port 0: one port picked for all)."""
+def _address(host: str, port: int) -> tuple[socket.AddressFamily, Any]:
+    """The address family and socket address to listen on for ``host:port``."""
     family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
                                                   flags=socket.AI_PASSIVE)[0]
+    return family, address
+
+
+def listening_sockets(host: str, port: int, n: int) -> list[socket.socket]:
+    """``n`` sockets listening on ``host:port`` with ``SO_REUSEPORT`` (port 0: one port picked for all)."""
+    family, address = _address(host, port)
     socks: list[socket.socket] = []
     try:
         for _ in range(n):
@@ -74,8 +80,7 @@ def listening_sockets(host: str, port: int, n: int) -> list[socket.socket]:
 def port_is_free(host: str, port: int) -> None:
     """Raise ``OSError`` if something listens on ``host:port``: ``SO_REUSEPORT`` alone would share
     the port with another server of the same user instead of failing."""
-    family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                                  flags=socket.AI_PASSIVE)[0]
+    family, address = _address(host, port)
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         probe.bind(address)

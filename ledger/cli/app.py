@@ -316,13 +316,7 @@ def serve(
         os.environ["CREDITS_SERVE_BACKGROUND"] = "false"
     if redis_url:
         os.environ["REDIS_URL"] = redis_url
-    if workers > 1 and not sys.platform.startswith("linux"):
-        # SO_REUSEPORT spreads connections over sockets only on Linux: elsewhere uvicorn's own
-        # supervisor, one socket shared by the processes.
-        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
-        uvicorn.run(APP, host=host, port=port, workers=workers, log_level=log_level, **OPTIONS)
-        return
-    if workers > 1:
+    if workers > 1 and sys.platform.startswith("linux"):
         # A socket per process (SO_REUSEPORT), so connections spread over the processes.
         try:
             supervisor = Workers(host, port, workers, log_level)
@@ -333,8 +327,14 @@ def serve(
     # uvicorn stops gracefully on SIGTERM, then re-raises it: exit cleanly here so exit handlers
     # run (the embedded Redis is shut down by one) and supervisors see status 0.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
-    typer.echo(f"serving the API on http://{host}:{port} (1 worker)", err=True)
-    uvicorn.Server(uvicorn_config(host, port, log_level)).run()
+    typer.echo(f"serving the API on http://{host}:{port} ({workers} worker{'s' if workers > 1 else ''})",
+               err=True)
+    if workers > 1:
+        # SO_REUSEPORT spreads connections over sockets only on Linux: elsewhere uvicorn's own
+        # supervisor, one socket shared by the processes.
+        uvicorn.run(APP, host=host, port=port, workers=workers, log_level=log_level, **OPTIONS)
+    else:
+        uvicorn.Server(uvicorn_config(host, port, log_level)).run()
 
 
 def _until_signalled(stop: asyncio.Event) -> None:
