@@ -9,8 +9,11 @@ yields its error and records nothing; its neighbours are unaffected.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import re
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -101,13 +104,31 @@ async def _abandon(conn: AsyncConnection, pg: Pg) -> None:
     await conn.invalidate()
 
 
-def _locks(account_ids: Iterable[str]) -> str:
-    """The statement taking the accounts' advisory locks, in key order (integers: safe to inline)."""
-    keys = sorted({lock_key(a) for a in account_ids})
-    if len(keys) == 1:  # the common lone batch: no array to plan
-        return f"SELECT pg_advisory_xact_lock({keys[0]})"
-    return f"SELECT pg_advisory_xact_lock(k) FROM unnest('{{{','.join(map(str, keys))}}}'::bigint[]) AS t(k)"
+async def _release(conn: AsyncConnection, pg: Pg) -> None:
+    """Give a connection back to the pool with no transaction of ours open on it: SQLAlchemy's
+    reset on return rolls back only the transactions it began itself."""
+    # A connection that cannot roll back is invalidated by _abandon: the pool discards it.
+    with contextlib.suppress(Exception):
+        await _abandon(conn, pg)
+    await conn.close()
 
+
+#: How long a kept connection may wait between batches with the next one's transaction open.
+IDLE_TRANSACTION_S = 1.0
+
+#: Opens a batch's transaction. The batch's statements are keyed lookups driven by its own rows:
+#: a generic plan serves every batch (planning a custom one per execution cost PostgreSQL ~20 % of
+#: a lone batch), and that plan is a nested loop of index probes. Without the two join settings a
+#: plan made while a table is small hash-joins it: a sequential scan in every batch. The
+#: transaction may sit open between batches (``_COMMIT_AND_BEGIN``); the timeout is off for it
+#: because it holds nothing meanwhile (see ``EventStore._tidy``).
+_BEGIN = ("BEGIN; SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL enable_hashjoin = off;"
+          " SET LOCAL enable_mergejoin = off; SET LOCAL idle_in_transaction_session_timeout = 0")
+
+#: Commits a batch and opens the next one's transaction in the same round trip. An open
+#: transaction takes no snapshot and no transaction id until its first query, so while it waits
+#: for the next batch it holds back neither vacuum nor the log's readers, and locks nothing.
+_COMMIT_AND_BEGIN = "COMMIT; " + _BEGIN
 
 def new_uuid() -> UUID:
     """A UUIDv7: time-ordered, so ids sort roughly by creation."""
@@ -152,25 +173,64 @@ class EventStore:
         self.clock = clock
         self._card = card
         #: Connections kept checked out between batches (one per writer loop), with their asyncpg
-        #: connection: checking one out of SQLAlchemy's pool and back in for every batch cost ~18 %
-        #: of a lone charge's CPU, and reaching its asyncpg connection another ~4 %.
-        self._idle: list[tuple[AsyncConnection, Pg]] = []
+        #: connection and when a batch last finished on it: checking one out of SQLAlchemy's pool
+        #: and back in for every batch cost ~18 % of a lone charge's CPU, and reaching its asyncpg
+        #: connection another ~4 %.
+        self._idle: list[tuple[AsyncConnection, Pg, float]] = []
         self._keep = keep_connections
+        self._tidying: asyncio.Task[None] | None = None
 
     async def close(self, *, discard: bool = False) -> None:
         """Give the kept connections back to the engine's pool (``discard``: drop them instead)."""
+        if self._tidying is not None:
+            self._tidying.cancel()
+            # It hands back a connection it was rolling back before it ends.
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._tidying
+            self._tidying = None
         idle, self._idle = self._idle, []
-        for conn, _ in idle:
+        for conn, pg, _ in idle:
             if discard:
                 await conn.invalidate()
-            await conn.close()
+                await conn.close()
+            else:
+                await _release(conn, pg)
+
+    async def _tidy(self) -> None:
+        """End the next batch's transaction on connections that have waited ``IDLE_TRANSACTION_S``.
+
+        It holds nothing, but an open transaction that lasts while the ledger is quiet looks like
+        a leak to an operator watching ``pg_stat_activity``, and it keeps the connection's
+        ``xact_start`` (and monitoring built on it) meaningless. The next batch opens one again.
+        """
+        while any(pg.is_in_transaction() for _, pg, _ in self._idle):
+            await asyncio.sleep(IDLE_TRANSACTION_S)
+            cutoff = time.monotonic() - IDLE_TRANSACTION_S
+            for entry in [e for e in self._idle if e[2] <= cutoff and e[1].is_in_transaction()]:
+                if entry not in self._idle:  # a batch took it meanwhile
+                    continue
+                # Out of the list while it rolls back, so no batch starts on it meanwhile.
+                self._idle.remove(entry)
+                conn, pg, _ = entry
+                try:
+                    await pg.execute("ROLLBACK")
+                except asyncio.CancelledError:  # close() stops this task: hand the connection back first
+                    await _release(conn, pg)
+                    raise
+                except Exception:
+                    await _release(conn, pg)
+                    continue
+                if len(self._idle) < self._keep:
+                    self._idle.append(entry)
+                else:
+                    await conn.close()
 
     # ---- the write path --------------------------------------------------------------------
 
     async def run_batch(self, commands: Sequence[c.Command]) -> list[Result]:
         """Decide and commit ``commands`` in one transaction; one result per command, in order."""
         if self._idle:
-            conn, pg = self._idle.pop()
+            conn, pg, _ = self._idle.pop()
         else:
             conn = await self.engine.connect()
             pg = (await conn.get_raw_connection()).driver_connection
@@ -181,9 +241,11 @@ class EventStore:
             return results
         finally:
             if healthy and not conn.invalidated and len(self._idle) < self._keep:
-                self._idle.append((conn, pg))
+                self._idle.append((conn, pg, time.monotonic()))
+                if self._tidying is None or self._tidying.done():
+                    self._tidying = asyncio.create_task(self._tidy())
             else:
-                await conn.close()
+                await _release(conn, pg)
                 if not healthy:
                     # A failed batch may mean the server restarted: the kept connections would
                     # fail the retries too (and poison the pool if handed back), so they are
@@ -198,14 +260,24 @@ class EventStore:
         except BaseException:
             await _abandon(conn, pg)
             raise
+        # The next batch's transaction is opened in this round trip, except when this one still
+        # reads (the replays, below, on SQLAlchemy's own transaction).
+        chained = not replays
         try:
-            status = await pg.execute("COMMIT")
+            status = await pg.execute(_COMMIT_AND_BEGIN if chained else "COMMIT")
         except Exception as exc:
-            # The commit may or may not have landed: never retry blindly, the caller retries
-            # with the same idempotency key and gets the first result if it did.
+            opened_after = chained and not pg.is_closed() and pg.is_in_transaction()
             await _abandon(conn, pg)
-            raise OutcomeUnknown(f"commit failed in flight: {exc}") from exc
-        if status != "COMMIT":  # the server rolled back an aborted transaction
+            if not opened_after:
+                # The commit may or may not have landed: never retry blindly, the caller retries
+                # with the same idempotency key and gets the first result if it did.
+                raise OutcomeUnknown(f"commit failed in flight: {exc}") from exc
+            # A COMMIT that fails ends the transaction all the same, so the one open now began
+            # after a COMMIT that succeeded: only opening the next batch's transaction failed.
+        # A COMMIT that ends an aborted transaction rolls it back (and says so in its status). The
+        # chained form reports its last statement's status instead, but every statement of this
+        # transaction has returned without error, so it was not aborted.
+        if not chained and status != "COMMIT":
             raise OutcomeUnknown(f"the batch's transaction ended with {status!r}")
         # Replays of keys committed by earlier transactions: read their first result.
         if replays:
@@ -223,22 +295,16 @@ class EventStore:
         now = self.clock.now()
         card = self._card()
         account_ids = sorted({cmd.account_id for cmd in commands})
-        # Per-account serialisation: every writer takes these locks before reading an account,
-        # in one global order (the key's value) so two batches never deadlock. Advisory locks
-        # (not SELECT ... FOR UPDATE) because they do not assign a transaction id: the xid is
-        # taken at the first write, after every lock is held, so a later writer of an account
+        # Per-account serialisation: every writer takes the accounts' advisory locks before
+        # reading them, in one global order (the key's value) so two batches never deadlock; the
+        # load takes them and then reads, in one round trip (``credits_lock_and_load``). Advisory
+        # locks (not SELECT ... FOR UPDATE) because they do not assign a transaction id: the xid
+        # is taken at the first write, after every lock is held, so a later writer of an account
         # always has a larger xid, and the log read in (tx_id, position) order keeps each
-        # account's events in version order. BEGIN and the locks go in one round trip (simple
-        # protocol; the keys are integers computed here, so inlining them is safe), and the
-        # reads below are separate statements so their snapshots see the last holder's commit.
-        # The batch's statements are keyed lookups driven by the batch's own rows: a generic plan
-        # serves every batch (planning a custom one per execution cost PostgreSQL ~20 % of a lone
-        # batch), and that plan is a nested loop of index probes. Without the two join settings a
-        # plan made while a table is small hash-joins it: a sequential scan in every batch.
-        await pg.execute("BEGIN; SET LOCAL plan_cache_mode = force_generic_plan;"
-                         " SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; "
-                         + _locks(account_ids))
-        loaded = await self._load(pg, commands, account_ids, now, card)
+        # account's events in version order.
+        if not pg.is_in_transaction():  # else the previous batch's COMMIT opened it
+            await pg.execute(_BEGIN)
+        loaded = await self._load(pg, commands, account_ids, now, card, lock=True)
         states = loaded.states
         original = dict(states)
         results: list[Result | None] = [None] * len(commands)
@@ -311,7 +377,7 @@ class EventStore:
                        card: RateCard) -> AccountState:
         """The state ``command`` would be decided on, read without locks (for dry runs)."""
         pg: Pg = (await conn.get_raw_connection()).driver_connection
-        loaded = await self._load(pg, [command], [command.account_id], now, card)
+        loaded = await self._load(pg, [command], [command.account_id], now, card, lock=False)
         state = loaded.states.get(command.account_id)
         if state is None:
             raise UnknownAccount(command.account_id)
@@ -319,30 +385,19 @@ class EventStore:
 
     async def _load(
         self, pg: Pg, commands: Sequence[c.Command], account_ids: list[str], now: datetime,
-        card: RateCard,
+        card: RateCard, *, lock: bool,
     ) -> _Loaded:
         out = _Loaded()
-        # The accounts, their live grants, their limits and the batch's idempotency keys in one
-        # round trip: grants, limits and keys come back as arrays of anonymous rows, decoded by
-        # asyncpg in binary. The keys are probed by (account, key) pair, one index lookup each.
-        # Limits are read for every account (an index probe, nearly always finding none) rather
-        # than in a second round trip only when a command names an agent or a member.
+        # The accounts' locks (``lock``), then the accounts, their live grants, their limits and
+        # the batch's idempotency keys, in one round trip (migration 0005's function): grants,
+        # limits and keys come back as arrays of rows, decoded by asyncpg in binary. The keys are
+        # probed by (account, key) pair, one index lookup each. Limits are read for every account
+        # (an index probe, nearly always finding none) rather than in a second round trip only
+        # when a command names an agent or a member.
         keyed = [(cmd.account_id, cmd.idempotency_key) for cmd in commands if cmd.idempotency_key]
-        rows = await _fetch(pg, (
-            "WITH asked AS (SELECT * FROM unnest(CAST(:ka AS text[]), CAST(:kk AS text[])) AS q(a, k)),"
-            " found AS (SELECT k.account_id,"
-            " array_agg(ROW(k.key, k.request_hash, k.first_version, k.last_version)) AS keys"
-            " FROM idempotency_keys k JOIN asked ON k.account_id = asked.a AND k.key = asked.k"
-            " GROUP BY k.account_id)"
-            " SELECT a.account_id, a.name, a.plan, a.status, a.debt_ucr, a.reserved_ucr, a.version, a.last_hash,"
-            " a.settings, a.opened_at,"
-            " ARRAY(SELECT ROW(g.grant_id, g.source, g.original_ucr, g.remaining_ucr, g.expires_at, g.granted_at)"
-            " FROM grants g WHERE g.account_id = a.account_id AND g.remaining_ucr > 0) AS grants,"
-            " ARRAY(SELECT ROW(l.scope, l.subject, l.per_run_ucr, l.per_day_ucr, l.per_month_ucr)"
-            " FROM limits l WHERE l.account_id = a.account_id) AS limits,"
-            " f.keys"
-            " FROM accounts a LEFT JOIN found f ON f.account_id = a.account_id WHERE a.account_id = ANY(:ids)"),
-            {"ids": account_ids, "ka": [a for a, _ in keyed], "kk": [k for _, k in keyed]})
+        rows = await pg.fetch("SELECT * FROM credits_lock_and_load($1, $2, $3, $4)",
+                              [lock_key(a) for a in account_ids] if lock else [], account_ids,
+                              [a for a, _ in keyed], [k for _, k in keyed])
         account_rows = {r["account_id"]: r for r in rows}
         budgets = {a: Budget(**r["settings"]["budget"]) if "budget" in r["settings"] else Budget()
                    for a, r in account_rows.items()}

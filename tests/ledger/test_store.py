@@ -18,6 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger import commands as c
+from ledger import store as store_module
 from ledger.clock import ManualClock
 from ledger.db import make_engine
 from ledger.errors import (
@@ -46,7 +47,7 @@ from ledger.rate_cards import ensure_rate_card
 from ledger.rates import RateCard
 from ledger.service import Ledger
 from ledger.state import AccountState, apply
-from ledger.store import EventStore, Outcome, Result, read_versions
+from ledger.store import EventStore, Outcome, Result, lock_key, read_versions
 from tests.ledger._charger import check_stream
 from tests.ledger.conftest import T0, OpenAccount, one_batch
 
@@ -533,7 +534,7 @@ async def test_kept_connections_that_died_while_idle_cost_no_command(
         await asyncio.gather(*(service.store.run_batch([_charge(a, quantity=1)]) for _ in range(2)))
         assert len(service.store._idle) == 2
         kept = []
-        for _, pg in service.store._idle:
+        for _, pg, _ in service.store._idle:
             kept.append(pg.get_server_pid())
         async with engine.connect() as other:
             for pid in kept:
@@ -547,3 +548,134 @@ async def test_kept_connections_that_died_while_idle_cost_no_command(
         await service.stop()
     assert service.store._idle == []
     await check_stream(engine, a)
+
+
+# ---- locks and load in one round trip; the next transaction opened by the commit -------------
+
+async def _until(engine: AsyncEngine, query: str, params: dict[str, Any]) -> None:
+    """Poll ``query`` (a count, read live from the server's views) until it is non-zero."""
+    async with engine.connect() as conn:
+        for _ in range(500):
+            if await conn.scalar(text(query), params):
+                return
+            await conn.rollback()  # the statistics views keep one snapshot per transaction
+            await asyncio.sleep(0.01)
+    raise AssertionError(f"never true: {query}")
+
+
+async def test_a_batch_that_waited_for_the_lock_reads_what_its_holder_committed(
+    engine: AsyncEngine, clock: ManualClock, rate_card: RateCard, open_account: OpenAccount,
+) -> None:
+    """The lock and the load share a round trip, but not a snapshot: a batch that queued behind
+    another writer's lock reads the account as that writer left it. A snapshot taken before the
+    wait would still see the spent credits and charge them a second time."""
+    a = await open_account(credits_ucr=10 * UCR)
+    store = EventStore(engine, clock, lambda: rate_card)
+    try:
+        async with engine.connect() as holder:
+            await holder.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key(a)})
+            batch = asyncio.create_task(store.run_batch([_charge(a, quantity=1)]))
+            await _until(engine, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted", {})
+            # As a writer holding the lock would: the account's credits are spent when it commits.
+            await holder.execute(text("UPDATE grants SET remaining_ucr = 0 WHERE account_id = :a"), {"a": a})
+            await holder.commit()
+        (result,) = await batch
+    finally:
+        await store.close()
+    assert isinstance(result, PaymentRequired) and result.remaining_ucr == 0
+
+
+async def test_between_batches_the_open_transaction_holds_nothing(
+    engine: AsyncEngine, clock: ManualClock, rate_card: RateCard, open_account: OpenAccount,
+) -> None:
+    """The COMMIT opens the next batch's transaction. Until that batch comes it has no snapshot
+    (vacuum and the log's readers are not held back), no transaction id and no lock but its own."""
+    a = await open_account(credits_ucr=10 * UCR)
+    before = await _version(engine, a)
+    store = EventStore(engine, clock, lambda: rate_card)
+    try:
+        (first,) = await store.run_batch([_charge(a, quantity=1)])
+        assert isinstance(first, Outcome)
+        pids = [pg.get_server_pid() for _, pg, _ in store._idle]
+        assert pids and all(pg.is_in_transaction() for _, pg, _ in store._idle)
+        async with engine.connect() as conn:
+            sessions = (await conn.execute(text(
+                "SELECT state, backend_xmin, backend_xid FROM pg_stat_activity WHERE pid = ANY(:p)"),
+                {"p": pids})).all()
+            locks = set((await conn.execute(text("SELECT locktype FROM pg_locks WHERE pid = ANY(:p)"),
+                                            {"p": pids})).scalars())
+        assert [tuple(s) for s in sessions] == [("idle in transaction", None, None)] * len(pids)
+        assert locks == {"virtualxid"}
+        (second,) = await store.run_batch([_charge(a, quantity=1)])  # on the transaction left open
+        assert isinstance(second, Outcome)
+    finally:
+        await store.close()
+    assert await _version(engine, a) == before + 2
+    await check_stream(engine, a)
+
+
+async def test_a_quiet_store_ends_the_open_transactions(
+    engine: AsyncEngine, clock: ManualClock, rate_card: RateCard, open_account: OpenAccount,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After ``IDLE_TRANSACTION_S`` without a batch the kept connections are plain idle sessions
+    again (nothing in pg_stat_activity looks leaked), and the next batch opens its own."""
+    monkeypatch.setattr(store_module, "IDLE_TRANSACTION_S", 0.05)
+    a = await open_account(credits_ucr=10 * UCR)
+    before = await _version(engine, a)
+    store = EventStore(engine, clock, lambda: rate_card)
+    try:
+        await store.run_batch([_charge(a, quantity=1)])
+        pids = [pg.get_server_pid() for _, pg, _ in store._idle]
+        await _until(engine, "SELECT count(*) = :n FROM pg_stat_activity WHERE pid = ANY(:p) AND state = 'idle'",
+                     {"p": pids, "n": len(pids)})
+        assert [pg.get_server_pid() for _, pg, _ in store._idle] == pids  # kept, not closed
+        assert not any(pg.is_in_transaction() for _, pg, _ in store._idle)
+        (again,) = await store.run_batch([_charge(a, quantity=1)])
+        assert isinstance(again, Outcome)
+    finally:
+        await store.close()
+    assert await _version(engine, a) == before + 2
+
+
+async def test_closing_the_store_leaves_no_transaction_on_pooled_connections(
+    engine: AsyncEngine, clock: ManualClock, rate_card: RateCard, open_account: OpenAccount,
+) -> None:
+    """SQLAlchemy's pool rolls back only what it began: the store ends its own open transaction
+    before handing a connection back, so the pool's next user can begin one."""
+    a = await open_account(credits_ucr=10 * UCR)
+    store = EventStore(engine, clock, lambda: rate_card, keep_connections=1)
+    # Two batches at once: one connection is kept, the other goes back to the pool at once.
+    await asyncio.gather(*(store.run_batch([_charge(a, quantity=1)]) for _ in range(2)))
+    await store.close()
+    idle: int = engine.pool.checkedin()  # type: ignore[attr-defined]
+    conns = [await engine.connect() for _ in range(idle)]  # every connection the pool holds
+    try:
+        for conn in conns:
+            async with conn.begin():
+                assert await conn.scalar(text("SELECT count(*) FROM accounts WHERE account_id = :a"), {"a": a}) == 1
+    finally:
+        for conn in conns:
+            await conn.close()
+
+
+async def test_a_failure_after_the_commit_is_not_a_failed_batch(
+    engine: AsyncEngine, clock: ManualClock, rate_card: RateCard, open_account: OpenAccount,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The round trip that commits also opens the next transaction. If only that second part
+    fails, the batch did commit: its results stand, and nothing is retried (a retry would charge
+    twice). A COMMIT that fails ends its transaction, which is how the two are told apart."""
+    monkeypatch.setattr(store_module, "_COMMIT_AND_BEGIN", "COMMIT; BEGIN; SELECT 1 / 0")
+    a = await open_account(credits_ucr=10 * UCR)
+    before = await _version(engine, a)
+    store = EventStore(engine, clock, lambda: rate_card)
+    try:
+        (result,) = await store.run_batch([_charge(a, quantity=1)])
+        assert isinstance(result, Outcome)
+        assert not any(pg.is_in_transaction() for _, pg, _ in store._idle)
+    finally:
+        await store.close()
+    assert await _version(engine, a) == before + 1
+    stored = await check_stream(engine, a)
+    assert stored[-1].event_id == str(result.events[-1].event_id)
