@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import re
 import time
+import weakref
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -179,6 +180,8 @@ class EventStore:
         self._idle: list[tuple[AsyncConnection, Pg, float]] = []
         self._keep = keep_connections
         self._tidying: asyncio.Task[None] | None = None
+        #: Per connection, the write statements prepared on it (``_write_and_commit``), by SQL.
+        self._statements: weakref.WeakKeyDictionary[Pg, dict[str, tuple[str, Any]]] = weakref.WeakKeyDictionary()
 
     async def close(self, *, discard: bool = False) -> None:
         """Give the kept connections back to the engine's pool (``discard``: drop them instead)."""
@@ -256,10 +259,15 @@ class EventStore:
         # The batch runs on the asyncpg connection itself: SQLAlchemy's per-statement
         # machinery cost more client CPU than PostgreSQL spent on the statements.
         try:
-            results, replays = await self._run(pg, commands)
+            results, replays, writes = await self._run(pg, commands)
+            if writes is not None and (replays or writes.first_event is None):
+                await writes.run(pg)
         except BaseException:
             await _abandon(conn, pg)
             raise
+        if writes is not None and not replays and writes.first_event is not None:
+            await self._write_and_commit(conn, pg, writes, writes.first_event)
+            return results  # type: ignore[return-value]
         # The next batch's transaction is opened in this round trip, except when this one still
         # reads (the replays, below, on SQLAlchemy's own transaction).
         chained = not replays
@@ -288,10 +296,61 @@ class EventStore:
                 results[i] = Outcome(tuple(found[(account_id, first, last)]), True)
         return results  # type: ignore[return-value]
 
+    async def _write_and_commit(self, conn: AsyncConnection, pg: Pg, writes: _Writes,
+                                first_event: tuple[str, int, UUID]) -> None:
+        """Write, commit and open the next batch's transaction in one round trip.
+
+        The write goes as ``EXECUTE`` of a statement prepared on this connection (its generic
+        plan, as when asyncpg runs it) with its parameters as literals, in one simple-protocol
+        message with the COMMIT: the extended protocol carries one statement per round trip.
+        If the message fails, the batch committed exactly when its first event is in the log,
+        which this connection reads at once: no other check tells a failed write from a failure
+        after the COMMIT, and retrying a batch that committed would charge twice.
+        """
+        sql, names = _positional(writes.statement())
+        try:
+            name = await self._prepared(pg, sql)
+            script = f"EXECUTE {name}({', '.join(_literal(writes.params[n]) for n in names)}); "
+        except BaseException:
+            await _abandon(conn, pg)
+            raise
+        try:
+            await pg.execute(script + _COMMIT_AND_BEGIN)
+            return
+        except Exception as exc:
+            failure = exc
+        self._statements.pop(pg, None)  # one may be gone (a reset connection): prepare them again
+        account_id, version, event_id = first_event
+        try:
+            await _abandon(conn, pg)  # the failed batch, or the next one's transaction
+            if pg.is_closed():
+                raise failure
+            landed = await pg.fetchval("SELECT event_id FROM events WHERE account_id = $1 AND version = $2",
+                                       account_id, version)
+        except Exception as exc:
+            # The commit may or may not have landed: never retry blindly, the caller retries
+            # with the same idempotency key and gets the first result if it did.
+            raise OutcomeUnknown(f"commit failed in flight: {failure}") from exc
+        if landed != event_id:
+            raise failure  # not committed: the writer retries the commands one by one
+
+    async def _prepared(self, pg: Pg, sql: str) -> str:
+        """The name of ``sql`` prepared on ``pg``, once; a batch writes in one of a few shapes."""
+        statements = self._statements.setdefault(pg, {})
+        found = statements.get(sql)
+        if found is None:
+            if len(statements) >= 64:
+                statements.clear()  # asyncpg deallocates the ones no longer referenced
+            statement = await pg.prepare(sql)
+            # The statement is kept with its name: asyncpg deallocates it once unreferenced.
+            found = statements[sql] = (statement.get_name(), statement)
+        name: str = found[0]
+        return name
+
     async def _run(
         self, pg: Pg, commands: Sequence[c.Command]
-    ) -> tuple[list[Result | None], dict[int, tuple[str, int, int]]]:
-        """Open the batch's transaction on ``pg``, decide and write; the caller commits."""
+    ) -> tuple[list[Result | None], dict[int, tuple[str, int, int]], _Writes | None]:
+        """Open the batch's transaction on ``pg`` and decide; the caller writes and commits."""
         now = self.clock.now()
         card = self._card()
         account_ids = sorted({cmd.account_id for cmd in commands})
@@ -369,9 +428,10 @@ class EventStore:
             states[acct] = replace(states[acct], version=version, last_hash=head)
 
         # A keyed command that appended nothing (e.g. nothing was due to expire) still keeps its key.
+        writes = None
         if new_events or new_keys:
-            await _write(pg, now, original, states, new_events, new_keys, redeemed, api_keys)
-        return results, replays
+            writes = _collect(now, original, states, new_events, new_keys, redeemed, api_keys)
+        return results, replays, writes
 
     async def snapshot(self, conn: AsyncConnection, command: c.Command, now: datetime,
                        card: RateCard) -> AccountState:
@@ -609,22 +669,43 @@ def _rows(rows: Iterable[tuple[Any, ...]]) -> str:
     return orjson.dumps(list(rows), default=_json_default, option=orjson.OPT_NAIVE_UTC).decode()
 
 
+def _literal(value: Any) -> str:
+    """``value`` as an SQL literal for ``EXECUTE``. ``E'…'`` reads backslashes and quotes the same
+    way whatever ``standard_conforming_strings`` says; both are escaped, so the text is exact."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, datetime):  # naive means UTC, as asyncpg and ``_rows`` take it
+        value = value.isoformat() if value.tzinfo is not None else value.isoformat() + "+00:00"
+    elif type(value) is int:
+        return str(value)
+    if not isinstance(value, str):
+        raise TypeError(f"no literal for {type(value).__name__}")
+    if "\x00" in value:  # PostgreSQL's text cannot hold it, and the message would end there
+        raise ValueError("text with a NUL character")
+    return "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
 class _Writes:
     """Statements collected for one round trip: each becomes a data-modifying CTE."""
 
     def __init__(self) -> None:
         self.parts: list[str] = []
         self.params: dict[str, Any] = {}
+        #: The batch's first new event (account, version, id): it is in the log iff the batch committed.
+        self.first_event: tuple[str, int, UUID] | None = None
 
     def add(self, sql: str, params: dict[str, Any]) -> None:
         n = len(self.parts)
         self.parts.append(_renamed(sql, n))
         self.params.update({f"w{n}_{k}": v for k, v in params.items()})
 
+    def statement(self) -> str:
+        ctes = ", ".join(f"w{i} AS ({sql})" for i, sql in enumerate(self.parts))
+        return f"WITH {ctes} SELECT 1"
+
     async def run(self, pg: Pg) -> None:
         if self.parts:
-            ctes = ", ".join(f"w{i} AS ({sql})" for i, sql in enumerate(self.parts))
-            await _fetch(pg, f"WITH {ctes} SELECT 1", self.params)
+            await _fetch(pg, self.statement(), self.params)
 
 
 class _ApiKeyWrites:
@@ -658,8 +739,7 @@ class _ApiKeyWrites:
                 {"rnow": self.now, "rows": _rows(self.revoked)})
 
 
-async def _write(
-    pg: Pg,
+def _collect(
     now: datetime,
     original: dict[str, AccountState],
     states: dict[str, AccountState],
@@ -667,18 +747,20 @@ async def _write(
     new_keys: list[tuple[str, str, bytes, int, int]],
     redeemed: list[tuple[str, str, UUID]],
     api_keys: _ApiKeyWrites,
-) -> None:
-    """Write one batch's events and the inline state they changed, in one round trip.
+) -> _Writes:
+    """One batch's events and the inline state they changed, as one statement.
 
     Each table gets one multi-row statement; they run together as data-modifying CTEs of a
     single statement (they touch different rows, so their order does not matter).
     """
     w = _Writes()
     if new_events:
+        e, version, _, _ = new_events[0]
+        w.first_event = (e.account_id, version, e.event_id)
         _insert_events(w, new_events)
     _write_state(w, now, original, states, new_events, new_keys, redeemed)
     api_keys.write(w)
-    await w.run(pg)
+    return w
 
 
 def _insert_events(w: _Writes, new_events: list[_NewEvent]) -> None:

@@ -100,11 +100,14 @@ async def test_a_reader_never_passes_a_writer_still_in_flight(fresh: Fresh) -> N
 
     # Writer A: takes the account lock and inserts its event the way the store does, then stays open.
     async with engine.connect() as conn_a:
-        # ``_run`` opens the batch's transaction on the asyncpg connection and leaves it open.
+        # ``_run`` opens the batch's transaction on the asyncpg connection and decides; the write
+        # goes in that transaction, which stays open.
         pg_a = (await conn_a.get_raw_connection()).driver_connection
         assert pg_a is not None
-        results, _ = await ledger.store._run(pg_a, [c.GrantCredits(
+        results, _, writes = await ledger.store._run(pg_a, [c.GrantCredits(
             account_id="writer-a", amount_ucr=UCR, source="purchase", reason="writer A")])
+        assert writes is not None
+        await writes.run(pg_a)
         (a_result,) = results
         assert isinstance(a_result, Outcome)
         a_id = str(a_result.events[0].event_id)

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import pytest_asyncio
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -47,7 +49,7 @@ from ledger.rate_cards import ensure_rate_card
 from ledger.rates import RateCard
 from ledger.service import Ledger
 from ledger.state import AccountState, apply
-from ledger.store import EventStore, Outcome, Result, lock_key, read_versions
+from ledger.store import EventStore, Outcome, Result, _literal, lock_key, read_versions
 from tests.ledger._charger import check_stream
 from tests.ledger.conftest import T0, OpenAccount, one_batch
 
@@ -460,10 +462,11 @@ async def test_a_batch_failing_as_a_whole_is_retried_one_by_one(
 # ---- a COMMIT lost in flight -----------------------------------------------------------------
 
 class _KilledBeforeCommit(EventStore):
-    """Decides and writes, then loses its connection just before COMMIT."""
+    """Decides and prepares its write, then loses its connection just before the round trip that
+    writes and commits."""
 
-    async def _run(self, pg: Any, commands: Sequence[c.Command]) -> Any:
-        out = await super()._run(pg, commands)
+    async def _prepared(self, pg: Any, sql: str) -> str:
+        out = await super()._prepared(pg, sql)
         async with self.engine.connect() as other:
             await other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pg.get_server_pid()})
         return out
@@ -679,3 +682,73 @@ async def test_a_failure_after_the_commit_is_not_a_failed_batch(
     assert await _version(engine, a) == before + 1
     stored = await check_stream(engine, a)
     assert stored[-1].event_id == str(result.events[-1].event_id)
+
+
+# ---- the write and the COMMIT in one round trip ----------------------------------------------
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=st.one_of(st.text(alphabet=st.characters(blacklist_characters="\x00")),
+                       st.text(alphabet="\\'\"$E;-\n a"),  # dense in what quoting must get right
+                       st.datetimes(timezones=st.just(UTC)), st.datetimes(),
+                       st.integers(min_value=-(2**63), max_value=2**63 - 1), st.none()))
+@example(value="it's \\ a \\' quote\\\\ and 'backslashes'\\")
+@example(value=datetime(2026, 12, 3, 12, 0, 0, 123456))
+async def test_a_literal_reads_back_exactly(engine: AsyncEngine, value: str | datetime | int | None) -> None:
+    """The write's parameters travel as literals in the text of an ``EXECUTE``: every text (quotes,
+    backslashes, anything but NUL, which PostgreSQL's text cannot hold) reads back exactly, with
+    ``standard_conforming_strings`` on or off; a naive time is UTC, as asyncpg takes it."""
+    async with engine.connect() as conn:
+        pg = (await conn.get_raw_connection()).driver_connection
+        assert pg is not None
+        await pg.execute("BEGIN")  # the settings below last until the ROLLBACK
+        for conforming in ("on", "off"):
+            await pg.execute(f"SET LOCAL standard_conforming_strings = {conforming}")
+            assert await pg.fetchval("SHOW standard_conforming_strings") == conforming
+            if isinstance(value, datetime):
+                back = await pg.fetchval(f"SELECT CAST({_literal(value)} AS timestamptz)")
+                assert back == (value if value.tzinfo is not None else value.replace(tzinfo=UTC))
+            elif isinstance(value, int):
+                assert await pg.fetchval(f"SELECT CAST({_literal(value)} AS bigint)") == value
+            else:
+                assert await pg.fetchval(f"SELECT CAST({_literal(value)} AS text)") == value
+        await pg.execute("ROLLBACK")
+
+
+def test_a_literal_refuses_what_text_cannot_hold() -> None:
+    with pytest.raises(ValueError, match="NUL"):
+        _literal("a\x00'; DROP TABLE events; --")
+
+
+async def test_a_commit_the_server_refuses_is_known_not_to_have_landed(
+    engine: AsyncEngine, single: Ledger, open_account: OpenAccount,
+) -> None:
+    """A COMMIT can fail on its own (here a deferred constraint trigger refuses one agent's spend at
+    commit time). The batch's first event is then not in the log, which the store reads before
+    answering: its commands are retried one by one, so only the refused one fails and its
+    neighbours commit. Without that read every caller of the batch would get ``OutcomeUnknown``."""
+    a = await open_account(credits_ucr=10 * UCR)
+    b = await open_account(credits_ucr=10 * UCR)
+    va, vb = await _version(engine, a), await _version(engine, b)
+    async with engine.begin() as conn:
+        await conn.execute(text(
+            "CREATE FUNCTION test_refuse_at_commit() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$ BEGIN RAISE EXCEPTION 'refused at commit'; END $$"))
+        await conn.execute(text(
+            "CREATE CONSTRAINT TRIGGER test_refuse_at_commit AFTER INSERT ON spend_counters"
+            " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.scope = 'agent' AND NEW.subject = 'refused')"
+            " EXECUTE FUNCTION test_refuse_at_commit()"))
+    try:
+        refused = _charge(a, attribution=Attribution(agent="refused"))
+        commands = [_charge(a), _charge(b), refused, _charge(b)]
+        committed_before = len(single.writer.batch_sizes)
+        results = await asyncio.gather(*(single.writer.submit_nowait(cmd) for cmd in commands))
+    finally:
+        async with engine.begin() as conn:
+            await conn.execute(text("DROP TRIGGER test_refuse_at_commit ON spend_counters"))
+            await conn.execute(text("DROP FUNCTION test_refuse_at_commit()"))
+    assert single.writer.batch_sizes[committed_before:] == [1, 1, 1]
+    assert isinstance(results[2], CommandFailed)
+    assert all(isinstance(results[i], Outcome) for i in (0, 1, 3)), results
+    assert (await _version(engine, a), await _version(engine, b)) == (va + 1, vb + 2)
+    for account in (a, b):
+        await check_stream(engine, account)
