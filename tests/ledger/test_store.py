@@ -666,9 +666,9 @@ async def test_a_failure_after_the_commit_is_not_a_failed_batch(
     engine: AsyncEngine, clock: ManualClock, rate_card: RateCard, open_account: OpenAccount,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The round trip that commits also opens the next transaction. If only that second part
-    fails, the batch did commit: its results stand, and nothing is retried (a retry would charge
-    twice). A COMMIT that fails ends its transaction, which is how the two are told apart."""
+    """The round trip that writes and commits also opens the next transaction. If only that last
+    part fails, the batch did commit: the store finds its first event in the log, its results
+    stand, and nothing is retried (a retry would charge twice)."""
     monkeypatch.setattr(store_module, "_COMMIT_AND_BEGIN", "COMMIT; BEGIN; SELECT 1 / 0")
     a = await open_account(credits_ucr=10 * UCR)
     before = await _version(engine, a)
