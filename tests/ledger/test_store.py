@@ -752,3 +752,28 @@ async def test_a_commit_the_server_refuses_is_known_not_to_have_landed(
     assert (await _version(engine, a), await _version(engine, b)) == (va + 1, vb + 2)
     for account in (a, b):
         await check_stream(engine, account)
+
+
+async def test_a_batch_without_events_commits_in_its_own_round_trip_and_is_told_apart_the_same(
+    engine: AsyncEngine, clock: ManualClock, rate_card: RateCard, open_account: OpenAccount,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A keyed command that appends nothing (no grant due to expire) still stores its key, with no
+    event to look for afterwards: its write and its COMMIT go in separate round trips. A failure
+    after that COMMIT leaves the next transaction open, while a failed COMMIT leaves none: the
+    batch committed, its result stands and the key is kept."""
+    monkeypatch.setattr(store_module, "_COMMIT_AND_BEGIN", "COMMIT; BEGIN; SELECT 1 / 0")
+    a = await open_account(credits_ucr=10 * UCR)
+    before = await _version(engine, a)
+    store = EventStore(engine, clock, lambda: rate_card)
+    try:
+        (result,) = await store.run_batch([c.ExpireGrants(account_id=a, idempotency_key="nothing-due")])
+        assert isinstance(result, Outcome) and result.events == ()
+        assert not any(pg.is_in_transaction() for _, pg, _ in store._idle)
+    finally:
+        await store.close()
+    assert await _version(engine, a) == before
+    async with engine.connect() as conn:
+        kept = await conn.scalar(text("SELECT count(*) FROM idempotency_keys WHERE account_id = :a AND key = :k"),
+                                 {"a": a, "k": "nothing-due"})
+    assert kept == 1
