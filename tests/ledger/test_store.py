@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
 import pytest
 import pytest_asyncio
 from hypothesis import HealthCheck, example, given, settings
@@ -687,7 +688,7 @@ async def test_a_failure_after_the_commit_is_not_a_failed_batch(
 # ---- the write and the COMMIT in one round trip ----------------------------------------------
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(value=st.one_of(st.text(alphabet=st.characters(blacklist_characters="\x00")),
+@given(value=st.one_of(st.text(alphabet=st.characters(codec="utf-8", blacklist_characters="\x00")),
                        st.text(alphabet="\\'\"$E;-\n a"),  # dense in what quoting must get right
                        st.datetimes(timezones=st.just(UTC)), st.datetimes(),
                        st.integers(min_value=-(2**63), max_value=2**63 - 1), st.none()))
@@ -696,11 +697,12 @@ async def test_a_failure_after_the_commit_is_not_a_failed_batch(
 async def test_a_literal_reads_back_exactly(engine: AsyncEngine, value: str | datetime | int | None) -> None:
     """The write's parameters travel as literals in the text of an ``EXECUTE``: every text (quotes,
     backslashes, anything but NUL, which PostgreSQL's text cannot hold) reads back exactly, with
-    ``standard_conforming_strings`` on or off; a naive time is UTC, as asyncpg takes it."""
-    async with engine.connect() as conn:
-        pg = (await conn.get_raw_connection()).driver_connection
-        assert pg is not None
-        await pg.execute("BEGIN")  # the settings below last until the ROLLBACK
+    ``standard_conforming_strings`` on or off; a naive time is UTC, as asyncpg takes it. (Surrogates
+    are not text: orjson refuses them before any literal is made.)"""
+    # A connection of its own, not the pool's: a failing example must not hand a broken one on.
+    pg = await asyncpg.connect(engine.url.set(drivername="postgresql").render_as_string(hide_password=False))
+    try:
+        await pg.execute("BEGIN")  # the settings below last until the transaction ends
         for conforming in ("on", "off"):
             await pg.execute(f"SET LOCAL standard_conforming_strings = {conforming}")
             assert await pg.fetchval("SHOW standard_conforming_strings") == conforming
@@ -711,7 +713,8 @@ async def test_a_literal_reads_back_exactly(engine: AsyncEngine, value: str | da
                 assert await pg.fetchval(f"SELECT CAST({_literal(value)} AS bigint)") == value
             else:
                 assert await pg.fetchval(f"SELECT CAST({_literal(value)} AS text)") == value
-        await pg.execute("ROLLBACK")
+    finally:
+        await pg.close()
 
 
 def test_a_literal_refuses_what_text_cannot_hold() -> None:
