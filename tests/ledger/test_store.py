@@ -663,13 +663,17 @@ async def test_closing_the_store_leaves_no_transaction_on_pooled_connections(
             await conn.close()
 
 
+@pytest.mark.parametrize("inline_max", [store_module._INLINE_MAX, 0], ids=["write-with-commit", "large-write"])
 async def test_a_failure_after_the_commit_is_not_a_failed_batch(
     engine: AsyncEngine, clock: ManualClock, rate_card: RateCard, open_account: OpenAccount,
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, inline_max: int,
 ) -> None:
-    """The round trip that writes and commits also opens the next transaction. If only that last
-    part fails, the batch did commit: the store finds its first event in the log, its results
-    stand, and nothing is retried (a retry would charge twice)."""
+    """The round trip that commits also opens the next transaction. If only that last part fails,
+    the batch did commit: its results stand, and nothing is retried (a retry would charge twice).
+    With the write in the same message, the store finds the batch's first event in the log; a
+    large write goes in its own round trip, and then a transaction still open after the error
+    says the COMMIT succeeded (a COMMIT that fails ends its transaction)."""
+    monkeypatch.setattr(store_module, "_INLINE_MAX", inline_max)
     monkeypatch.setattr(store_module, "_COMMIT_AND_BEGIN", "COMMIT; BEGIN; SELECT 1 / 0")
     a = await open_account(credits_ucr=10 * UCR)
     before = await _version(engine, a)

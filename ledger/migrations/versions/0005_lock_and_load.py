@@ -49,14 +49,12 @@ def upgrade() -> None:
                        keys credits_key_row[])
         LANGUAGE plpgsql VOLATILE AS $fn$
         #variable_conflict use_column
-        DECLARE
-            lk bigint;
         BEGIN
             -- Transaction-scoped advisory locks, one per account, taken in key order by every
-            -- writer so two batches never deadlock. An empty array (a dry run) locks nothing.
-            FOR lk IN SELECT DISTINCT u FROM unnest(lock_keys) AS u ORDER BY u LOOP
-                PERFORM pg_advisory_xact_lock(lk);
-            END LOOP;
+            -- writer so two batches never deadlock, in one statement (a PL/pgSQL loop would run
+            -- the executor once per account). An empty array (a dry run) locks nothing.
+            PERFORM pg_advisory_xact_lock(u)
+            FROM (SELECT DISTINCT u FROM unnest(lock_keys) AS u ORDER BY u) AS in_key_order;
             -- A new statement, so a new snapshot: it sees what the last lock holder committed.
             RETURN QUERY
             WITH asked AS (SELECT * FROM unnest(key_accounts, key_names) AS q(a, k)),
