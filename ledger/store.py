@@ -183,7 +183,7 @@ class EventStore:
         #: connection and when a batch last finished on it: checking one out of SQLAlchemy's pool
         #: and back in for every batch cost ~18 % of a lone charge's CPU, and reaching its asyncpg
         #: connection another ~4 %.
-        self._idle: list[tuple[AsyncConnection, Pg, float]] = []
+        self._idle: list[tuple[AsyncConnection, Pg, float]] = []  # float-ok: monotonic seconds
         self._keep = keep_connections
         self._tidying: asyncio.Task[None] | None = None
         #: Per connection, the write statements prepared on it (``_write_and_commit``), by SQL.
