@@ -6,9 +6,10 @@ everywhere: each amount comes twice, ``<name>_ucr`` (``int`` micro-credits, 1 cr
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal, NotRequired, Required, TypedDict
+from typing import Any, Literal, NotRequired, Required, TypedDict, overload
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
@@ -129,11 +130,31 @@ class Entry(_Model):
 
 
 class EntryPage(_Model):
-    """A page of entries, newest first; ``next_cursor`` continues a stable iteration."""
+    """A page of entries, newest first; ``next_cursor`` continues a stable iteration.
+
+    A page is a sequence of its entries: ``for entry in client.credits.history(limit=50)``,
+    ``len(page)`` and ``page[0]`` read ``page.data`` (not the model's fields, as a plain
+    pydantic model would iterate).
+    """
 
     data: list[Entry]
     has_more: bool
     next_cursor: str | None
+
+    def __iter__(self) -> Iterator[Entry]:  # type: ignore[override]
+        return iter(self.data)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    @overload
+    def __getitem__(self, index: int) -> Entry: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Entry]: ...
+
+    def __getitem__(self, index: int | slice) -> Entry | list[Entry]:
+        return self.data[index]
 
 
 class SourceAmounts(_Model):
@@ -148,7 +169,19 @@ class SourceAmounts(_Model):
 
 
 class Balance(_Model):
-    """The exact balance; ``available`` is the balance minus what reservations hold."""
+    """The exact balance; ``available`` is the balance minus what reservations hold.
+
+    The same figures under the names some products use (read-only properties, not sent by the
+    server, so ``model_dump()`` leaves them out):
+
+    - ``credits_remaining`` / ``credits_remaining_ucr``: ``available``, what can be spent now;
+    - ``total_credits`` / ``total_credits_ucr``: ``balance``, every live credit including those
+      reservations hold (minus debt);
+    - ``credits_monthly_allowance`` / ``credits_monthly_allowance_ucr``: ``monthly_allowance``,
+      the plan's credits per cycle;
+    - ``credits_reset_at``: ``resets_at``, when the allowance next resets (``None``: no plan cycle);
+    - ``recent_history``: ``recent``, the latest entries, newest first.
+    """
 
     account_id: str
     plan: str
@@ -168,6 +201,38 @@ class Balance(_Model):
     runout_at: datetime | None
     version: int
     recent: list[Entry]
+
+    @property
+    def credits_remaining(self) -> str:
+        return self.available
+
+    @property
+    def credits_remaining_ucr(self) -> int:
+        return self.available_ucr
+
+    @property
+    def total_credits(self) -> str:
+        return self.balance
+
+    @property
+    def total_credits_ucr(self) -> int:
+        return self.balance_ucr
+
+    @property
+    def credits_monthly_allowance(self) -> str:
+        return self.monthly_allowance
+
+    @property
+    def credits_monthly_allowance_ucr(self) -> int:
+        return self.monthly_allowance_ucr
+
+    @property
+    def credits_reset_at(self) -> datetime | None:
+        return self.resets_at
+
+    @property
+    def recent_history(self) -> list[Entry]:
+        return self.recent
 
 
 class PriceLine(_Model):

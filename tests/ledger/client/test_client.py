@@ -182,6 +182,39 @@ def test_history_pages_by_offset_and_cursor(live: Live, new_account: NewAccount)
             client.credits.history(limit=501)
 
 
+def test_a_page_iterates_over_its_entries(live: Live, new_account: NewAccount,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """``for entry in client.credits.history(limit=50)`` yields entries, not the model's fields."""
+    acct = new_account("10")
+    with Client(live.base_url, acct.member_key) as client:
+        client.usage.record([{"operation": "email", "quantity": i + 1} for i in range(3)])
+        for entry in client.credits.history(limit=50):
+            print(entry.amount)
+        page = client.credits.history(limit=50)
+        assert list(page) == page.data and all(type(e).__name__ == "Entry" for e in page)
+        assert len(page) == len(page.data) == client.credits.balance().version
+        assert page[0] == page.data[0] and page[-1] == page.data[-1] and page[:2] == page.data[:2]
+        assert page[0].amount == "-0.003000"
+        assert not client.credits.history(limit=1, offset=len(page)), "an empty page is empty"
+    printed = capsys.readouterr().out.split()
+    assert printed == [e.amount for e in page.data]
+
+
+def test_balance_speaks_pictographs_names(live: Live, new_account: NewAccount) -> None:
+    acct = new_account("12.5")
+    with Client(live.base_url, acct.member_key) as client:
+        hold = client.reservations.create("email", 2000)
+        b = client.credits.balance()
+    assert (b.credits_remaining, b.credits_remaining_ucr) == (b.available, b.available_ucr) == ("10.500000", 10_500_000)
+    assert (b.total_credits, b.total_credits_ucr) == (b.balance, b.balance_ucr) == ("12.500000", 12_500_000)
+    assert (b.credits_monthly_allowance, b.credits_monthly_allowance_ucr) == (b.monthly_allowance,
+                                                                               b.monthly_allowance_ucr)
+    assert b.credits_monthly_allowance_ucr > 0, "a team plan has an allowance"
+    assert b.credits_reset_at == b.resets_at is not None
+    assert b.recent_history == b.recent and b.recent_history[0].type
+    assert hold.held_ucr == 2_000_000 == b.reserved_ucr
+
+
 def test_iter_walks_three_pages_without_gaps_or_repeats(live: Live, new_account: NewAccount) -> None:
     acct = new_account("100")
     with Client(live.base_url, acct.member_key) as client:
