@@ -10,8 +10,11 @@
 ``AsyncClient`` has the same namespaces, awaitable (``async for`` over ``credits.iter()``).
 
 Every write carries an idempotency key made once per call (or the one given); retries
-(connection errors, 429 after ``Retry-After``, 500/502/503/504) resend the same request with the
-same key, so a retry never records twice. Money is ``int`` µcr or decimal strings, never floats.
+(connection errors, 500/502/503/504) resend the same request with the same key, so a retry never
+records twice. A 429 raises ``RateLimitedError`` at once, its ``retry_after`` in seconds; with
+``Client(..., retry_on_rate_limit=N)`` the client waits ``Retry-After`` out instead, at most N
+times per call and never longer than ``max_retry_after_s`` a time. Money is ``int`` µcr or
+decimal strings, never floats.
 """
 
 from ledger.client.client import AsyncClient, Client

@@ -5,10 +5,12 @@ the parser of its answer) built by the functions in ``_api``. The sync and async
 *run* calls: resolve the account, send with retries, raise or parse. Their namespaces
 (``credits``, ``usage``, ...) are one-line adapters from a method's arguments to a ``_Call``.
 
-Retries: connection errors, 429 (honouring ``Retry-After``, capped), 500, 502, 503 and 504 are
-retried up to ``max_retries`` times with exponential backoff and jitter. A write's idempotency
-key is made once per method call (a UUID4 unless the caller gives one) and every retry sends the
-same request bytes with the same key, so a retry never records anything twice.
+Retries: connection errors, 500, 502, 503 and 504 are retried up to ``max_retries`` times with
+exponential backoff and jitter. A 429 raises ``RateLimitedError`` (with ``retry_after``) at once:
+waiting is the caller's choice, made with ``retry_on_rate_limit=N`` (wait out ``Retry-After`` and
+retry, at most N times, each wait at most ``max_retry_after_s``). A write's idempotency key is
+made once per method call (a UUID4 unless the caller gives one) and every retry sends the same
+request bytes with the same key, so a retry never records anything twice.
 """
 
 from __future__ import annotations
@@ -64,8 +66,8 @@ T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
 
 USER_AGENT = "credit-ledger-python/0.1"
-#: Statuses worth another attempt: nothing was recorded (429) or the outcome is unknown (5xx).
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: Statuses worth another attempt: the outcome is unknown (5xx). A 429 only with ``retry_on_rate_limit``.
+RETRY_STATUSES = frozenset({500, 502, 503, 504})
 #: Transport failures worth another attempt; others (a bad URL, a proxy refusal) are not.
 RETRY_ERRORS: tuple[type[Exception], ...] = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 #: Most items ``POST /v1/usage`` takes at once; longer lists are sent in chunks.
@@ -311,12 +313,13 @@ class _Base:
 
     def _configure(self, base_url: str, api_key: str, account_id: str | None, timeout: float,  # float-ok: seconds
                    max_retries: int, backoff_s: float, max_backoff_s: float,  # float-ok: seconds
-                   max_retry_after_s: float) -> None:  # float-ok: seconds
+                   max_retry_after_s: float, retry_on_rate_limit: int) -> None:  # float-ok: seconds
         if not api_key:
             raise ValueError("api_key is required")
-        _int("max_retries", max_retries)
-        if max_retries < 0:
-            raise ValueError("max_retries must be >= 0")
+        for name, value in (("max_retries", max_retries), ("retry_on_rate_limit", retry_on_rate_limit)):
+            _int(name, value)
+            if value < 0:
+                raise ValueError(f"{name} must be >= 0")
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key
         self._account_id = account_id
@@ -325,6 +328,7 @@ class _Base:
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
         self.max_retry_after_s = max_retry_after_s
+        self.retry_on_rate_limit = retry_on_rate_limit
 
     def _namespaces(self) -> None:
         raise NotImplementedError
@@ -355,22 +359,32 @@ class _Base:
         headers = {"Idempotency-Key": call.idempotency_key} if call.idempotency_key is not None else None
         return http.build_request(call.method, path, params=call.params, json=body, headers=headers)
 
-    def _retry_delay(self, attempt: int, response: httpx.Response | None) -> float | None:  # float-ok: seconds
+    def _retry_delay(self, attempt: int, response: httpx.Response | None,  # float-ok: seconds
+                     limited: int = 0) -> float | None:  # float-ok: seconds
         """Seconds to wait before attempt ``attempt + 1``, or ``None`` to stop.
 
-        ``response`` is ``None`` after a retryable transport error.
+        ``response`` is ``None`` after a retryable transport error; ``limited`` counts the 429s
+        already waited out for this call.
         """
+        if response is not None and response.status_code == 429:
+            return self._rate_limit_delay(response, limited)
         if attempt >= self.max_retries:
             return None
-        if response is not None:
-            if response.status_code not in RETRY_STATUSES:
-                return None
-            if response.status_code == 429:
-                after = retry_after_seconds(response.headers.get("Retry-After"))
-                if after is not None:
-                    return float(min(after, self.max_retry_after_s)) + random.uniform(0, 0.1)  # float-ok
+        if response is not None and response.status_code not in RETRY_STATUSES:
+            return None
         ceiling = min(self.max_backoff_s, self.backoff_s * (1 << attempt))
         return ceiling / 2 + random.uniform(0, ceiling / 2)  # float-ok: jitter on a duration
+
+    def _rate_limit_delay(self, response: httpx.Response, limited: int) -> float | None:  # float-ok: seconds
+        """How long to wait out a 429, or ``None`` to raise it: not opted in, retries spent, or the
+        server asks for longer than ``max_retry_after_s`` (a shorter wait would only be refused)."""
+        if limited >= self.retry_on_rate_limit:
+            return None
+        after = retry_after_seconds(response.headers.get("Retry-After"))
+        wait = float(after if after is not None else 1)  # float-ok: seconds
+        if wait > self.max_retry_after_s:
+            return None
+        return wait + random.uniform(0, 0.1)  # float-ok: jitter on a duration
 
     @staticmethod
     def _result(call: _Call[T], response: httpx.Response) -> T:
@@ -405,14 +419,21 @@ class Client(_Base):
 
     ``account_id`` defaults to the key's own account (asked once, lazily, with ``GET /v1/me``);
     an operator key must name one, here or with ``client.for_account(id)``.
+
+    ``max_retries`` bounds the retries after a connection error or a 5xx. A 429 raises
+    ``RateLimitedError`` at once (``retry_after``: seconds to wait) unless
+    ``retry_on_rate_limit=N``: then the client waits the server's ``Retry-After`` and tries
+    again, at most N times per call, and raises at once when the server asks for more than
+    ``max_retry_after_s`` (so one call waits at most N × ``max_retry_after_s``).
     """
 
     def __init__(self, base_url: str, api_key: str, *, account_id: str | None = None,
                  timeout: float = 10.0, max_retries: int = 3,  # float-ok: seconds
                  transport: httpx.BaseTransport | None = None, backoff_s: float = 0.5,  # float-ok: seconds
-                 max_backoff_s: float = 8.0, max_retry_after_s: float = 30.0) -> None:  # float-ok: seconds
+                 max_backoff_s: float = 8.0, max_retry_after_s: float = 30.0,  # float-ok: seconds
+                 retry_on_rate_limit: int = 0) -> None:
         self._configure(base_url, api_key, account_id, timeout, max_retries, backoff_s, max_backoff_s,
-                        max_retry_after_s)
+                        max_retry_after_s, retry_on_rate_limit)
         self._http = httpx.Client(transport=transport, **self._http_options())
         self._owns_http = True
         self._namespaces()
@@ -454,7 +475,7 @@ class Client(_Base):
 
     def _run(self, call: _Call[T]) -> T:
         request = self._request(self._http, call, self._account() if call.needs_account else None)
-        attempt = 0
+        attempt = limited = 0  # retries after a failure; 429s waited out
         while True:
             response: httpx.Response | None = None
             try:
@@ -469,14 +490,18 @@ class Client(_Base):
             except httpx.TransportError as exc:
                 raise self._gave_up(call, attempt + 1, exc) from exc
             else:
-                delay = self._retry_delay(attempt, response)
+                delay = self._retry_delay(attempt, response, limited)
                 if delay is None:
                     return self._result(call, response)
-                log.info("%s %s answered %d; retry %d in %.2fs", call.method, request.url.path,
-                         response.status_code, attempt + 1, delay)
+                log.log(logging.WARNING if response.status_code == 429 else logging.INFO,
+                        "%s %s answered %d; retry in %.2fs", call.method, request.url.path,
+                        response.status_code, delay)
                 response.close()
             time.sleep(delay)
-            attempt += 1
+            if response is not None and response.status_code == 429:
+                limited += 1
+            else:
+                attempt += 1
 
 
 class _Namespace:
@@ -611,9 +636,10 @@ class AsyncClient(_Base):
     def __init__(self, base_url: str, api_key: str, *, account_id: str | None = None,
                  timeout: float = 10.0, max_retries: int = 3,  # float-ok: seconds
                  transport: httpx.AsyncBaseTransport | None = None, backoff_s: float = 0.5,  # float-ok: seconds
-                 max_backoff_s: float = 8.0, max_retry_after_s: float = 30.0) -> None:  # float-ok: seconds
+                 max_backoff_s: float = 8.0, max_retry_after_s: float = 30.0,  # float-ok: seconds
+                 retry_on_rate_limit: int = 0) -> None:
         self._configure(base_url, api_key, account_id, timeout, max_retries, backoff_s, max_backoff_s,
-                        max_retry_after_s)
+                        max_retry_after_s, retry_on_rate_limit)
         self._http = httpx.AsyncClient(transport=transport, **self._http_options())
         self._owns_http = True
         self._namespaces()
@@ -654,7 +680,7 @@ class AsyncClient(_Base):
 
     async def _run(self, call: _Call[T]) -> T:
         request = self._request(self._http, call, await self._account() if call.needs_account else None)
-        attempt = 0
+        attempt = limited = 0  # retries after a failure; 429s waited out
         while True:
             response: httpx.Response | None = None
             try:
@@ -669,14 +695,18 @@ class AsyncClient(_Base):
             except httpx.TransportError as exc:
                 raise self._gave_up(call, attempt + 1, exc) from exc
             else:
-                delay = self._retry_delay(attempt, response)
+                delay = self._retry_delay(attempt, response, limited)
                 if delay is None:
                     return self._result(call, response)
-                log.info("%s %s answered %d; retry %d in %.2fs", call.method, request.url.path,
-                         response.status_code, attempt + 1, delay)
+                log.log(logging.WARNING if response.status_code == 429 else logging.INFO,
+                        "%s %s answered %d; retry in %.2fs", call.method, request.url.path,
+                        response.status_code, delay)
                 await response.aclose()
             await asyncio.sleep(delay)
-            attempt += 1
+            if response is not None and response.status_code == 429:
+                limited += 1
+            else:
+                attempt += 1
 
 
 class _AsyncNamespace:

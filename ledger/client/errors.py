@@ -88,13 +88,23 @@ class InvalidRequestError(LedgerAPIError):
 
 
 class RateLimitedError(LedgerAPIError):
-    """429: over the plan's request rate; nothing was recorded. Retry after ``retry_after_s``."""
+    """429: over the plan's request rate; nothing was recorded.
+
+    ``retry_after`` is the seconds to wait before trying again (the ``Retry-After`` header, else
+    the problem's ``retry_after_s``; ``None`` if the answer gave neither). The client raises this
+    at once unless it was built with ``retry_on_rate_limit=N``.
+    """
 
     def __init__(self, status: int, type: str, title: str, detail: str, problem: dict[str, Any],
                  retry_after_s: int | None = None) -> None:
         super().__init__(status, type, title, detail, problem)
-        self.retry_after_s: int | None = retry_after_s if retry_after_s is not None else _int(
+        self.retry_after: int | None = retry_after_s if retry_after_s is not None else _int(
             problem.get("retry_after_s"))
+
+    @property
+    def retry_after_s(self) -> int | None:
+        """The same as ``retry_after``."""
+        return self.retry_after
 
 
 class ServerError(LedgerAPIError):

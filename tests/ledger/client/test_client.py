@@ -433,7 +433,8 @@ def test_5xx_and_429_are_retried_with_the_same_key(
         live: Live, new_account: NewAccount, fast: dict[str, Any]) -> None:
     acct = new_account("10")
     script = Script("/charges", ["503", "429", "500", "connect"])
-    with Client(live.base_url, acct.member_key, transport=Scripted(script), max_retries=4, **fast) as client:
+    with Client(live.base_url, acct.member_key, transport=Scripted(script), max_retries=3, retry_on_rate_limit=1,
+                **fast) as client:
         charge = client.usage.charge("email", 1000, idempotency_key="given-key")
         assert script.keys == ["given-key"] * 5
         assert not charge.replayed, "only the last attempt reached the ledger"
@@ -451,33 +452,70 @@ def test_usage_batches_are_retried_with_the_same_item_keys(
         assert client.credits.balance().balance_ucr == 10_000_000 - 3 * 10_000
 
 
-def test_429_honours_retry_after_capped(live: Live, new_account: NewAccount, fast: dict[str, Any]) -> None:
+def test_a_429_raises_at_once_by_default(live: Live, new_account: NewAccount, fast: dict[str, Any]) -> None:
     acct = new_account("1")
-    script = Script("/balance", ["429"], retry_after="1")
-    with Client(live.base_url, acct.read_key, transport=Scripted(script), **fast) as client:
-        started = time.monotonic()
-        assert client.credits.balance().balance_ucr == 1_000_000
-        assert time.monotonic() - started >= 1.0
-    script = Script("/balance", ["429"], retry_after="3600")
-    with Client(live.base_url, acct.read_key, transport=Scripted(script), max_retry_after_s=0.1, **fast) as client:
-        started = time.monotonic()
-        assert client.credits.balance().balance_ucr == 1_000_000
-        assert time.monotonic() - started < 5
-    script = Script("/balance", ["429"])
-    with Client(live.base_url, acct.read_key, transport=Scripted(script), max_retries=0) as client, \
+    script = Script("/balance", ["429"], retry_after="7")
+    with Client(live.base_url, acct.read_key, transport=Scripted(script), **fast) as client, \
             pytest.raises(RateLimitedError) as limited:
         client.credits.balance()
-    assert limited.value.retry_after_s == 0 and limited.value.status == 429
+    assert len(script.requests) == 1, "not retried: waiting is the caller's choice"
+    assert limited.value.retry_after == limited.value.retry_after_s == 7 and limited.value.status == 429
+
+
+def test_429_is_waited_out_only_when_asked_and_bounded(
+        live: Live, new_account: NewAccount, fast: dict[str, Any]) -> None:
+    acct = new_account("1")
+    # Opted in: waits the server's Retry-After, then succeeds.
+    script = Script("/balance", ["429"], retry_after="1")
+    with Client(live.base_url, acct.read_key, transport=Scripted(script), retry_on_rate_limit=2, **fast) as client:
+        started = time.monotonic()
+        assert client.credits.balance().balance_ucr == 1_000_000
+        assert time.monotonic() - started >= 1.0, "the Retry-After was waited out"
+    assert len(script.requests) == 2
+    # A Retry-After beyond max_retry_after_s is raised at once (a shorter wait would be refused).
+    script = Script("/balance", ["429"], retry_after="3600")
+    with Client(live.base_url, acct.read_key, transport=Scripted(script), retry_on_rate_limit=2,
+                max_retry_after_s=30, **fast) as client, pytest.raises(RateLimitedError) as limited:
+        client.credits.balance()
+    assert len(script.requests) == 1 and limited.value.retry_after == 3600
+    # At most N waits per call; the 429s do not use up the 5xx retries.
+    script = Script("/balance", ["429", "503", "429", "429"])
+    with Client(live.base_url, acct.read_key, transport=Scripted(script), retry_on_rate_limit=2, max_retries=1,
+                **fast) as client, pytest.raises(RateLimitedError):
+        client.credits.balance()
+    assert len(script.requests) == 4
+    with pytest.raises(ValueError):
+        Client(live.base_url, acct.read_key, retry_on_rate_limit=-1)
 
 
 def test_the_servers_own_429_becomes_rate_limited_error(live: Live, new_account: NewAccount) -> None:
-    acct = new_account("1", plan="free")  # 60 requests a minute
-    with Client(live.base_url, acct.read_key, max_retries=0) as client:
+    """A real over-the-plan 429 (a free plan: 60 requests a minute) raises at once, one request per call."""
+    acct = new_account("1", plan="free")
+    script = Script("/balance", [])
+    calls = 0
+    with Client(live.base_url, acct.read_key, transport=Scripted(script)) as client:
         with pytest.raises(RateLimitedError) as limited:
             for _ in range(200):
+                calls += 1
                 client.credits.balance()
         assert limited.value.status == 429
-        assert limited.value.retry_after_s is not None and 1 <= limited.value.retry_after_s <= 60
+        assert limited.value.retry_after is not None and 1 <= limited.value.retry_after <= 60
+    assert len(script.requests) == calls, "no call was retried"
+    assert 1 < calls <= 61
+
+
+async def test_async_client_raises_rate_limited_error_at_once(
+        live: Live, new_account: NewAccount, fast: dict[str, Any]) -> None:
+    acct = new_account("1")
+    script = Script("/balance", ["429", "429"], retry_after="1")
+    async with AsyncClient(live.base_url, acct.read_key, transport=AsyncScripted(script), **fast) as client:
+        with pytest.raises(RateLimitedError) as limited:
+            await client.credits.balance()
+        assert limited.value.retry_after == 1 and len(script.requests) == 1
+    async with AsyncClient(live.base_url, acct.read_key, transport=AsyncScripted(script), retry_on_rate_limit=1,
+                           **fast) as client:
+        assert (await client.credits.balance()).balance_ucr == 1_000_000
+    assert len(script.requests) == 3
 
 
 def test_4xx_are_not_retried(live: Live, new_account: NewAccount, fast: dict[str, Any]) -> None:
