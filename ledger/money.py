@@ -44,6 +44,13 @@ def format_credits(ucr: int) -> str:
     return f"{sign}{whole}.{frac:06d}"
 
 
+def format_cents(cents: int) -> str:
+    """Render money in cents (a price, not credits) as a decimal string, e.g. ``"5.00"``."""
+    sign = "-" if cents < 0 else ""
+    whole, frac = divmod(abs(cents), 100)
+    return f"{sign}{whole}.{frac:02d}"
+
+
 def parse_credits(text: str) -> int:
     """Parse a decimal string of credits (at most six places) into µcr, exactly.
 

@@ -21,9 +21,9 @@ from ledger.events import (
     UsageMetered,
     event_data,
 )
-from ledger.money import format_credits
-from ledger.rates import Price
-from ledger.service import Balance, Estimate
+from ledger.money import credits_to_exact_ucr, floor_ucr, format_cents, format_credits
+from ledger.rates import Pack, Price
+from ledger.service import Account, Balance, Estimate
 
 _OPERATION = {
     "CreditsPurchased": "purchase",
@@ -44,9 +44,26 @@ def _m(ucr: int | None) -> str | None:
     return None if ucr is None else format_credits(ucr)
 
 
+def with_credits(data: Any) -> Any:
+    """``data`` (JSON-ready) with every ``<name>_ucr`` amount at any depth joined by ``<name>``,
+    its credits string: API.md's rule that every amount in a response appears twice. For free-form
+    parts of a body (an entry's ``details``, an account's ``settings``); typed models name both."""
+    if isinstance(data, dict):
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            if key.endswith("_ucr") and (value is None or type(value) is int):
+                out[key[:-4]] = _m(value)
+            out[key] = with_credits(value)
+        return out
+    if isinstance(data, list | tuple):
+        return [with_credits(v) for v in data]
+    return data
+
+
 def entry(version: int, e: Event) -> s.Entry:
-    """One ledger entry: signed amount (< 0 debit), balance after, and the event's own fields."""
-    details = event_data(e)
+    """One ledger entry: signed amount (< 0 debit), balance after, and the event's own fields
+    (their amounts in both forms)."""
+    details = with_credits(event_data(e))
     attribution = details.pop("attribution", None) or {}
     return s.Entry(
         id=e.event_id, version=version, created_at=e.recorded_at, occurred_at=e.occurred_at, type=e.type,
@@ -136,4 +153,17 @@ def balance(b: Balance, recent: Sequence[tuple[int, Event]], runout_at: Any) -> 
 
 
 def money_pair(name: str, ucr: int | None) -> dict[str, Any]:
+    """``<name>`` and ``<name>_ucr`` of one amount, for a typed response model."""
     return {name: _m(ucr), f"{name}_ucr": ucr}
+
+
+def pack(p: Pack, currency: str) -> s.PackOut:
+    """A pack on sale: credits and bonus in both forms; its price is money (cents), not credits."""
+    return s.PackOut(id=p.id, **money_pair("credits", floor_ucr(credits_to_exact_ucr(p.credits))),
+                     **money_pair("bonus", floor_ucr(credits_to_exact_ucr(p.bonus))),
+                     price_cents=p.price_cents, price=format_cents(p.price_cents), currency=currency)
+
+
+def account(a: Account) -> s.AccountOut:
+    return s.AccountOut(id=a.account_id, name=a.name, plan=a.plan, status=a.status,
+                        created_at=a.opened_at, settings=with_credits(dict(a.settings)))

@@ -136,6 +136,7 @@ class AccountOut(Out):
     plan: str
     status: Literal["active", "in_debt", "closed"]
     created_at: datetime
+    #: e.g. ``budget``: its amounts in both forms, like every amount (``monthly_limit``, ``monthly_limit_ucr``).
     settings: dict[str, Any]
 
 
@@ -496,8 +497,13 @@ class LimitOut(Out):
 class PackOut(Out):
     id: str
     credits: str
+    credits_ucr: int
     bonus: str
+    bonus_ucr: int
+    #: The price is money, not credits: in cents of ``currency`` and as a decimal string ("5.00").
     price_cents: int
+    price: str
+    currency: str
 
 
 class PackList(Out):

@@ -31,7 +31,7 @@ from ledger.events import (
     RefundIssued,
     UsageMetered,
 )
-from ledger.money import format_credits
+from ledger.money import format_cents, format_credits
 from ledger.rates import RateCard
 from ledger.service import Balance
 
@@ -170,7 +170,7 @@ def rates_tables(card: RateCard, *, current: bool) -> list[Table]:
 
 def money(cents: int, currency: str) -> str:
     """A price in cents as ``12.34 USD`` (integer arithmetic, no floats)."""
-    return f"{cents // 100}.{cents % 100:02d} {currency}"
+    return f"{format_cents(cents)} {currency}"
 
 
 def versions_table(versions: Sequence[tuple[str, str]]) -> Table:

@@ -7,6 +7,7 @@ import hashlib
 from fastapi import APIRouter, Response, status
 
 from ledger import commands as c
+from ledger.api import render
 from ledger.api import schemas as s
 from ledger.api.deps import RT, Admin, IdemHeader, Operator, Reader, idempotency_key
 from ledger.api.deps import replayed as _replayed
@@ -18,9 +19,7 @@ router = APIRouter(tags=["accounts"], responses=s.ERRORS, route_class=LeanRoute)
 
 
 async def _account(rt: RT, account_id: str) -> s.AccountOut:
-    a = await rt.ledger.account(account_id)
-    return s.AccountOut(id=a.account_id, name=a.name, plan=a.plan, status=a.status,
-                        created_at=a.opened_at, settings=dict(a.settings))
+    return render.account(await rt.ledger.account(account_id))
 
 
 @router.post("/v1/accounts", status_code=status.HTTP_201_CREATED, response_model=s.AccountOut)

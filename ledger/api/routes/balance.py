@@ -96,8 +96,8 @@ async def explain(account: str, entry_id: UUID, rt: RT, who: Reader) -> s.Explai
         rounding = f"exact {exact} µcr: no rounding needed"
     return s.ExplainOut(
         entry=entry, operation=e.operation, rate_card_version=e.rate_card_version, rates=lines,
-        quantities=e.quantities, exact_cost=exact, minimum=format_credits(minimum_ucr) if minimum_ucr else None,
-        minimum_ucr=minimum_ucr, charged=format_credits(e.cost_ucr), charged_ucr=e.cost_ucr, rounding=rounding,
+        quantities=e.quantities, exact_cost=exact, **render.money_pair("minimum", minimum_ucr),
+        charged=format_credits(e.cost_ucr), charged_ucr=e.cost_ucr, rounding=rounding,
         grants=render.draws(e), debt_added=format_credits(e.debt_added_ucr), debt_added_ucr=e.debt_added_ucr,
         limits_checked=_limits_in_force(e, [row_to_event(r) for r in rules]), gated=e.gated)
 

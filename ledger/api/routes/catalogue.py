@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from ledger.api import render
 from ledger.api import schemas as s
 from ledger.api.deps import RT, Reader
 from ledger.api.lean import LeanRoute
-from ledger.money import credits_to_exact_ucr, floor_ucr, format_credits
 
 router = APIRouter(tags=["pricing"], responses=s.ERRORS, route_class=LeanRoute)
 
@@ -21,9 +21,7 @@ async def rates(rt: RT, who: Reader) -> s.RatesOut:
 
 @router.get("/v1/packs", response_model=s.PackList)
 async def packs(rt: RT, who: Reader) -> s.PackList:
-    """Credit packs on sale: credits, bonus credits and price in cents."""
+    """Credit packs on sale: credits and bonus credits (both forms), and the price, which is money:
+    ``price_cents`` and ``price`` (e.g. "5.00") in ``currency``."""
     card = rt.ledger.card
-    return s.PackList(rate_card_version=card.version, data=[
-        s.PackOut(id=p.id, credits=format_credits(floor_ucr(credits_to_exact_ucr(p.credits))),
-                  bonus=format_credits(floor_ucr(credits_to_exact_ucr(p.bonus))), price_cents=p.price_cents)
-        for p in card.packs.values()])
+    return s.PackList(rate_card_version=card.version, data=[render.pack(p, card.currency) for p in card.packs.values()])
