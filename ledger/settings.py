@@ -39,7 +39,8 @@ class Settings(BaseSettings):
     key_cache_s: float = 5.0  # float-ok: a duration
     #: Per-plan request limits in Redis (off: no limit, no Redis round trip per request).
     rate_limits: bool = True
-    #: Requests per minute for operator keys on routes that name no account.
+    #: Requests per minute for each operator key, on every route (never the plan of the account
+    #: it names: the backend acting for a tenant is not throttled by that tenant's plan).
     operator_rate_limit_per_minute: int = 60_000
 
     # ---- workers ----

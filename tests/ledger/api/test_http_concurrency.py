@@ -4,6 +4,8 @@
   35 get a complete 402, the balance ends at 0 and is never negative on the way.
 - A free-plan account (60 requests a minute): the 61st request in the minute is a 429 with
   ``Retry-After``, and a 429'd charge records nothing.
+- Operator keys count per key (``CREDITS_OPERATOR_RATE_LIMIT_PER_MINUTE``), never against the
+  plan of the account they act on.
 """
 
 from __future__ import annotations
@@ -14,8 +16,11 @@ from typing import Any
 
 import httpx
 
-from ledger.keys import create_account_key
+from ledger.api.app import create_app
+from ledger.api.runtime import Runtime
+from ledger.keys import create_account_key, create_operator_key
 from ledger.service import Ledger
+from ledger.settings import Settings
 from tests.ledger.api.conftest import OpenApiAccount, bearer
 
 PROBLEM = "application/problem+json"
@@ -114,3 +119,36 @@ async def test_over_the_plan_rate_is_a_429_that_records_nothing(client: httpx.As
     # Reads are limited too.
     assert (await client.get(f"{base}/balance", headers=h)).status_code == 429
     assert (await ledger.balance(account_id, recent=0)).version == after.version
+
+
+async def test_operator_requests_count_per_operator_key_not_against_the_accounts_plan(
+        client: httpx.AsyncClient, ledger: Ledger, runtime: Runtime, operator_key: str) -> None:
+    """The operator is the product's backend acting for every account: its requests on an account
+    spend its own per-key budget, so a tenant at its plan's limit never throttles the backend (and
+    the backend's traffic never uses up the tenant's plan)."""
+    account_id = f"rate-op-{secrets.token_hex(6)}"
+    op = bearer(operator_key)
+    r = await client.post("/v1/accounts", headers=op, json={"id": account_id, "name": account_id, "plan": "free"})
+    assert r.status_code == 201, r.text
+    made, _ = await create_account_key(ledger, account_id, "read", "rate", env="test")
+    assert made is not None
+    balance = f"/v1/accounts/{account_id}/balance"
+
+    # More than the free plan's 60 a minute, all on the account's path: none refused.
+    statuses = [(await client.get(balance, headers=op)).status_code for _ in range(70)]
+    assert statuses == [200] * 70
+    # The tenant's own budget is whole: 60 allowed, then 429.
+    statuses = [(await client.get(balance, headers=bearer(made.key))).status_code for _ in range(61)]
+    assert statuses == [200] * 60 + [429]
+    # The tenant at its limit does not throttle the backend on its account.
+    assert (await client.get(balance, headers=op)).status_code == 200
+
+    # The operator's budget is per key (CREDITS_OPERATOR_RATE_LIMIT_PER_MINUTE).
+    tight = create_app(Runtime(ledger=ledger, settings=Settings(key_env="test", operator_rate_limit_per_minute=5),
+                               limiter=runtime.limiter))
+    first, _ = await create_operator_key(ledger.engine, "rate-a", env="test")
+    second, _ = await create_operator_key(ledger.engine, "rate-b", env="test")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=tight), base_url="http://ledger.test") as c:
+        statuses = [(await c.get(balance, headers=bearer(first.key))).status_code for _ in range(6)]
+        assert statuses == [200] * 5 + [429]
+        assert (await c.get(balance, headers=bearer(second.key))).status_code == 200, "another key, another budget"
