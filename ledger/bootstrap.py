@@ -41,7 +41,7 @@ async def open_ledger(
         card = await ensure_rate_card(engine)
         ledger = Ledger(engine, clock or SystemClock(), card, window_s=settings.batch_window_ms / 1000,
                         max_batch=settings.batch_max, concurrency=settings.writer_concurrency,
-                        parallel_at=settings.writer_parallel_at)
+                        parallel_at=settings.writer_parallel_at, rates_check_s=settings.rates_check_s)
         await ledger.start()
         # Everything built so far (modules, the rate card, the pool) lives as long as the process:
         # keep the collector from rescanning it, which otherwise shows as write-path pauses.

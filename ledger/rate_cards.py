@@ -49,6 +49,12 @@ async def current_rate_card(conn: AsyncConnection) -> RateCard | None:
     return None if row is None else RateCard.model_validate(row.card)
 
 
+async def latest_rate_card_version(conn: AsyncConnection) -> str | None:
+    """The name of the most recently loaded version (what running processes compare theirs with)."""
+    row = (await conn.execute(text("SELECT version FROM rate_cards ORDER BY seq DESC LIMIT 1"))).first()
+    return None if row is None else str(row.version)
+
+
 async def rate_card_version(conn: AsyncConnection, version: str) -> RateCard | None:
     """A stored version by name (to explain old charges)."""
     row = (await conn.execute(text("SELECT card FROM rate_cards WHERE version = :v"), {"v": version})).first()

@@ -4,6 +4,9 @@ come straight from the inline state and the account's own event stream (exact, n
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
@@ -20,10 +23,12 @@ from ledger.decide import Context, execute, price_usage
 from ledger.errors import InvalidRequest, InvalidState, LedgerError, NotFound, PaymentRequired, UnknownAccount
 from ledger.events import Attribution, Event, event_from_row
 from ledger.money import credits_to_exact_ucr, floor_ucr
-from ledger.rate_cards import current_rate_card, store_rate_card
+from ledger.rate_cards import latest_rate_card_version, rate_card_version, store_rate_card
 from ledger.rates import Price, RateCard
 from ledger.store import EVENT_COLUMNS, EventStore, Outcome, Result, new_uuid, row_to_event
 from ledger.writer import GroupCommitWriter
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -106,7 +111,8 @@ class Ledger:
     """One account-safe entry point for every command and exact read."""
 
     def __init__(self, engine: AsyncEngine, clock: Clock, card: RateCard, *, window_s: float = 0.0,  # float-ok
-                 max_batch: int = 512, concurrency: int = 2, parallel_at: int = 16) -> None:
+                 max_batch: int = 512, concurrency: int = 2, parallel_at: int = 16,
+                 rates_check_s: float = 0.0) -> None:  # float-ok: a duration
         pool = engine.sync_engine.pool
         if isinstance(pool, QueuePool) and pool.size() <= concurrency:
             # The writer keeps one connection per batch in flight; reads need the rest, and the
@@ -119,11 +125,21 @@ class Ledger:
         self.store = EventStore(engine, clock, lambda: self.card, keep_connections=concurrency)
         self.writer = GroupCommitWriter(self.store, window_s=window_s, max_batch=max_batch,
                                         concurrency=concurrency, parallel_at=parallel_at)
+        #: Seconds between looks for a newer rate card (0: never; the card given is kept).
+        self.rates_check_s = rates_check_s
+        self._follower: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.writer.start()
+        if self.rates_check_s > 0:
+            self._follower = asyncio.create_task(self._follow_rates(), name="rate-card follower")
 
     async def stop(self) -> None:
+        if self._follower is not None:
+            self._follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._follower
+            self._follower = None
         await self.writer.stop()
         await self.store.close()
 
@@ -138,16 +154,37 @@ class Ledger:
         return await self.writer.submit_many(commands)
 
     async def load_rates(self, card: RateCard, source: str) -> bool:
-        """Store a new rate-card version and price with it from now on."""
+        """Store a new rate-card version and price with it from now on (other processes: within
+        their ``rates_check_s``)."""
         added = await store_rate_card(self.engine, card, source)
         await self.refresh_rates()
         return added
 
-    async def refresh_rates(self) -> None:
+    async def refresh_rates(self) -> bool:
+        """Price with the latest stored version; True if it changed. While it has not, this is
+        one index lookup of the latest version's name."""
         async with self.engine.connect() as conn:
-            card = await current_rate_card(conn)
-        if card is not None:
-            self.card = card
+            latest = await latest_rate_card_version(conn)
+            if latest is None or latest == self.card.version:
+                return False
+            card = await rate_card_version(conn, latest)
+        if card is None:
+            return False
+        # One assignment: a command takes the card once (``Context``), so it is priced wholly
+        # with one version and records that version.
+        self.card = card
+        return True
+
+    async def _follow_rates(self) -> None:
+        """Every ``rates_check_s``, pick up a version loaded by another process (``credits rates
+        load``). A task beside the commands: no command waits for it or pays a round trip."""
+        while True:
+            await asyncio.sleep(self.rates_check_s)
+            try:
+                if await self.refresh_rates():
+                    log.info("pricing with rate card %s from now on", self.card.version)
+            except Exception:  # an outage: keep the card in hand, look again next time
+                log.warning("could not look for a new rate card version", exc_info=True)
 
     # ---- reads -------------------------------------------------------------------------------
 

@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     writer_parallel_at: int = 16
     #: PostgreSQL connections per process (a hard cap: callers queue for one beyond it).
     pool_size: int = 20
+    #: Seconds between a running process's looks for a newer rate card: a version loaded with
+    #: ``credits rates load`` prices new usage in every API and worker process within this time.
+    rates_check_s: float = Field(default=2.0, ge=0.05, le=3600)  # float-ok: a duration
 
     # ---- HTTP API ----
     #: Shown in new keys: ``cl_<env>_...`` (``live`` or ``test``).

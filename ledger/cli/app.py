@@ -158,12 +158,15 @@ def rates_load(file: Annotated[Path, typer.Argument(help="A rate card TOML file.
 
 
 async def _rates_load(card: RateCard, file: Path) -> None:
-    async with open_ledger() as ledger:
+    settings = load_settings()
+    check_s = settings.rates_check_s
+    async with open_ledger(settings) as ledger:
         added = await ledger.load_rates(card, str(file))
         current = ledger.card.version
     if added:
         typer.echo(f"rates: version {card.version} added ({len(card.operations)} operations,"
-                   f" {len(card.packs)} packs, {len(card.plans)} plans); new usage is priced with it")
+                   f" {len(card.packs)} packs, {len(card.plans)} plans); running API and worker processes"
+                   f" price new usage with it within {check_s:g} s (CREDITS_RATES_CHECK_S)")
     else:
         note = "" if current == card.version else f" (the current version is {current})"
         typer.echo(f"rates: version {card.version} already loaded{note}")

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import httpx
 import uvicorn
@@ -27,9 +28,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def live_server(database_url: str, redis_url: str) -> Iterator[str]:
-    """Serve the API on ``database_url`` / ``redis_url``; yield its base URL once ready; stop it on exit."""
-    settings = Settings(database_url=database_url, redis_url=redis_url, key_env="test", serve_background=False)
+def live_server(database_url: str, redis_url: str, **settings_: Any) -> Iterator[str]:
+    """Serve the API on ``database_url`` / ``redis_url`` (and any other ``Settings``); yield its base
+    URL once ready; stop it on exit."""
+    settings = Settings(**{"database_url": database_url, "redis_url": redis_url, "key_env": "test",
+                           "serve_background": False, **settings_})
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))  # the port is ours from here on: no race for a "free" one
