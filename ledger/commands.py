@@ -102,7 +102,10 @@ class ExpireReservations(Command):
 
 
 class RecordPurchase(Command):
-    """A payment that succeeded; Stripe ids come from the caller."""
+    """A payment that succeeded; Stripe ids come from the caller.
+
+    A pack must be paid its price; a custom amount is credited by the card's custom-amount rule.
+    """
 
     kind: Literal["pack", "custom", "subscription", "auto_refill"]
     pack_id: str | None = None
@@ -115,12 +118,17 @@ class RecordPurchase(Command):
 
 
 class IssueRefund(Command):
-    """``credit`` gives credits back; ``clawback`` takes back from a refunded purchase (capped)."""
+    """``credit`` gives credits back; ``clawback`` takes back from a refunded purchase (capped).
+
+    ``purchase_id`` is the purchase's ledger entry id (its ``CreditsPurchased`` event). A clawback
+    outside the rate card's refund window is refused unless an operator sets ``force``.
+    """
 
     direction: Literal["credit", "clawback"]
     purchase_id: UUID | None = None
     amount_ucr: int | None = Field(default=None, gt=0, le=MAX_UCR)
     reason: str = Field(min_length=1, max_length=500)
+    force: bool = False
 
 
 class GrantAllowance(Command):

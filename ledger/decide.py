@@ -24,6 +24,8 @@ from ledger.errors import (
     InvalidState,
     NotFound,
     PaymentRequired,
+    PurchaseRejected,
+    RefundRejected,
     UnknownAccount,
 )
 from ledger.events import (
@@ -54,7 +56,7 @@ from ledger.events import (
 )
 from ledger.grants import plan_draws
 from ledger.money import MAX_UCR, credits_to_exact_ucr, floor_ucr, format_credits, fraction_to_decimal_str
-from ledger.rates import Price, RateCard, normalize_quantities, price
+from ledger.rates import Price, RateCard, coupon_code, normalize_quantities, price
 from ledger.state import AccountState, apply
 
 E = TypeVar("E", bound=EventBase)
@@ -239,13 +241,13 @@ def _grant(b: _Builder, cmd: c.GrantCredits) -> None:
 
 
 def _coupon(b: _Builder, cmd: c.RedeemCoupon) -> None:
-    code = cmd.code
-    coupon = b.ctx.card.coupons.get(code)
+    coupon = b.ctx.card.coupon(cmd.code)  # whatever its case
     if coupon is None:
-        raise CouponRejected(code, "unknown")
+        raise CouponRejected(cmd.code, "unknown")
+    code = coupon.code  # the card's spelling, for the event, the redemption and the stock
     if coupon.expires_at is not None and coupon.expires_at <= b.ctx.now:
         raise CouponRejected(code, "expired")
-    if code in b.state.coupons_redeemed:
+    if coupon_code(code) in b.state.coupons_redeemed:
         raise CouponRejected(code, "already_redeemed")
     stock = b.ctx.coupon_stock.get(code, coupon.max_redemptions)
     if stock is not None and stock <= 0:
@@ -329,17 +331,26 @@ def _purchase(b: _Builder, cmd: c.RecordPurchase) -> None:
         if cmd.pack_id is None:
             raise InvalidRequest("a pack purchase needs pack_id")
         pack = card.pack(cmd.pack_id)
+        # Never more than was paid for: a pack is bought at its price or not at all.
+        if cmd.cents_paid != pack.price_cents:
+            raise PurchaseRejected(f"pack {pack.id!r} costs {pack.price_cents} cents; {cmd.cents_paid} were paid",
+                                   "price_mismatch")
         credits = floor_ucr(credits_to_exact_ucr(pack.credits))
         bonus = floor_ucr(credits_to_exact_ucr(pack.bonus))
     elif cmd.kind == "custom":
         rule = card.custom_amount
         if not rule.min_cents <= cmd.cents_paid <= rule.max_cents:
-            raise InvalidRequest(f"custom amount must be {rule.min_cents} to {rule.max_cents} cents")
+            raise PurchaseRejected(f"a custom amount must be {rule.min_cents} to {rule.max_cents} cents;"
+                                   f" {cmd.cents_paid} were paid", "amount_out_of_range")
+        # Rounded down: never a µcr more than the amount buys.
         credits = floor_ucr(credits_to_exact_ucr(rule.credits_per_dollar) * cmd.cents_paid / 100)
     else:
         if cmd.credits_ucr is None:
             raise InvalidRequest(f"a {cmd.kind} purchase needs credits_ucr")
         credits = cmd.credits_ucr
+    if cmd.credits_ucr is not None and cmd.credits_ucr != credits:
+        raise PurchaseRejected(f"{cmd.cents_paid} cents buy {format_credits(credits)} credits on the rate card,"
+                               f" not {format_credits(cmd.credits_ucr)}", "credits_mismatch")
     if credits + bonus > MAX_UCR:
         raise InvalidRequest("purchase out of range")
     _expire_due(b)
@@ -352,24 +363,42 @@ def _purchase(b: _Builder, cmd: c.RecordPurchase) -> None:
 
 
 def _refund(b: _Builder, cmd: c.IssueRefund) -> None:
-    _expire_due(b)
+    purchase = None
+    if cmd.purchase_id is not None:
+        purchase = b.state.purchases.get(cmd.purchase_id)
+        if purchase is None:
+            raise NotFound(f"account {b.state.account_id!r} has no purchase {cmd.purchase_id}: purchase_id is"
+                           " the id of the purchase's ledger entry")
     if cmd.direction == "credit":
         if cmd.amount_ucr is None:
             raise InvalidRequest("a credit refund needs an amount")
+        if cmd.force:
+            raise InvalidRequest("force applies to a clawback of a purchase, not to a credit")
+        _expire_due(b)
         grant_id = b.ctx.new_id()
         b.emit(RefundIssued, amount_ucr=cmd.amount_ucr, direction="credit", grant_id=grant_id,
                purchase_id=cmd.purchase_id, requested_ucr=cmd.amount_ucr, reason=cmd.reason)
         _settle_debt(b, grant_id)
         return
-    if cmd.purchase_id is None:
+    if purchase is None:
         raise InvalidRequest("a clawback names the purchase_id it refunds")
-    grant = b.state.grants.get(cmd.purchase_id)
-    if grant is None or grant.source != "purchase":
-        raise NotFound(f"no purchase {cmd.purchase_id}")
+    # Purchased credits are refundable within the card's window; after it, only an operator's force.
+    days = b.ctx.card.refund_window_days
+    closed_at = purchase.purchased_at + timedelta(days=days)
+    outside = b.ctx.now > closed_at
+    if outside and not cmd.force:
+        raise RefundRejected(
+            f"purchase {purchase.purchase_id} is outside the {days}-day refund window (it closed"
+            f" {closed_at.isoformat()}); an operator may force the refund", "refund_window_closed")
+    grant = b.state.grants.get(purchase.grant_id)
+    if grant is None:  # the store loads it with the purchase; absent only if the inline state is broken
+        raise NotFound(f"no grant for purchase {purchase.purchase_id}")
+    _expire_due(b)
     requested = cmd.amount_ucr if cmd.amount_ucr is not None else grant.original_ucr
     taken = min(requested, grant.remaining_ucr)
     b.emit(RefundIssued, amount_ucr=-taken, direction="clawback", grant_id=grant.grant_id,
-           purchase_id=cmd.purchase_id, requested_ucr=requested, capped=taken < requested, reason=cmd.reason)
+           purchase_id=purchase.purchase_id, requested_ucr=requested, capped=taken < requested, forced=outside,
+           reason=cmd.reason)
 
 
 def _deployment(b: _Builder, deployment_id: str, *statuses: str) -> None:

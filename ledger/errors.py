@@ -108,6 +108,35 @@ class CouponRejected(InvalidRequest):
         return {"code": self.code, "reason": self.reason}
 
 
+class PurchaseRejected(InvalidRequest):
+    """What was paid does not buy what was asked: a pack not paid its price, a custom amount out of
+    bounds, or credits the card does not give for the amount. Nothing was recorded."""
+
+    type_slug = "purchase-rejected"
+    title = "Purchase rejected"
+
+    def __init__(self, detail: str, reason: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+    def extra(self) -> dict[str, Any]:
+        return {"reason": self.reason}
+
+
+class RefundRejected(InvalidRequest):
+    """A refund the rules do not allow (e.g. outside the rate card's refund window without ``force``)."""
+
+    type_slug = "refund-rejected"
+    title = "Refund rejected"
+
+    def __init__(self, detail: str, reason: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+    def extra(self) -> dict[str, Any]:
+        return {"reason": self.reason}
+
+
 class InvalidState(LedgerError):
     """The command does not fit the current state (e.g. resume a stopped deployment)."""
 

@@ -133,14 +133,20 @@ class UsageMetered(EventBase):
 
 
 class RefundIssued(EventBase):
-    """Credits given back (a new refund grant) or taken back from a refunded purchase."""
+    """Credits given back (a new refund grant) or taken back from a refunded purchase.
+
+    A clawback takes at most what is left of the purchase's grant: ``capped`` says it took less
+    than ``requested_ucr``. ``forced``: an operator refunded after the rate card's window closed.
+    """
 
     type: Literal["RefundIssued"] = "RefundIssued"
     direction: Literal["credit", "clawback"]
     grant_id: UUID
+    #: The purchase's ledger entry id (the ``CreditsPurchased`` event's id).
     purchase_id: UUID | None = None
     requested_ucr: int
     capped: bool = False
+    forced: bool = False
     reason: str
 
 

@@ -7,6 +7,7 @@ version never rewrites history: every usage event records the version it was pri
 from __future__ import annotations
 
 import tomllib
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -104,6 +105,16 @@ class BudgetDefaults(_Frozen):
     low_balance: Credits = Field(default=Decimal(5), ge=0)
 
 
+def coupon_code(code: str) -> str:
+    """The form coupon codes are compared in: ``welcome10``, `` WELCOME10 `` and ``WELCOME10`` are one code.
+
+    The one rule for the rate card (two codes on a card may not share it) and for redemption
+    (lookup, and "already redeemed by this account"). Only a comparison key: events, redemptions
+    and the global stock keep the card's own spelling.
+    """
+    return unicodedata.normalize("NFKC", code).strip().casefold()
+
+
 class Coupon(_Frozen):
     code: str
     credits: Credits = Field(gt=0)
@@ -131,6 +142,11 @@ class RateCard(_Frozen):
     plans: dict[str, Plan]
     budget_defaults: BudgetDefaults = BudgetDefaults()
     coupons: dict[str, Coupon] = {}
+    #: Purchased credits may be refunded (taken back) this many days after the purchase, unless an
+    #: operator forces the refund.
+    refund_window_days: StrictInt = Field(default=30, ge=0, le=3650)
+    #: The card's coupons by ``coupon_code``, and the ``coupons`` it was built from.
+    _coupon_index: tuple[object, dict[str, Coupon]] = PrivateAttr(default=(None, {}))
     #: Prices already computed with this card, by (slug, *sorted quantities).
     _prices: dict[tuple[object, ...], tuple[Operation, Price]] = PrivateAttr(default_factory=dict)
 
@@ -141,9 +157,16 @@ class RateCard(_Frozen):
                 ident = getattr(item, "slug", None) or getattr(item, "id", None)
                 if ident != key:
                     raise ValueError(f"entry {key!r} names itself {ident!r}")
+        by_code: dict[str, Coupon] = {}
         for code, coupon in self.coupons.items():
             if coupon.code != code:
                 raise ValueError(f"coupon {code!r} names itself {coupon.code!r}")
+            key = coupon_code(code)
+            if not key:
+                raise ValueError(f"coupon {code!r} has an empty code")
+            if key in by_code:
+                raise ValueError(f"coupons {by_code[key].code!r} and {code!r} are one code (case is ignored)")
+            by_code[key] = coupon
         if self.default_plan not in self.plans:
             raise ValueError(f"default_plan {self.default_plan!r} is not a plan")
         return self
@@ -154,6 +177,14 @@ class RateCard(_Frozen):
             return self.operations[slug]
         except KeyError:
             raise UnknownOperation(f"unknown operation {slug!r}") from None
+
+    def coupon(self, code: str) -> Coupon | None:
+        """The coupon ``code`` names, whatever its case; None when the card has no such code."""
+        built_from, index = self._coupon_index
+        if built_from is not self.coupons:  # built on first use; ``model_copy(update=...)`` replaces it
+            index = {coupon_code(k): c for k, c in self.coupons.items()}
+            self._coupon_index = (self.coupons, index)
+        return index.get(coupon_code(code))
 
     def pack(self, pack_id: str) -> Pack:
         try:

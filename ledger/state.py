@@ -36,6 +36,7 @@ from ledger.events import (
     UsageMetered,
 )
 from ledger.grants import Grant
+from ledger.rates import coupon_code
 
 CounterKey = tuple[str, str, str]  # (scope, subject, period)
 LimitKey = tuple[str, str]  # (scope, subject)
@@ -81,6 +82,15 @@ class Deployment:
 
 
 @dataclass(frozen=True, slots=True)
+class Purchase:
+    """A ``CreditsPurchased`` entry a refund names: ``purchase_id`` is its ledger entry id."""
+
+    purchase_id: UUID
+    grant_id: UUID
+    purchased_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class AccountState:
     """What decisions about one account need. Collections hold only what was loaded for the batch."""
 
@@ -101,7 +111,10 @@ class AccountState:
     counters: Mapping[CounterKey, int] = field(default_factory=dict)
     reservations: Mapping[UUID, Reservation] = field(default_factory=dict)
     deployments: Mapping[str, Deployment] = field(default_factory=dict)
+    #: Codes this account redeemed, as ``coupon_code`` compares them.
     coupons_redeemed: frozenset[str] = frozenset()
+    #: Purchases by ledger entry id (those a batch's refunds name, and those it records).
+    purchases: Mapping[UUID, Purchase] = field(default_factory=dict)
 
     @property
     def granted_ucr(self) -> int:
@@ -181,9 +194,10 @@ def apply(s: AccountState, e: Event) -> AccountState:
             s = _add_grant(s, Grant(e.grant_id, e.source, e.amount_ucr, e.amount_ucr, e.expires_at, e.occurred_at))
         case CouponApplied():
             s = _add_grant(s, Grant(e.grant_id, "promotion", e.amount_ucr, e.amount_ucr, e.expires_at, e.occurred_at))
-            s = replace(s, coupons_redeemed=s.coupons_redeemed | {e.code})
+            s = replace(s, coupons_redeemed=s.coupons_redeemed | {coupon_code(e.code)})
         case CreditsPurchased():
             s = _add_grant(s, Grant(e.grant_id, "purchase", e.amount_ucr, e.amount_ucr, None, e.occurred_at))
+            s = replace(s, purchases={**s.purchases, e.event_id: Purchase(e.event_id, e.grant_id, e.occurred_at)})
         case RefundIssued():
             if e.direction == "credit":
                 s = _add_grant(s, Grant(e.grant_id, "refund", e.amount_ucr, e.amount_ucr, None, e.occurred_at))

@@ -43,13 +43,14 @@ from ledger.events import (
     event_from_row,
 )
 from ledger.grants import Grant
-from ledger.rates import RateCard
+from ledger.rates import RateCard, coupon_code
 from ledger.state import (
     AccountState,
     Budget,
     CounterKey,
     Deployment,
     Limit,
+    Purchase,
     Reservation,
     spend_keys,
 )
@@ -494,19 +495,24 @@ class EventStore:
         def of(*types: type[c.Command]) -> list[Any]:
             return [cmd for t in types for cmd in by_type.get(t, ())]
 
-        # A clawback names its purchase, which may be spent down to zero: load it too.
+        # A refund names its purchase by ledger entry id: load the entry and its grant (which may
+        # be spent down to zero, so not among the live grants).
+        purchases: dict[str, dict[UUID, Purchase]] = defaultdict(dict)
         purchase_ids = [(cmd.account_id, cmd.purchase_id) for cmd in of(c.IssueRefund)
                         if cmd.purchase_id is not None and cmd.account_id in account_rows]
         if purchase_ids:
             for g in await _fetch(pg, (
-                "SELECT g.account_id, g.grant_id, g.source, g.original_ucr, g.remaining_ucr, g.expires_at,"
-                " g.granted_at FROM grants g JOIN unnest(CAST(:pa AS text[]), CAST(:pg AS uuid[])) AS p(a, g2)"
-                " ON g.account_id = p.a AND g.grant_id = p.g2"),
-                {"pa": [a for a, _ in purchase_ids], "pg": [g for _, g in purchase_ids]},
+                "SELECT e.account_id, e.event_id, e.occurred_at, g.grant_id, g.source, g.original_ucr,"
+                " g.remaining_ucr, g.expires_at, g.granted_at"
+                " FROM unnest(CAST(:pa AS text[]), CAST(:pe AS uuid[])) AS p(a, e2)"
+                " JOIN events e ON e.account_id = p.a AND e.event_id = p.e2 AND e.type = 'CreditsPurchased'"
+                " JOIN grants g ON g.account_id = e.account_id AND g.grant_id = CAST(e.data ->> 'grant_id' AS uuid)"),
+                {"pa": [a for a, _ in purchase_ids], "pe": [e for _, e in purchase_ids]},
             ):
                 grants[g["account_id"]][g["grant_id"]] = Grant(
                     g["grant_id"], g["source"], g["original_ucr"], g["remaining_ucr"], g["expires_at"],
                     g["granted_at"])
+                purchases[g["account_id"]][g["event_id"]] = Purchase(g["event_id"], g["grant_id"], g["occurred_at"])
 
         # Spend counters matter only to gating against a budget or a limit.
         counter_keys: list[tuple[str, CounterKey]] = []
@@ -578,16 +584,17 @@ class EventStore:
                     dr["started_at"])
 
         redeemed: dict[str, set[str]] = defaultdict(set)
-        coupon_cmds = [(cmd.account_id, cmd.code) for cmd in of(c.RedeemCoupon)]
+        coupon_cmds = of(c.RedeemCoupon)
         if coupon_cmds:
-            for cr2 in (await _fetch(pg, (
-                "SELECT account_id, code FROM coupon_redemptions WHERE account_id = ANY(:a)"
-                " AND code = ANY(:c)"),
-                {"a": [a for a, _ in coupon_cmds], "c": [k for _, k in coupon_cmds]},
-            )):
-                redeemed[cr2["account_id"]].add(cr2["code"])
-            # The card defines coupons; their shared redemption count lives in ``coupons``.
-            card_codes = [k for k in sorted({k for _, k in coupon_cmds}) if k in card.coupons]
+            # Every code the accounts redeemed (a handful each), compared as ``coupon_code`` does:
+            # a redemption stored under another spelling still counts.
+            for cr2 in (await _fetch(pg, "SELECT account_id, code FROM coupon_redemptions WHERE account_id = ANY(:a)",
+                                     {"a": sorted({cmd.account_id for cmd in coupon_cmds})})):
+                redeemed[cr2["account_id"]].add(coupon_code(cr2["code"]))
+            # The card defines coupons; their shared redemption count lives in ``coupons``, under
+            # the card's spelling of the code.
+            found = {cmd.code: card.coupon(cmd.code) for cmd in coupon_cmds}
+            card_codes = sorted({cp.code for cp in found.values() if cp is not None})
             await _fetch(pg, (
                 "INSERT INTO coupons (code, max_redemptions) SELECT * FROM unnest(CAST(:c AS text[]),"
                 " CAST(:m AS int[])) ON CONFLICT (code) DO UPDATE SET max_redemptions = excluded.max_redemptions"),
@@ -596,7 +603,7 @@ class EventStore:
             # lock, in code order) so two accounts cannot both take the last redemption.
             for cp in (await _fetch(pg, (
                 "SELECT code, max_redemptions, redeemed_count FROM coupons WHERE code = ANY(:c)"
-                " ORDER BY code FOR UPDATE"), {"c": sorted({k for _, k in coupon_cmds})})):
+                " ORDER BY code FOR UPDATE"), {"c": card_codes})):
                 out.coupon_stock[cp["code"]] = (None if cp["max_redemptions"] is None
                                              else cp["max_redemptions"] - cp["redeemed_count"])
 
@@ -607,7 +614,7 @@ class EventStore:
                 reserved_ucr=r["reserved_ucr"], allowance_cycle=r["settings"].get("allowance_cycle", -1),
                 budget=budgets[a], grants=grants[a], limits=limits[a], counters=counters[a],
                 reservations=reservations[a], deployments=deployments[a],
-                coupons_redeemed=frozenset(redeemed[a]))
+                coupons_redeemed=frozenset(redeemed[a]), purchases=purchases[a])
         return out
 
 

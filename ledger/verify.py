@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from ledger.chain import GENESIS, event_hash
 from ledger.events import Event, UsageMetered
 from ledger.money import format_credits
+from ledger.rates import coupon_code
 from ledger.state import AccountState, CounterKey, apply, spend_keys
 from ledger.store import row_to_event
 
@@ -174,7 +175,7 @@ async def _load_inline(conn: AsyncConnection, ids: list[str]) -> _Inline:
                         " WHERE account_id = ANY(:ids)"):
         out.limits[r.account_id][(r.scope, r.subject)] = r
     for r in await rows("SELECT account_id, code FROM coupon_redemptions WHERE account_id = ANY(:ids)"):
-        out.coupons[r.account_id].add(r.code)
+        out.coupons[r.account_id].add(coupon_code(r.code))  # compared as the fold keeps them
     for r in await rows("SELECT account_id, key, first_version, last_version FROM idempotency_keys"
                         " WHERE account_id = ANY(:ids)"):
         out.keys[r.account_id][r.key] = (r.first_version, r.last_version)

@@ -126,6 +126,8 @@ class Demo:
     def _purchase(self, product: str, n: int, **kw: object) -> c.RecordPurchase:
         # Fake Stripe ids; the key is derived from the Stripe event, as the webhook handler would.
         evt = f"evt_demo_{self.run_id}_{n}"
+        if kw.get("kind") == "pack":  # paid at the card's price, as Stripe checkout charges it
+            kw["cents_paid"] = self.ledger.card.pack(str(kw["pack_id"])).price_cents
         return c.RecordPurchase.model_validate({
             "account_id": self.ids[product], "stripe_payment_intent": f"pi_demo_{self.run_id}_{n}",
             "stripe_event_id": evt, "idempotency_key": f"stripe:{evt}", **kw})
@@ -142,13 +144,13 @@ class Demo:
             out += [c.OpenAccount(account_id=self.ids[p], name=f"Demo {LABELS[p]} ({self.run_id})", plan=PLANS[p],
                                   idempotency_key="demo:open") for p in (AI, GPU, MSG)]
             out += [
-                self._purchase(AI, 1, kind="pack", pack_id="builder", cents_paid=5000),
+                self._purchase(AI, 1, kind="pack", pack_id="builder"),
                 c.RedeemCoupon(account_id=ai, code="WELCOME10", idempotency_key="demo:coupon"),
                 c.SetBudget(account_id=ai, monthly_limit_ucr=BUDGET_UCR, warn_pct=80, critical_pct=95,
                             idempotency_key="demo:budget"),
                 c.SetLimit(account_id=ai, scope="agent", subject="research-agent", per_day_ucr=5 * UCR_PER_CREDIT,
                            idempotency_key="demo:limit"),
-                self._purchase(GPU, 2, kind="pack", pack_id="scale", cents_paid=20000),
+                self._purchase(GPU, 2, kind="pack", pack_id="scale"),
                 self._purchase(GPU, 3, kind="custom", cents_paid=30000),
                 c.StartDeployment(account_id=gpu, deployment_id="inference-api", instance_type="gpu-s",
                                   idempotency_key="demo:start:inference-api"),
@@ -190,7 +192,7 @@ class Demo:
             out.append(c.IssueRefund(account_id=gpu, direction="credit", amount_ucr=5 * UCR_PER_CREDIT,
                                      reason="training run failed on a bad node", idempotency_key="demo:refund:1"))
         if h == at(18, 8):
-            out.append(self._purchase(GPU, 6, kind="pack", pack_id="builder", cents_paid=5000))
+            out.append(self._purchase(GPU, 6, kind="pack", pack_id="builder"))
         if h == at(20, 10):
             out.append(self._purchase(AI, 7, kind="custom", cents_paid=2500))
         if h == at(27, 10):
@@ -327,7 +329,7 @@ class Demo:
             case CreditsReleased():
                 self.note(a, f"released {format_credits(e.released_ucr)} unused credits ({e.reason})")
             case CreditsPurchased():
-                self.purchases[cmd.idempotency_key or str(e.grant_id)] = e.grant_id
+                self.purchases[cmd.idempotency_key or str(e.event_id)] = e.event_id  # its ledger entry id
                 what = f"pack {e.pack_id}" if e.pack_id else e.kind
                 self.note(a, f"purchase {e.stripe_payment_intent}: {what},"
                              f" {render.money(e.cents_paid, self.ledger.card.currency)}"

@@ -8,6 +8,7 @@ out by hand from ``ledger/data/rates.toml`` (1 credit = 1,000,000 µcr).
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -25,6 +26,8 @@ from ledger.errors import (
     LedgerError,
     NotFound,
     PaymentRequired,
+    PurchaseRejected,
+    RefundRejected,
     UnknownAccount,
     UnknownOperation,
     UnknownPlan,
@@ -52,7 +55,7 @@ from ledger.events import (
     UsageMetered,
 )
 from ledger.money import MAX_UCR
-from ledger.rates import sample_rate_card
+from ledger.rates import CustomAmount, RateCard, sample_rate_card
 from ledger.state import AccountState
 
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
@@ -80,16 +83,17 @@ class Ids:
 class Scenario:
     """One account's history: ``given`` builds it, ``when`` runs a command, ``refused`` expects an error."""
 
-    def __init__(self, account_id: str = ACCT, now: datetime = T0) -> None:
+    def __init__(self, account_id: str = ACCT, now: datetime = T0, card: RateCard = CARD) -> None:
         self.account_id = account_id
         self.now = now
+        self.card = card
         self.ids = Ids()
         self.state = AccountState(account_id=account_id)
         self.history: list[Event] = []
         self.coupon_stock: dict[str, int | None] = {}
 
     def ctx(self) -> Context:
-        return Context(now=self.now, card=CARD, new_id=self.ids, coupon_stock=self.coupon_stock)
+        return Context(now=self.now, card=self.card, new_id=self.ids, coupon_stock=self.coupon_stock)
 
     def at(self, when: datetime) -> Scenario:
         self.now = when
@@ -166,8 +170,10 @@ def meter(op: str = "email", quantity: int = 1) -> c.Meter:
     return c.Meter(account_id=ACCT, operation=op, quantity=quantity)
 
 
-def purchase(pack: str = "starter", cents: int = 1000) -> c.RecordPurchase:
-    return c.RecordPurchase(account_id=ACCT, kind="pack", pack_id=pack, cents_paid=cents)
+def purchase(pack: str = "starter", cents: int | None = None) -> c.RecordPurchase:
+    """A pack bought at ``cents`` (default: its price on the card)."""
+    paid = CARD.packs[pack].price_cents if cents is None else cents
+    return c.RecordPurchase(account_id=ACCT, kind="pack", pack_id=pack, cents_paid=paid)
 
 
 def grant(amount: int, source: Any = "promotion", expires_at: datetime | None = None) -> c.GrantCredits:
@@ -182,6 +188,11 @@ def free_account() -> Scenario:
 def grant_of(s: Scenario, event_type: type[Any]) -> UUID:
     gid: UUID = next(e for e in reversed(s.history) if isinstance(e, event_type)).grant_id
     return gid
+
+
+def purchase_entry(s: Scenario) -> CreditsPurchased:
+    """The latest purchase: its ``event_id`` is the ledger entry id a refund names."""
+    return next(e for e in reversed(s.history) if isinstance(e, CreditsPurchased))
 
 
 def draws(e: UsageMetered | DebtSettled) -> list[tuple[UUID, str, int]]:
@@ -365,7 +376,7 @@ def test_burn_order_ignores_age_for_grants_that_never_expire() -> None:
     e = only(s.when(charge("email", 6500)), UsageMetered)
     assert [d.grant_id for d in e.draws] == [g["promo_5d"], g["promo_20d"], g["allowance"], g["promo_forever"],
                                              g["refund"], g["purchase"]]
-    refund = only(s.when(c.IssueRefund(account_id=ACCT, direction="clawback", purchase_id=g["purchase"],
+    refund = only(s.when(c.IssueRefund(account_id=ACCT, direction="clawback", purchase_id=purchase_entry(s).event_id,
                                        reason="stripe refund")), RefundIssued)
     assert refund.amount_ucr == -9_500_000
 
@@ -525,6 +536,24 @@ def test_coupon_rules() -> None:
     assert CouponRejected.status == 422
 
 
+def test_coupon_codes_ignore_case_and_one_redemption_per_account() -> None:
+    s = free_account()
+    s.coupon_stock["WELCOME10"] = 2
+    applied = only(s.when(c.RedeemCoupon(account_id=ACCT, code="welcome10")), CouponApplied)
+    assert (applied.code, applied.amount_ucr) == ("WELCOME10", 10 * C)  # recorded under the card's spelling
+    for again in ("WELCOME10", " Welcome10 ", "welcome10"):
+        assert s.refused(c.RedeemCoupon(account_id=ACCT, code=again), CouponRejected).reason == "already_redeemed"
+    # The stock is the card code's, whatever the spelling redeemed.
+    s.coupon_stock["LAUNCH50"] = 0
+    assert s.refused(c.RedeemCoupon(account_id=ACCT, code="launch50"), CouponRejected).reason == "used_up"
+
+
+def test_a_redemption_recorded_under_another_spelling_still_counts() -> None:
+    s = free_account()
+    s.given_events(s.event(CouponApplied, 10 * C, grant_id=s.ids(), code="Welcome10"))
+    assert s.refused(c.RedeemCoupon(account_id=ACCT, code="WELCOME10"), CouponRejected).reason == "already_redeemed"
+
+
 # ---- reservations ------------------------------------------------------------------------------
 
 
@@ -603,32 +632,93 @@ def test_refund_credit_adds_a_refund_grant() -> None:
 
 def test_clawback_is_capped_at_what_is_left_of_the_purchase() -> None:
     s = funded()  # signup 5 (promotion, expires) + starter 10 (purchase)
-    p = grant_of(s, CreditsPurchased)
+    bought = purchase_entry(s)
+    p = bought.grant_id
     s.when(charge("email", 12_000))  # promotion 5, then 7 of the purchase
     assert s.state.grants[p].remaining_ucr == 3 * C
-    e = only(s.when(c.IssueRefund(account_id=ACCT, direction="clawback", purchase_id=p, reason="stripe refund")),
-             RefundIssued)
-    assert (e.direction, e.grant_id, e.purchase_id) == ("clawback", p, p)
-    assert (e.requested_ucr, e.amount_ucr, e.capped) == (10 * C, -3 * C, True)
+    e = only(s.when(c.IssueRefund(account_id=ACCT, direction="clawback", purchase_id=bought.event_id,
+                                  reason="stripe refund")), RefundIssued)
+    assert (e.direction, e.grant_id, e.purchase_id) == ("clawback", p, bought.event_id)
+    assert (e.requested_ucr, e.amount_ucr, e.capped, e.forced) == (10 * C, -3 * C, True, False)
     assert s.state.grants[p].remaining_ucr == 0
     assert s.state.balance_ucr == 0
-    again = only(s.when(c.IssueRefund(account_id=ACCT, direction="clawback", purchase_id=p, reason="again")),
-                 RefundIssued)
+    again = only(s.when(c.IssueRefund(account_id=ACCT, direction="clawback", purchase_id=bought.event_id,
+                                      reason="again")), RefundIssued)
     assert (again.amount_ucr, again.capped) == (0, True)
 
 
 def test_partial_clawback_and_refusals() -> None:
     s = funded("builder")  # 50 + 5 bonus
-    p = grant_of(s, CreditsPurchased)
-    e = only(s.when(c.IssueRefund(account_id=ACCT, direction="clawback", purchase_id=p, amount_ucr=20 * C,
-                                  reason="partial")), RefundIssued)
+    bought = purchase_entry(s)
+    e = only(s.when(c.IssueRefund(account_id=ACCT, direction="clawback", purchase_id=bought.event_id,
+                                  amount_ucr=20 * C, reason="partial")), RefundIssued)
     assert (e.amount_ucr, e.requested_ucr, e.capped) == (-20 * C, 20 * C, False)
-    assert s.state.grants[p].remaining_ucr == 35 * C
-    signup = grant_of(s, CreditsGranted)
+    assert s.state.grants[bought.grant_id].remaining_ucr == 35 * C
+    signup = next(e for e in s.history if isinstance(e, CreditsGranted)).event_id
     s.refused(c.IssueRefund(account_id=ACCT, direction="clawback", purchase_id=signup, reason="x"), NotFound)
     s.refused(c.IssueRefund(account_id=ACCT, direction="clawback", purchase_id=UUID(int=12345), reason="x"),
               NotFound)
     s.refused(c.IssueRefund(account_id=ACCT, direction="clawback", reason="x"), InvalidRequest)
+
+
+# Refunds of purchased credits: ``purchase_id`` is the purchase's ledger entry id, and the rate
+# card's refund window (``refund_window_days``) closes them unless an operator forces one.
+
+WINDOW = timedelta(days=CARD.refund_window_days)
+
+
+def clawback(purchase_id: UUID, amount_ucr: int | None = None, *, force: bool = False) -> c.IssueRefund:
+    return c.IssueRefund(account_id=ACCT, direction="clawback", purchase_id=purchase_id, amount_ucr=amount_ucr,
+                         reason="refunded in Stripe", force=force)
+
+
+def test_the_sample_card_promises_a_30_day_refund_window() -> None:
+    assert CARD.refund_window_days == 30  # Lux: unused purchased credits refundable within 30 days
+
+
+def test_refund_inside_the_window_takes_back_the_unused_purchase() -> None:
+    s = funded()
+    bought = purchase_entry(s)
+    s.advance(WINDOW)  # the window's last instant still counts
+    e = only(s.when(clawback(bought.event_id)), RefundIssued)
+    assert (e.purchase_id, e.grant_id, e.amount_ucr, e.capped, e.forced) == (
+        bought.event_id, bought.grant_id, -bought.amount_ucr, False, False)
+    assert s.state.grants[bought.grant_id].remaining_ucr == 0
+
+
+def test_refund_outside_the_window_is_refused_unless_forced() -> None:
+    s = funded()
+    bought = purchase_entry(s)
+    s.advance(WINDOW + timedelta(microseconds=1))
+    refused = s.refused(clawback(bought.event_id), RefundRejected)
+    assert (refused.status, refused.reason) == (422, "refund_window_closed")
+    assert "30-day refund window" in refused.detail and "force" in refused.detail
+    forced = only(s.when(clawback(bought.event_id, force=True)), RefundIssued)
+    assert (forced.amount_ucr, forced.forced) == (-bought.amount_ucr, True)  # the event says it was forced
+
+
+def test_a_refund_after_credits_were_burned_is_capped_and_says_so() -> None:
+    s = funded("builder")  # signup 5 (promotion) + the builder pack
+    bought = purchase_entry(s)
+    s.when(charge("email", 15_000))  # 15 credits: the 5 signup credits first, then 10 of the purchase
+    left = bought.amount_ucr - 10 * C
+    e = only(s.when(clawback(bought.event_id, bought.amount_ucr)), RefundIssued)
+    assert (e.requested_ucr, e.amount_ucr, e.capped) == (bought.amount_ucr, -left, True)
+    assert s.state.grants[bought.grant_id].remaining_ucr == 0
+
+
+def test_a_refund_names_a_purchase_entry_not_a_grant() -> None:
+    s = funded()
+    bought = purchase_entry(s)
+    assert bought.grant_id != bought.event_id
+    # The purchase's grant id is not its ledger entry: refused, as an unknown purchase is.
+    for wrong in (bought.grant_id, UUID(int=999_999), s.history[0].event_id):  # grant, unknown, AccountOpened
+        refused = s.refused(clawback(wrong), NotFound)
+        assert "ledger entry" in refused.detail
+    s.refused(c.IssueRefund(account_id=ACCT, direction="credit", amount_ucr=C, purchase_id=bought.grant_id,
+                            reason="x"), NotFound)
+    s.refused(c.IssueRefund(account_id=ACCT, direction="credit", amount_ucr=C, reason="x", force=True),
+              InvalidRequest)
 
 
 # ---- allowance reset ---------------------------------------------------------------------------
@@ -818,6 +908,46 @@ def test_plan_change_sets_the_next_allowance() -> None:
     s.when(c.ChangePlan(account_id=ACCT, plan="team"))
     s.at(datetime(2026, 12, 1, 9, 0, tzinfo=UTC))
     assert only(s.when(c.GrantAllowance(account_id=ACCT, cycle=1)), AllowanceGranted).amount_ucr == 150 * C
+
+
+def test_a_pack_paid_in_full_grants_its_credits_and_bonus() -> None:
+    s = free_account()
+    for pack in CARD.packs.values():
+        e = only(s.when(purchase(pack.id)), CreditsPurchased)
+        assert e.cents_paid == pack.price_cents
+        credits, bonus = int(pack.credits * C), int(pack.bonus * C)  # whole µcr on the sample card
+        assert (e.credits_ucr, e.bonus_ucr, e.amount_ucr) == (credits, bonus, credits + bonus)
+
+
+def test_a_pack_not_paid_its_price_is_refused_and_records_nothing() -> None:
+    s = free_account()
+    pack = max(CARD.packs.values(), key=lambda p: p.credits)
+    for paid in (10, 0, pack.price_cents - 1, pack.price_cents + 1):
+        refused = s.refused(purchase(pack.id, paid), PurchaseRejected)
+        assert (refused.status, refused.reason) == (422, "price_mismatch")
+        assert str(pack.price_cents) in refused.detail
+    # Credits named beside a pack must be what the card gives for it.
+    s.refused(c.RecordPurchase(account_id=ACCT, kind="pack", pack_id=pack.id, cents_paid=pack.price_cents,
+                               credits_ucr=int(pack.credits * C) + 1), PurchaseRejected)
+
+
+def test_a_custom_amount_buys_what_the_rule_says_rounded_down() -> None:
+    rule = CARD.custom_amount
+    s = free_account()
+    e = only(s.when(c.RecordPurchase(account_id=ACCT, kind="custom", cents_paid=rule.min_cents)), CreditsPurchased)
+    assert e.amount_ucr * 100 == rule.credits_per_dollar * C * rule.min_cents  # exact on the sample card
+    below = s.refused(c.RecordPurchase(account_id=ACCT, kind="custom", cents_paid=rule.min_cents - 1),
+                      PurchaseRejected)
+    assert below.reason == "amount_out_of_range"
+    s.refused(c.RecordPurchase(account_id=ACCT, kind="custom", cents_paid=rule.max_cents + 1), PurchaseRejected)
+    # A rate that does not divide evenly: the fraction of a µcr is never given.
+    rule_odd = CustomAmount(min_cents=100, credits_per_dollar=Decimal("1.0000003"))
+    odd = CARD.model_copy(update={"custom_amount": rule_odd})
+    t = Scenario(card=odd).given(open_cmd("free"))
+    bought = only(t.when(c.RecordPurchase(account_id=ACCT, kind="custom", cents_paid=1999)), CreditsPurchased)
+    assert bought.credits_ucr == 19_990_005  # 19.990005997 credits
+    t.refused(c.RecordPurchase(account_id=ACCT, kind="custom", cents_paid=1999, credits_ucr=19_990_006),
+              PurchaseRejected)
 
 
 def test_custom_amount_bounds_and_pack_prices() -> None:

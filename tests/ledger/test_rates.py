@@ -16,6 +16,7 @@ from ledger.errors import InvalidQuantity, RateCardError, UnknownOperation, Unkn
 from ledger.money import MAX_QUANTITY
 from ledger.rates import (
     RateCard,
+    coupon_code,
     normalize_quantities,
     parse_rate_card,
     price,
@@ -346,3 +347,34 @@ def test_a_card_in_use_still_equals_its_stored_content() -> None:
     card = sample_rate_card()
     price(card, "email", {"messages": 1})
     assert RateCard.model_validate(card.model_dump()).model_dump() == card.model_dump()
+
+
+# ---- coupon codes and the refund window ----------------------------------------------------------
+
+
+def test_coupon_codes_are_found_whatever_their_case() -> None:
+    welcome = CARD.coupons["WELCOME10"]
+    for typed in ("WELCOME10", "welcome10", "Welcome10", "  welcome10\t"):
+        assert CARD.coupon(typed) is welcome
+    assert CARD.coupon("WELCOME1") is None
+    assert coupon_code("WELCOME10") == coupon_code("welcome10")
+    # A card may spell its codes as it likes; they are found the same way.
+    lower = parse_rate_card(TEXT + '\n[coupons.spring]\ncredits = "3"\n')
+    spring = lower.coupon("SPRING")
+    assert spring is not None and spring.code == "spring"
+
+
+def test_two_codes_that_differ_only_in_case_are_refused() -> None:
+    with pytest.raises(RateCardError, match="'WELCOME10' and 'welcome10' are one code"):
+        parse_rate_card(TEXT + '\n[coupons.welcome10]\ncredits = "3"\n')
+
+
+def test_the_refund_window_defaults_to_30_days() -> None:
+    assert CARD.refund_window_days == 30
+    without = TEXT.replace("refund_window_days = 30\n", "")
+    assert without != TEXT
+    assert parse_rate_card(without).refund_window_days == 30
+    assert parse_rate_card(TEXT.replace("refund_window_days = 30", "refund_window_days = 14")).refund_window_days == 14
+    for bad in ("-1", '"30"', "30.5"):
+        with pytest.raises(RateCardError, match="refund_window_days"):
+            parse_rate_card(TEXT.replace("refund_window_days = 30", f"refund_window_days = {bad}"))

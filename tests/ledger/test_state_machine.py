@@ -50,6 +50,8 @@ from ledger.errors import (
     LedgerError,
     NotFound,
     PaymentRequired,
+    PurchaseRejected,
+    RefundRejected,
     UnknownPack,
     UnknownPlan,
 )
@@ -111,6 +113,8 @@ class MGrant:
     expires_at: datetime | None
     granted_at: datetime
     uid: UUID | None = None  # the ledger's grant id, bound once recorded
+    entry: UUID | None = None  # the id of the ledger entry that added it, bound once recorded
+    bought: bool = False  # added by a purchase (a refund may name its entry)
 
 
 @dataclass
@@ -321,10 +325,11 @@ class Model:
         self.expire_due()
         self.add_grant("CreditsGranted", source, amount, expires_at, {"source": source, "expires_at": expires_at})
 
-    def coupon(self, code: str) -> None:
-        coupon = CARD.coupons.get(code)
+    def coupon(self, typed: str) -> None:
+        coupon = CARD.coupon(typed)  # codes ignore case
         if coupon is None:
             raise Refused(CouponRejected, reason="unknown")
+        code = coupon.code
         if coupon.expires_at is not None and coupon.expires_at <= self.now:
             raise Refused(CouponRejected, reason="expired")
         if code in self.redeemed:
@@ -394,34 +399,42 @@ class Model:
             assert pack is not None
             if pack not in CARD.packs:
                 raise Refused(UnknownPack)
+            if cents != CARD.packs[pack].price_cents:  # a pack is bought at its price
+                raise Refused(PurchaseRejected)
             credits, bonus = ucr(CARD.packs[pack].credits), ucr(CARD.packs[pack].bonus)
         elif kind == "custom":
             if not 100 <= cents <= 10_000_000:  # $1 to $100,000 on the sample card
-                raise Refused(InvalidRequest)
+                raise Refused(PurchaseRejected)
             credits = cents * C // 100  # 1 credit per dollar
         else:
             if credits_ucr is None:
                 raise Refused(InvalidRequest)
             credits = credits_ucr
         self.expire_due()
-        self.add_grant("CreditsPurchased", "purchase", credits + bonus, None,
-                       {"credits_ucr": credits, "bonus_ucr": bonus})
+        k = self.add_grant("CreditsPurchased", "purchase", credits + bonus, None,
+                           {"credits_ucr": credits, "bonus_ucr": bonus})
+        self.grants[k].bought = True
 
     def refund_credit(self, amount: int) -> None:
         self.expire_due()
         self.add_grant("RefundIssued", "refund", amount, None,
                        {"direction": "credit", "requested_ucr": amount, "capped": False})
 
-    def clawback(self, k: int | None, amount: int | None) -> None:
-        self.expire_due()
-        if k is None or self.grants[k].source != "purchase":
+    def clawback(self, k: int | None, amount: int | None, force: bool = False) -> None:
+        """``k``: the grant of the purchase entry the refund names (None: no purchase entry)."""
+        if k is None or not self.grants[k].bought:
             raise Refused(NotFound)
         g = self.grants[k]
+        outside = self.now > g.granted_at + timedelta(days=CARD.refund_window_days)
+        if outside and not force:
+            raise Refused(RefundRejected)
+        self.expire_due()
         requested = amount if amount is not None else g.original
         taken = min(requested, g.remaining)
         g.remaining -= taken
         self.emit("RefundIssued", -taken, grant=k,
-                  fields={"direction": "clawback", "requested_ucr": requested, "capped": taken < requested})
+                  fields={"direction": "clawback", "requested_ucr": requested, "capped": taken < requested,
+                          "forced": outside, "purchase_id": g.entry})
 
     def start(self, dep: str, instance: str) -> None:
         if dep in self.deployments:
@@ -619,6 +632,7 @@ class LedgerMachine(RuleBasedStateMachine):
                     assert got == want, (e.type, name, got, want)
             if x.new_grant is not None:
                 trial.grants[x.new_grant].uid = getattr(e, "grant_id")  # noqa: B009
+                trial.grants[x.new_grant].entry = e.event_id
             if x.new_reservation is not None:
                 trial.reservations[x.new_reservation].uid = getattr(e, "reservation_id")  # noqa: B009
             if x.grant is not None:
@@ -664,7 +678,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.step(c.GrantCredits(account_id=self.account, amount_ucr=amount, source=source, expires_at=at,
                                  reason="machine"), lambda m: m.grant(amount, source, at))
 
-    @rule(code=st.sampled_from(["WELCOME10", "LAUNCH50", "EXPIRED2025", "TINY", "NOPE"]))
+    @rule(code=st.sampled_from(["WELCOME10", "welcome10", "LAUNCH50", "Launch50", "EXPIRED2025", "TINY", "NOPE"]))
     def redeem_coupon(self, code: str) -> None:
         self.step(c.RedeemCoupon(account_id=self.account, code=code), lambda m: m.coupon(code))
 
@@ -782,13 +796,16 @@ class LedgerMachine(RuleBasedStateMachine):
         self.step(c.ExpireReservations(account_id=self.account), lambda m: m.expire_reservations())
 
     @rule(choice=st.one_of(
-        st.tuples(st.just("pack"), st.sampled_from(["starter", "builder", "scale", "mega"]), st.just(0), st.none()),
+        st.tuples(st.just("pack"), st.sampled_from(["starter", "builder", "scale", "mega"]), st.sampled_from(
+            [-1, -1, 10]), st.none()),  # -1: the pack's price
         st.tuples(st.just("custom"), st.none(), st.sampled_from([50, 100, 250, 1999, 1999, 20_000_000]), st.none()),
         st.tuples(st.sampled_from(["subscription", "auto_refill"]), st.none(), st.just(2000),
                   st.integers(1, 30 * C) | st.none()),
     ))
     def record_purchase(self, choice: tuple[Any, str | None, int, int | None]) -> None:
         kind, pack, cents, credits = choice
+        if kind == "pack" and cents == -1:
+            cents = CARD.packs[pack].price_cents if pack in CARD.packs else 100
         self.step(c.RecordPurchase(account_id=self.account, kind=kind, pack_id=pack, cents_paid=cents,
                                    credits_ucr=credits), lambda m: m.purchase(kind, pack, cents, credits))
 
@@ -797,21 +814,23 @@ class LedgerMachine(RuleBasedStateMachine):
         self.step(c.IssueRefund(account_id=self.account, direction="credit", amount_ucr=amount, reason="machine"),
                   lambda m: m.refund_credit(amount))
 
-    @rule(pick=st.integers(0, 9), amount=st.none() | st.integers(1, 20 * C))
-    def clawback(self, pick: int, amount: int | None) -> None:
-        purchases = sorted(k for k, g in self.model.grants.items() if g.source == "purchase")
-        others = sorted(k for k, g in self.model.grants.items() if g.source != "purchase")
-        k: int | None
+    @rule(pick=st.integers(0, 9), amount=st.none() | st.integers(1, 20 * C), force=st.booleans())
+    def clawback(self, pick: int, amount: int | None, force: bool) -> None:
+        """Mostly a purchase's ledger entry; sometimes another grant's entry, a grant id or an unknown id."""
+        purchases = sorted(k for k, g in self.model.grants.items() if g.bought)
+        others = sorted(k for k, g in self.model.grants.items() if not g.bought)
+        k: int | None = None
+        uid: UUID | None = uuid4()
         if pick < 7 and purchases:
             k = purchases[pick % len(purchases)]
-        elif pick < 9 and others:
-            k = others[pick % len(others)]
-        else:
-            k = None
-        uid = uuid4() if k is None else self.model.grants[k].uid
+            uid = self.model.grants[k].entry
+        elif pick < 8 and others:
+            uid = self.model.grants[others[pick % len(others)]].entry  # a grant, but not a purchase's entry
+        elif pick < 9 and purchases:
+            uid = self.model.grants[purchases[0]].uid  # a purchase's grant id is not its entry id
         assert uid is not None
         self.step(c.IssueRefund(account_id=self.account, direction="clawback", purchase_id=uid, amount_ucr=amount,
-                                reason="stripe refund"), lambda m: m.clawback(k, amount))
+                                reason="stripe refund", force=force), lambda m: m.clawback(k, amount, force))
 
     @rule(offset=st.sampled_from([-1, 0, 0, 1]))
     def grant_allowance(self, offset: int) -> None:
@@ -960,7 +979,7 @@ def test_clawback_after_burning_never_expiring_grants(machine_database_url: str)
     m = LedgerMachine()
     try:
         m.open_account("free")  # 5 signup credits, expiring
-        m.record_purchase(("pack", "starter", 1000, None))  # 10 credits, never expire
+        m.record_purchase(("pack", "starter", -1, None))  # 10 credits at the pack's price, never expire
         m.service_matches_model()
         m.advance_clock(timedelta(hours=1))
         m.refund_credit(2 * C)  # 2 credits, never expire: refund burns before purchase
@@ -969,7 +988,7 @@ def test_clawback_after_burning_never_expiring_grants(machine_database_url: str)
         m.service_matches_model()
         purchase = next(g for g in m.model.grants.values() if g.source == "purchase")
         assert purchase.remaining == 10 * C
-        m.clawback(0, None)  # the untouched purchase: all 10 credits come back
+        m.clawback(0, None, False)  # the untouched purchase: all 10 credits come back
         m.service_matches_model()
         assert m.model.balance == C  # what is left of the refund credit
     finally:

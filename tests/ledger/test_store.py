@@ -30,8 +30,11 @@ from ledger.errors import (
     InvalidQuantity,
     InvalidRequest,
     LedgerError,
+    NotFound,
     OutcomeUnknown,
     PaymentRequired,
+    PurchaseRejected,
+    RefundRejected,
     UnknownAccount,
     UnknownOperation,
     UnknownPack,
@@ -44,10 +47,11 @@ from ledger.events import (
     CreditsPurchased,
     CreditsReserved,
     Event,
+    RefundIssued,
     UsageMetered,
 )
 from ledger.rate_cards import ensure_rate_card
-from ledger.rates import RateCard
+from ledger.rates import RateCard, coupon_code
 from ledger.service import Ledger
 from ledger.state import AccountState, apply
 from ledger.store import EventStore, Outcome, Result, _literal, lock_key, read_versions
@@ -328,6 +332,56 @@ async def test_the_same_account_redeeming_twice(coupons: CouponWorld) -> None:
         assert (await coupons.ledger.balance(a)).balance_ucr == 15 * UCR
 
 
+async def test_coupon_codes_ignore_case_over_the_service(coupons: CouponWorld) -> None:
+    """``welcome10`` is the card's ``WELCOME10``: one code, one redemption per account, one stock."""
+    for a in ("case-seq", "case-batch"):
+        await coupons.ledger.execute(c.OpenAccount(account_id=a, name=a))
+    before = await _redeemed_count(coupons.engine, "WELCOME10")
+    first = await coupons.ledger.execute(c.RedeemCoupon(account_id="case-seq", code="welcome10"))
+    assert [(type(e), e.code) for e in first.events] == [(CouponApplied, "WELCOME10")]  # type: ignore[union-attr]
+    with pytest.raises(CouponRejected) as second:
+        await coupons.ledger.execute(c.RedeemCoupon(account_id="case-seq", code="WELCOME10"))
+    assert second.value.reason == "already_redeemed"
+    one = coupons.ledger_like(concurrency=1)
+    await one.start()
+    try:
+        applied, rejected = await one_batch(one, [c.RedeemCoupon(account_id="case-batch", code="Welcome10"),
+                                                  c.RedeemCoupon(account_id="case-batch", code="WELCOME10")])
+    finally:
+        await one.stop()
+    assert isinstance(applied, Outcome)
+    assert isinstance(rejected, CouponRejected) and rejected.reason == "already_redeemed"
+    assert await _redeemed_count(coupons.engine, "WELCOME10") == before + 2
+    assert await _count(coupons.engine, "SELECT count(*) FROM coupons WHERE lower(code) = 'welcome10'") == 1
+    assert await _count(coupons.engine, "SELECT count(*) FROM coupon_redemptions WHERE account_id LIKE 'case-%'"
+                                        " AND code = 'WELCOME10'") == 2
+    for a in ("case-seq", "case-batch"):
+        assert (await coupons.ledger.balance(a)).balance_ucr == 15 * UCR
+
+
+async def test_a_redemption_stored_under_another_spelling_still_counts(coupons: CouponWorld) -> None:
+    """A card that once spelt a code ``Spring`` and now ``SPRING``: the account redeemed it already."""
+    await coupons.ledger.execute(c.OpenAccount(account_id="spelling", name="spelling"))
+    old = _with_coupon(coupons.ledger.card, "Spring", 100)
+    then = Ledger(coupons.engine, coupons.clock, old)
+    await then.start()
+    try:
+        await then.execute(c.RedeemCoupon(account_id="spelling", code="Spring"))
+    finally:
+        await then.stop()
+    now = _with_coupon(coupons.ledger.card, "SPRING", 100)
+    later = Ledger(coupons.engine, coupons.clock, now)
+    await later.start()
+    try:
+        with pytest.raises(CouponRejected) as again:
+            await later.execute(c.RedeemCoupon(account_id="spelling", code="spring"))
+    finally:
+        await later.stop()
+    assert again.value.reason == "already_redeemed"
+    assert await _count(coupons.engine, "SELECT count(*) FROM coupon_redemptions WHERE account_id = 'spelling'"
+                                        " AND code = 'Spring'") == 1
+
+
 async def test_coupon_stock_holds_for_an_account_opened_in_the_same_batch(coupons: CouponWorld) -> None:
     one = coupons.ledger_like(concurrency=1)
     await one.start()
@@ -379,7 +433,7 @@ async def test_inline_state_matches_a_fold_of_the_events(
     await run(c.Meter(account_id=account, operation="gpt-4o", quantities={"output_tokens": 10_000_000},
                       attribution=who))
     await run(c.RecordPurchase(account_id=account, kind="pack", pack_id="starter", cents_paid=1000))
-    await run(c.IssueRefund(account_id=account, direction="clawback", purchase_id=purchase.grant_id,
+    await run(c.IssueRefund(account_id=account, direction="clawback", purchase_id=purchase.event_id,
                             amount_ucr=2 * UCR, reason="refunded in Stripe"))
     await run(c.IssueRefund(account_id=account, direction="credit", amount_ucr=UCR, reason="failed run"))
 
@@ -424,7 +478,8 @@ async def test_inline_state_matches_a_fold_of_the_events(
     assert counters[("agent", "bot", "D2026-11-01")] > 0 and counters[("member", "ann", "M2026-11")] > 0
     assert reservations == {r.reservation_id: (r.held_ucr, r.status) for r in state.reservations.values()}
     assert limits == {k: (v.per_run_ucr, v.per_day_ucr, v.per_month_ucr) for k, v in state.limits.items()}
-    assert redeemed == set(state.coupons_redeemed) == {"WELCOME10"}
+    assert redeemed == {"WELCOME10"}  # the card's spelling; the fold keeps the code as compared
+    assert set(state.coupons_redeemed) == {coupon_code("WELCOME10")}
     await check_stream(engine, account)
 
 
@@ -784,3 +839,60 @@ async def test_a_batch_without_events_commits_in_its_own_round_trip_and_is_told_
         kept = await conn.scalar(text("SELECT count(*) FROM idempotency_keys WHERE account_id = :a AND key = :k"),
                                  {"a": a, "k": "nothing-due"})
     assert kept == 1
+
+
+# ---- purchases and refunds over the service --------------------------------------------------------
+
+
+async def test_a_refund_names_the_purchase_by_its_ledger_entry_id(ledger: Ledger, clock: ManualClock,
+                                                                   open_account: Any) -> None:
+    account = await open_account()
+    pack = max(ledger.card.packs.values(), key=lambda p: p.credits)
+    bought = await ledger.execute(c.RecordPurchase(account_id=account, kind="pack", pack_id=pack.id,
+                                                   cents_paid=pack.price_cents))
+    purchase = bought.events[0]
+    assert isinstance(purchase, CreditsPurchased)
+    # The id the ledger shows for the purchase's entry is what a refund names.
+    [(_, shown)] = await ledger.ledger_page(account, limit=1)
+    assert shown.event_id == purchase.event_id != purchase.grant_id
+    version = (await ledger.balance(account, recent=0)).version
+
+    with pytest.raises(NotFound):  # the grant id is not a ledger entry
+        await ledger.execute(c.IssueRefund(account_id=account, direction="clawback", purchase_id=purchase.grant_id,
+                                           reason="refunded in Stripe", idempotency_key="re-grant"))
+    await ledger.execute(c.Meter(account_id=account, operation="email", quantity=2000))  # 2 credits used
+    clock.advance(timedelta(days=ledger.card.refund_window_days, seconds=1))
+    with pytest.raises(RefundRejected) as late:
+        await ledger.execute(c.IssueRefund(account_id=account, direction="clawback", purchase_id=purchase.event_id,
+                                           reason="refunded in Stripe", idempotency_key="re-late"))
+    assert late.value.reason == "refund_window_closed"
+    assert (await ledger.balance(account, recent=0)).version == version + 1  # only the meter was recorded
+
+    forced = await ledger.execute(c.IssueRefund(
+        account_id=account, direction="clawback", purchase_id=purchase.event_id, reason="support: forced",
+        force=True, idempotency_key="re-late"))  # a refused command kept no key: the key is free
+    [refund] = forced.events
+    assert isinstance(refund, RefundIssued)
+    left = purchase.amount_ucr - 2 * UCR
+    assert (refund.purchase_id, refund.amount_ucr, refund.requested_ucr, refund.capped, refund.forced) == (
+        purchase.event_id, -left, purchase.amount_ucr, True, True)
+    assert (await ledger.balance(account, recent=0)).by_source["purchase"] == 0
+
+
+async def test_a_purchase_not_paid_in_full_records_nothing(ledger: Ledger, open_account: Any) -> None:
+    account = await open_account()
+    pack = max(ledger.card.packs.values(), key=lambda p: p.credits)
+    version = (await ledger.balance(account, recent=0)).version
+    with pytest.raises(PurchaseRejected) as underpaid:
+        await ledger.execute(c.RecordPurchase(account_id=account, kind="pack", pack_id=pack.id, cents_paid=10,
+                                              idempotency_key="stripe:evt_underpaid"))
+    assert underpaid.value.reason == "price_mismatch"
+    rule = ledger.card.custom_amount
+    with pytest.raises(PurchaseRejected):
+        await ledger.execute(c.RecordPurchase(account_id=account, kind="custom", cents_paid=rule.min_cents - 1))
+    after = await ledger.balance(account, recent=0)
+    assert (after.version, after.balance_ucr) == (version, 0)
+    async with ledger.engine.connect() as conn:
+        kept = (await conn.execute(text("SELECT count(*) FROM idempotency_keys WHERE account_id = :a"),
+                                   {"a": account})).scalar()
+    assert kept == 0

@@ -58,7 +58,7 @@ async def build_mix(ledger: Ledger, clock: ManualClock) -> list[str]:
                 attribution=who, idempotency_key=f"u{i}") for i in range(5)])
     await _ok(ledger, c.Charge(account_id=ai, operation="claude-haiku", quantities={"input_tokens": 5000},
                                attribution=who))
-    await _ok(ledger, c.IssueRefund(account_id=ai, direction="clawback", purchase_id=purchase.grant_id,
+    await _ok(ledger, c.IssueRefund(account_id=ai, direction="clawback", purchase_id=purchase.event_id,
                                     amount_ucr=5 * UCR, reason="partial refund in Stripe"))
 
     await _ok(ledger, c.StartDeployment(account_id=gpu, deployment_id="d1", instance_type="gpu-s"))
