@@ -113,6 +113,39 @@ async def list_endpoints(engine: AsyncEngine, account_id: str) -> list[Endpoint]
     return [Endpoint(r.endpoint_id, r.account_id, r.url, r.event_types, r.status, r.created_at) for r in rows]
 
 
+async def set_endpoint_enabled(engine: AsyncEngine, account_id: str, endpoint_id: str, enabled: bool) -> Endpoint:
+    """Enable or disable an endpoint of ``account_id`` (404 when it has none by that id).
+
+    A disabled endpoint is skipped by the relay and by deliveries already queued; events recorded
+    while it is disabled are not sent when it is enabled again.
+    """
+    async with engine.begin() as conn:
+        row = (await conn.execute(text(
+            "UPDATE webhook_endpoints SET status = :s, disabled_reason = :r"
+            " WHERE account_id = :a AND endpoint_id = :e"
+            " RETURNING endpoint_id, account_id, url, event_types, status, created_at"),
+            {"a": account_id, "e": endpoint_id, "s": "enabled" if enabled else "disabled",
+             "r": None if enabled else "disabled by the account"})).first()
+    if row is None:
+        raise NotFound(f"webhook endpoint {endpoint_id!r} not found")
+    return Endpoint(row.endpoint_id, row.account_id, row.url, row.event_types, row.status, row.created_at)
+
+
+async def delete_endpoint(engine: AsyncEngine, account_id: str, endpoint_id: str) -> None:
+    """Delete an endpoint of ``account_id`` and its delivery records (404 when it has none by that id).
+
+    Deliveries already queued find no endpoint and are skipped.
+    """
+    async with engine.begin() as conn:
+        gone = (await conn.execute(text(
+            "DELETE FROM webhook_endpoints WHERE account_id = :a AND endpoint_id = :e RETURNING endpoint_id"),
+            {"a": account_id, "e": endpoint_id})).first()
+        if gone is None:
+            raise NotFound(f"webhook endpoint {endpoint_id!r} not found")
+        await conn.execute(text("DELETE FROM webhook_deliveries WHERE account_id = :a AND endpoint_id = :e"),
+                           {"a": account_id, "e": endpoint_id})
+
+
 def payload(e: Event) -> str:
     """The JSON body of an event's webhook: envelope, money twice, and the event's own fields."""
     return json.dumps({

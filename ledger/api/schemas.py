@@ -548,11 +548,20 @@ class WebhookEndpointIn(WriteBody):
     events: Annotated[list[Annotated[str, Field(min_length=1, max_length=100)]], Field(max_length=50)] | None = None
 
 
+class WebhookEndpointPatch(Body):
+    model_config = examples(enabled=False)
+
+    #: ``false``: no deliveries from now on (events meanwhile are not sent later); ``true``: resume.
+    enabled: StrictBool
+
+
 class WebhookEndpointOut(Out):
     id: str
     url: str
     events: list[str] | None
+    #: ``enabled``, or ``disabled`` (by the account, or because the receiver answered 410 Gone).
     status: str
+    enabled: bool
     created_at: datetime
     #: The signing secret (Standard Webhooks): in the creating response only.
     secret: str | None = None

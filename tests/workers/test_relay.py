@@ -30,7 +30,7 @@ from ledger.settings import Settings
 from tests.workers.conftest import drain
 from workers.relay import CHECKPOINT, plan
 from workers.runner import Background
-from workers.webhooks import create_endpoint
+from workers.webhooks import create_endpoint, delete_endpoint, set_endpoint_enabled
 
 CREDIT = 1_000_000
 
@@ -152,6 +152,40 @@ async def test_a_410_disables_the_endpoint(background: Background, wledger: Ledg
             "SELECT status FROM webhook_endpoints WHERE account_id = 'gone'"))).scalar()
     assert status == "disabled"
     assert len(receiver.requests) == 1, "nothing is sent to an endpoint that said it is gone"
+
+
+async def test_a_disabled_or_deleted_endpoint_gets_no_new_deliveries(
+        background: Background, wledger: Ledger, clock: ManualClock) -> None:
+    """Switched off after the relay queued its delivery (the worker skips it) and before the next
+    event (the relay no longer picks it): nothing arrives; the enabled endpoint gets both."""
+    kept, off = Receiver(), Receiver()
+    try:
+        await wledger.execute(c.OpenAccount(account_id="switched", name="s", plan="pro"))
+        only_usage = ["UsageMetered"]
+        enabled, _ = await create_endpoint(wledger.engine, "switched", kept.url, only_usage, allow_private=True,
+                                           now=clock.now())
+        disabled, _ = await create_endpoint(wledger.engine, "switched", off.url + "?d", only_usage,
+                                            allow_private=True, now=clock.now())
+        deleted, _ = await create_endpoint(wledger.engine, "switched", off.url + "?x", only_usage,
+                                           allow_private=True, now=clock.now())
+        await wledger.execute(c.Meter(account_id="switched", operation="email", quantity=10))
+        await relay_until_caught_up(background, wledger)  # queued for all three, not yet sent
+        await set_endpoint_enabled(wledger.engine, "switched", disabled.endpoint_id, False)
+        await delete_endpoint(wledger.engine, "switched", deleted.endpoint_id)
+        await wledger.execute(c.Meter(account_id="switched", operation="email", quantity=20))
+        await relay_until_caught_up(background, wledger)
+
+        background.start_worker(threads=2)
+        await asyncio.to_thread(drain, background)
+        await asyncio.to_thread(kept.wait_for, 2)
+        assert len(kept.requests) == 2 and off.requests == []
+        async with wledger.engine.connect() as conn:
+            rows = (await conn.execute(text(
+                "SELECT endpoint_id, status FROM webhook_deliveries WHERE account_id = 'switched'"))).all()
+        assert sorted(rows) == [(enabled.endpoint_id, "delivered")] * 2, rows
+    finally:
+        kept.server.shutdown()
+        off.server.shutdown()
 
 
 class PrivateRedis:

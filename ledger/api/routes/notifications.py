@@ -12,7 +12,7 @@ from ledger.api.lean import LeanRoute
 from ledger.api.routes.balance import decode_cursor, encode_cursor
 from ledger.events import AlertRaised
 from ledger.money import format_credits
-from workers.webhooks import Endpoint, create_endpoint, list_endpoints
+from workers.webhooks import Endpoint, create_endpoint, delete_endpoint, list_endpoints, set_endpoint_enabled
 
 router = APIRouter(tags=["notifications"], responses=s.ERRORS, route_class=LeanRoute)
 
@@ -35,7 +35,7 @@ async def notifications(account: str, rt: RT, who: Reader, limit: Annotated[int,
 
 def _out(e: Endpoint) -> s.WebhookEndpointOut:
     return s.WebhookEndpointOut(id=e.endpoint_id, url=e.url, events=e.event_types, status=e.status,
-                                created_at=e.created_at, secret=e.secret)
+                                enabled=e.status == "enabled", created_at=e.created_at, secret=e.secret)
 
 
 @router.post("/v1/accounts/{account}/webhook-endpoints", status_code=status.HTTP_201_CREATED,
@@ -59,3 +59,20 @@ async def get_endpoints(account: str, rt: RT, who: Admin) -> s.WebhookEndpointLi
     """The account's endpoints (without secrets)."""
     await rt.ledger.account(account)
     return s.WebhookEndpointList(data=[_out(e) for e in await list_endpoints(rt.ledger.engine, account)])
+
+
+@router.patch("/v1/accounts/{account}/webhook-endpoints/{endpoint_id}", response_model=s.WebhookEndpointOut)
+async def patch_endpoint(account: str, endpoint_id: str, body: s.WebhookEndpointPatch, rt: RT,
+                         who: Admin) -> s.WebhookEndpointOut:
+    """Disable (``{"enabled": false}``) or enable an endpoint; disabled, it gets no deliveries."""
+    await rt.ledger.account(account)
+    return _out(await set_endpoint_enabled(rt.ledger.engine, account, endpoint_id, body.enabled))
+
+
+@router.delete("/v1/accounts/{account}/webhook-endpoints/{endpoint_id}", status_code=status.HTTP_204_NO_CONTENT,
+               response_class=Response)
+async def remove_endpoint(account: str, endpoint_id: str, rt: RT, who: Admin) -> Response:
+    """Delete an endpoint: no deliveries from now on, even of events already queued for it."""
+    await rt.ledger.account(account)
+    await delete_endpoint(rt.ledger.engine, account, endpoint_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

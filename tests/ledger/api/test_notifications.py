@@ -42,3 +42,48 @@ async def test_webhook_endpoints_show_the_secret_once_and_refuse_private_urls(
     r = await client.post(f"/v1/accounts/{acct.id}/webhook-endpoints", headers=bearer(acct.member),
                           json={"url": "https://93.184.216.34/hooks"})
     assert r.status_code == 403
+
+
+async def test_webhook_endpoints_are_listed_disabled_enabled_and_deleted(
+        client: httpx.AsyncClient, api_account: OpenApiAccount) -> None:
+    acct = await api_account()
+    admin = bearer(acct.admin)
+    base = f"/v1/accounts/{acct.id}/webhook-endpoints"
+    made = []
+    for path in ("one", "two"):
+        r = await client.post(base, headers=admin, json={"url": f"https://93.184.216.34/{path}"})
+        assert r.status_code == 201, r.text
+        made.append(r.json())
+    one, two = made
+
+    listed = (await client.get(base, headers=admin)).json()["data"]
+    assert {e["id"]: (e["status"], e["enabled"], e["secret"]) for e in listed} == {
+        one["id"]: ("enabled", True, None), two["id"]: ("enabled", True, None)}, "never the secret again"
+
+    r = await client.patch(f"{base}/{one['id']}", headers=admin, json={"enabled": False})
+    assert r.status_code == 200, r.text
+    assert (r.json()["id"], r.json()["status"], r.json()["enabled"], r.json()["secret"]) == (
+        one["id"], "disabled", False, None)
+    listed = (await client.get(base, headers=admin)).json()["data"]
+    assert {e["id"]: e["status"] for e in listed} == {one["id"]: "disabled", two["id"]: "enabled"}
+    r = await client.patch(f"{base}/{one['id']}", headers=admin, json={"enabled": True})
+    assert r.status_code == 200 and r.json()["status"] == "enabled", r.text
+
+    r = await client.delete(f"{base}/{two['id']}", headers=admin)
+    assert r.status_code == 204 and r.content == b"", r.text
+    assert [e["id"] for e in (await client.get(base, headers=admin)).json()["data"]] == [one["id"]]
+
+    # Unknown ids and bad bodies: a 4xx problem, nothing changed.
+    for method, path, body, status in (
+            ("DELETE", f"{base}/{two['id']}", None, 404),
+            ("PATCH", f"{base}/{two['id']}", {"enabled": False}, 404),
+            ("PATCH", f"{base}/{one['id']}", {"enabled": "no"}, 422),
+            ("PATCH", f"{base}/{one['id']}", {}, 422),
+            ("PATCH", f"{base}/{one['id']}", {"enabled": False, "url": "https://93.184.216.34/x"}, 422)):
+        r = await client.request(method, path, headers=admin, json=body)
+        assert r.status_code == status, (method, path, body, r.text)
+        assert r.headers["content-type"] == "application/problem+json"
+    listed = (await client.get(base, headers=admin)).json()["data"]
+    assert [(e["id"], e["status"]) for e in listed] == [(one["id"], "enabled")]
+    r = await client.patch(f"{base}/{one['id']}", headers=bearer(acct.member), json={"enabled": False})
+    assert r.status_code == 403, r.text

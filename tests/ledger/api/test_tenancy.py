@@ -10,8 +10,8 @@ layer's answers, not a bad example's.
   answer as for an account that does not exist, and neither account changes;
 - a role too weak on the account's own path: 403, nothing changes;
 - no key, a malformed, unknown, tampered or revoked key: 401 with ``WWW-Authenticate``;
-- ids of another account's objects (entries, reservations, deployments, keys) on one's own
-  path: 404, and the other account's objects are untouched;
+- ids of another account's objects (entries, reservations, deployments, keys, webhook
+  endpoints) on one's own path: 404, and the other account's objects are untouched;
 - ``/v1/usage`` items naming another account are rejected one by one, with the same 404.
 """
 
@@ -51,6 +51,8 @@ class World:
     spare_key_id: str
     reservation_to_settle: str
     reservation_to_release: str
+    endpoint_to_patch: str
+    endpoint_to_delete: str
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,10 @@ CASES: dict[tuple[str, str], Case] = {
     ("GET", "/v1/accounts/{account}/notifications"): Case("read", _no_body()),
     ("POST", "/v1/accounts/{account}/webhook-endpoints"): Case("admin", _body({"url": "https://93.184.216.34/hooks"})),
     ("GET", "/v1/accounts/{account}/webhook-endpoints"): Case("admin", _no_body()),
+    ("PATCH", "/v1/accounts/{account}/webhook-endpoints/{endpoint_id}"):
+        Case("admin", lambda w: ({"endpoint_id": w.endpoint_to_patch}, {"enabled": False})),
+    ("DELETE", "/v1/accounts/{account}/webhook-endpoints/{endpoint_id}"):
+        Case("admin", lambda w: ({"endpoint_id": w.endpoint_to_delete}, None)),
 }
 
 #: Routes that need a key but name no account in their path (an account key acts on its own).
@@ -159,7 +165,7 @@ async def send(client: httpx.AsyncClient, w: World, route: tuple[str, str], case
     return await client.request(method, path, headers=headers, json=body)
 
 
-State = tuple[int, int, int, list[tuple[str, str | None]], list[str]]
+State = tuple[int, int, int, list[tuple[str, str | None]], list[tuple[str, str]]]
 
 
 async def state(client: httpx.AsyncClient, operator: str, account: str) -> State:
@@ -174,7 +180,7 @@ async def state(client: httpx.AsyncClient, operator: str, account: str) -> State
     keys = sorted((k["id"], k["revoked_at"]) for k in r.json()["data"])
     r = await client.get(f"/v1/accounts/{account}/webhook-endpoints", headers=h)
     assert r.status_code == 200, r.text
-    endpoints = sorted(e["id"] for e in r.json()["data"])
+    endpoints = sorted((e["id"], e["status"]) for e in r.json()["data"])
     return b["version"], b["balance_ucr"], b["reserved_ucr"], keys, endpoints
 
 
@@ -213,8 +219,11 @@ async def world(client: httpx.AsyncClient, api_account: OpenApiAccount, operator
         await ok(client, "POST", f"{base}/deployments", a.member, {"deployment_id": dep, "instance_type": "cpu-s"})
     await ok(client, "POST", f"{base}/deployments/dep-resume/pause", a.member, status=200)
     spare = await ok(client, "POST", f"{base}/api-keys", a.admin, {"role": "read", "name": "spare"})
+    to_patch, to_delete = [await ok(client, "POST", f"{base}/webhook-endpoints", a.admin,
+                                    {"url": f"https://93.184.216.34/{name}"}) for name in ("patch", "delete")]
     return World(a=a, b=b, operator=operator_key, entry_id=charge["id"], spare_key_id=spare["id"],
-                 reservation_to_settle=settle["id"], reservation_to_release=release["id"])
+                 reservation_to_settle=settle["id"], reservation_to_release=release["id"],
+                 endpoint_to_patch=to_patch["id"], endpoint_to_delete=to_delete["id"])
 
 
 def own_key(w: World, role: str) -> str:
@@ -367,6 +376,7 @@ async def test_ids_of_another_account_are_not_found_on_ones_own_path(
         await ok(client, "POST", f"{acct}/deployments", member,
                  {"deployment_id": "dep-shared", "instance_type": "cpu-s"})
     b_read_id = await key_id(client, w.b.read)
+    b_endpoint = await ok(client, "POST", f"{b}/webhook-endpoints", w.b.admin, {"url": "https://93.184.216.34/b"})
     before_b = await state(client, w.operator, w.b.id)
 
     refused = [
@@ -376,6 +386,8 @@ async def test_ids_of_another_account_are_not_found_on_ones_own_path(
         ("POST", f"{a}/deployments/dep-b-only/stop", w.a.admin, None),
         ("POST", f"{a}/deployments/dep-b-only/pause", w.a.admin, None),
         ("DELETE", f"{a}/api-keys/{b_read_id}", w.a.admin, None),
+        ("PATCH", f"{a}/webhook-endpoints/{b_endpoint['id']}", w.a.admin, {"enabled": False}),
+        ("DELETE", f"{a}/webhook-endpoints/{b_endpoint['id']}", w.a.admin, None),
     ]
     for method, path, key, body in refused:
         r = await client.request(method, path, headers=bearer(key), json=body)
