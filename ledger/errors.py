@@ -234,3 +234,42 @@ class RateLimited(LedgerError):
 
     def extra(self) -> dict[str, Any]:
         return {"limit_per_minute": self.limit_per_minute, "retry_after_s": self.retry_after_s}
+
+
+class MalformedRequest(LedgerError):
+    """The request cannot be read: a body that is not UTF-8 or not JSON, a header that is not UTF-8 (HTTP 400)."""
+
+    status = 400
+    type_slug = "malformed-request"
+    title = "Malformed request"
+
+
+class UnsupportedMediaType(LedgerError):
+    """A body sent as something other than JSON (HTTP 415)."""
+
+    status = 415
+    type_slug = "unsupported-media-type"
+    title = "Unsupported media type"
+
+
+class UriTooLong(LedgerError):
+    """The request's path and query are longer than the API reads (HTTP 414)."""
+
+    status = 414
+    type_slug = "uri-too-long"
+    title = "URI too long"
+
+
+class Unavailable(LedgerError):
+    """A service the request needs (the database) cannot be reached; nothing was recorded (HTTP 503)."""
+
+    status = 503
+    type_slug = "unavailable"
+    title = "Service unavailable"
+
+    def __init__(self, detail: str, *, retry_after_s: int = 5) -> None:
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s
+
+    def extra(self) -> dict[str, Any]:
+        return {"retry_after_s": self.retry_after_s}

@@ -12,12 +12,12 @@ most one JSON body; ``Request`` and ``Response`` parameters; async dependencies 
 request, like ``Access`` and ``runtime``) it returns a handler doing FastAPI's steps in FastAPI's
 order with FastAPI's own validation functions; any other route keeps FastAPI's handler.
 
-Per request, anything but the plain case (a body whose content type is not exactly
-``application/json``, malformed JSON, a parameter or body that fails validation, dependency
-overrides, OpenTelemetry instrumentation) is handed, before any dependency has run, to FastAPI's
-handler, so every validation error response, and the 401/404/403/429-before-422 order, is
-FastAPI's own. Validation is pure, so doing it first changes nothing, and a request handed over
-is authenticated and rate-limited once.
+Every route with a body reads it first with ``body.read_json`` (the API's one rule: JSON in
+UTF-8; 415 or 400 otherwise), on both handlers. Per request, anything but the plain case (a
+parameter or body that fails validation, dependency overrides, OpenTelemetry instrumentation)
+is then handed, before any dependency has run, to FastAPI's handler, so every validation error
+response, and the 401/404/403/429-before-422 order, is FastAPI's own. Validation is pure, so
+doing it first changes nothing, and a request handed over is authenticated and rate-limited once.
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ from fastapi.routing import APIRoute, serialize_response
 from fastapi.telemetry import get_telemetry_data
 from fastapi.utils import is_body_allowed_for_status_code
 from pydantic import BaseModel
-from pydantic_core import PydanticUndefined
-from starlette.exceptions import HTTPException
 from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
+
+from ledger.api.body import read_json
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
@@ -62,6 +62,8 @@ class LeanRoute(APIRoute):
     def get_route_handler(self) -> Handler:
         standard = super().get_route_handler()
         d = self.dependant
+        if d.body_params:
+            standard = _body_read_first(standard)
         model = self.response_model
         if not (
             _async_callable(d.call)
@@ -77,6 +79,17 @@ class LeanRoute(APIRoute):
         ):
             return standard
         return _lean_handler(self, model, standard)
+
+
+def _body_read_first(standard: Handler) -> Handler:
+    """FastAPI's handler, after the body passed the API's rule (FastAPI reads any ``+json`` type, and
+    lets ``json`` guess UTF-16 and UTF-32)."""
+
+    async def handler(request: Request) -> Response:
+        await read_json(request)
+        return await standard(request)
+
+    return handler
 
 
 def _lean_handler(route: LeanRoute, model: type[BaseModel], standard: Handler) -> Handler:
@@ -98,21 +111,8 @@ def _lean_handler(route: LeanRoute, model: type[BaseModel], standard: Handler) -
             return await standard(request)
         values: dict[str, Any] = {}
         if body_fields:
-            # As FastAPI: an empty body is "no body" (the parameter's default, or "missing").
-            body: Any = PydanticUndefined
-            try:
-                raw = await request.body()  # Starlette keeps the bytes: FastAPI's handler reads them again
-            except HTTPException:
-                raise
-            except Exception:
-                return await standard(request)  # FastAPI answers a body it could not read with a 400
-            if raw:
-                if request.headers.get("content-type") != "application/json":
-                    return await standard(request)
-                try:
-                    body = await request.json()
-                except Exception:
-                    return await standard(request)
+            # Starlette keeps the bytes: FastAPI's handler, if handed the request, reads them again.
+            body = await read_json(request)
             found, errors = await request_body_to_args(body_fields=body_fields, received_body=body,
                                                        embed_body_fields=False)
             if errors:

@@ -161,15 +161,32 @@ CASES = [
     Bad("reserve amount_ucr 2**70", "POST", RESERVE, "member", {"operation": "email", "amount_ucr": HUGE}),
     # malformed bodies
     Bad("malformed JSON", "POST", CHARGES, "member", content=b'{"operation": "email", "quantity": ',
-        headers=JSON_CT, statuses=frozenset({400, 422})),
+        headers=JSON_CT, statuses=frozenset({400}), type="malformed-request"),
     Bad("malformed JSON: grant", "POST", GRANTS, "operator", content=b"{amount: 1}", headers=JSON_CT,
-        statuses=frozenset({400, 422})),
+        statuses=frozenset({400}), type="malformed-request"),
+    Bad("malformed JSON: budget", "PUT", BUDGET, "admin", content=b'{"monthly_limit": "1",}', headers=JSON_CT,
+        statuses=frozenset({400}), type="malformed-request"),
+    Bad("malformed JSON: usage", "POST", "/v1/usage", "member", content=b'{"events": [', headers=JSON_CT,
+        statuses=frozenset({400}), type="malformed-request"),
+    Bad("UTF-16 body with a BOM", "POST", CHARGES, "member", content='{"operation": "email", "quantity": 1}'
+        .encode("utf-16"), headers=JSON_CT, statuses=frozenset({400}), type="malformed-request"),
+    Bad("UTF-16 body without a BOM", "POST", CHARGES, "member", content='{"operation": "email", "quantity": 1}'
+        .encode("utf-16-le"), headers=JSON_CT, statuses=frozenset({400}), type="malformed-request"),
+    Bad("UTF-32 body", "PUT", BUDGET, "admin", content='{"monthly_limit": "1"}'.encode("utf-32"), headers=JSON_CT,
+        statuses=frozenset({400}), type="malformed-request"),
+    Bad("Latin-1 body", "POST", CHARGES, "member", content='{"operation": "é", "quantity": 1}'.encode("latin-1"),
+        headers=JSON_CT, statuses=frozenset({400}), type="malformed-request"),
     Bad("JSON array body", "POST", CHARGES, "member", [EMAIL], statuses=frozenset({400, 422})),
     Bad("empty body", "POST", CHARGES, "member", content=b"", headers=JSON_CT, statuses=frozenset({400, 422})),
     Bad("JSON null body", "POST", CHARGES, "member", content=b"null", headers=JSON_CT,
         statuses=frozenset({400, 422})),
     Bad("not JSON content type", "POST", CHARGES, "member", content=b'{"operation": "email", "quantity": 1}',
-        headers={"Content-Type": "text/plain"}, statuses=frozenset({400, 415, 422})),
+        headers={"Content-Type": "text/plain"}, statuses=frozenset({415}), type="unsupported-media-type"),
+    Bad("a form (curl -d without -H)", "PUT", BUDGET, "admin", content=b'{"monthly_limit": "1"}',
+        headers={"Content-Type": "application/x-www-form-urlencoded"}, statuses=frozenset({415}),
+        type="unsupported-media-type"),
+    Bad("no content type", "POST", GRANTS, "operator", content=b'{"amount": "1", "reason": "t"}',
+        statuses=frozenset({415}), type="unsupported-media-type"),
     Bad("unknown field", "POST", CHARGES, "member", {**EMAIL, "quantity": 1, "quantiy": 2}),
     Bad("operation too long", "POST", CHARGES, "member", {"operation": "x" * 101, "quantity": 1}),
     Bad("NUL in attribution", "POST", CHARGES, "member", {**EMAIL, "quantity": 1, "attribution": {"agent": "a\x00"}}),
@@ -340,3 +357,27 @@ async def test_a_usage_time_without_a_timezone_is_a_422_item(client: httpx.Async
     assert await state(client, acct) == before
     assert result["status"] == "rejected", result
     assert result["error"]["status"] == 422, result
+
+
+async def test_a_body_that_is_not_json_says_what_to_send(client: httpx.AsyncClient, acct: Acct) -> None:
+    """curl's ``-d`` without ``-H 'Content-Type: application/json'`` sends a form: 415, and how to fix it."""
+    body = await refused(client, acct, "POST", GRANTS, "operator", statuses={415}, content=b"amount=1&reason=t",
+                         headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert "Content-Type: application/json" in body["detail"], body
+    assert "application/x-www-form-urlencoded" in body["detail"], body
+    # JSON under a +json type or with a charset parameter is JSON.
+    for content_type in ("application/json; charset=utf-8", "application/merge-patch+json", "Application/JSON"):
+        r = await client.put(BUDGET.format(account=acct.id), headers={**bearer(acct.account.admin),
+                             "Content-Type": content_type}, content=b'{"monthly_limit": "10"}')
+        assert r.status_code == 200, (content_type, r.text)
+
+
+async def test_malformed_json_is_a_400_and_an_invalid_field_a_422(client: httpx.AsyncClient, acct: Acct) -> None:
+    body = await refused(client, acct, "POST", CHARGES, "member", statuses={400}, headers=JSON_CT,
+                         content=b'{"operation": "email" "quantity": 1}')
+    assert body["type"].endswith("/malformed-request") and "not valid JSON" in body["detail"], body
+    body = await refused(client, acct, "POST", CHARGES, "member", statuses={400}, headers=JSON_CT,
+                         content=b"\xef\xbb\xbf{}")
+    assert body["status"] == 400, body  # a UTF-8 BOM: RFC 8259 forbids sending one
+    body = await refused(client, acct, "POST", CHARGES, "member", statuses={422}, json={**EMAIL, "quantity": "x"})
+    assert body["type"].endswith("/invalid-request"), body
