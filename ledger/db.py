@@ -8,8 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import asyncpg  # type: ignore[import-untyped]  # ships no type hints
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -59,6 +61,24 @@ def make_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
         # handful of statements. Behind PgBouncer in transaction mode it would have to be 0.
         connect_args=connect_args(),
     )
+
+
+#: What asyncpg raises when the server is down, shutting down, or gone mid-request.
+_OUTAGES = (OSError, sa_exc.TimeoutError, asyncpg.PostgresConnectionError, asyncpg.exceptions.OperatorInterventionError,
+            asyncpg.exceptions.TooManyConnectionsError)
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) says the database cannot be reached right now: refused,
+    reset, timed out, shutting down, or the connection lost mid-request. An outage to retry, not a bug."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, _OUTAGES) or (isinstance(cause, sa_exc.DBAPIError) and cause.connection_invalidated):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def connect_args() -> dict[str, Any]:

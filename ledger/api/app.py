@@ -17,6 +17,7 @@ from fastapi.routing import APIRoute
 from redis.asyncio import Redis
 
 from ledger.api import problems
+from ledger.api.edge import Edge
 from ledger.api.metrics import Metrics, MetricsMiddleware
 from ledger.api.ratelimit import RateLimiter
 from ledger.api.routes import (
@@ -91,6 +92,7 @@ def create_app(runtime: Runtime | None = None, *, settings: Settings | None = No
     problems.install(app)
     for module in (accounts, balance, usage, grants, deployments, controls, notifications, catalogue, ops):
         _add_routes(app, module.router)
+    app.add_middleware(Edge)  # inside the metrics: its answers are counted
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
 

@@ -17,7 +17,8 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ledger.errors import LedgerError, RateLimited, Unauthorized
+from ledger.db import unreachable
+from ledger.errors import LedgerError, RateLimited, Unauthorized, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ def problem_response(status: int, body: dict[str, Any], headers: dict[str, str] 
 async def ledger_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, LedgerError)
     headers: dict[str, str] = {}
-    if isinstance(exc, RateLimited):
+    if isinstance(exc, RateLimited | Unavailable):
         headers["Retry-After"] = str(exc.retry_after_s)
     elif isinstance(exc, Unauthorized):
         headers["WWW-Authenticate"] = "Bearer"
@@ -72,6 +73,12 @@ async def http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    """An exception no handler took: an outage (the database unreachable) is a 503 to retry; anything
+    else is a bug, logged, and a 500."""
+    if unreachable(exc):
+        log.warning("%s %s: the database is unreachable: %r", request.method, request.url.path, exc)
+        return await ledger_error(request, Unavailable(
+            "the database cannot be reached; retry later (a write with the same Idempotency-Key)"))
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem_response(500, {"type": _BASE + "internal", "title": "Internal server error", "status": 500,
                                   "detail": "the server failed; nothing is known to be recorded unless a retry"
@@ -79,7 +86,8 @@ async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install(app: FastAPI) -> None:
-    """Register the handlers on ``app``."""
+    """Register the handlers on ``app``. ``Exception`` lands in Starlette's ``ServerErrorMiddleware``,
+    the last resort for errors outside ``edge.Edge``, which answers all the others."""
     app.add_exception_handler(LedgerError, ledger_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(ValidationError, domain_validation_error)

@@ -100,10 +100,13 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     403: problem_doc(Problem, "The key's role is too weak."),
     404: problem_doc(Problem, "Not found, or not this key's account."),
     409: problem_doc(Problem, "Conflict: an idempotency key reused with another body, or the state forbids it."),
+    414: problem_doc(Problem, "The path and query are longer than 8,192 bytes."),
+    415: problem_doc(Problem, "The body is not sent as `Content-Type: application/json`."),
     422: problem_doc(Problem, "Invalid request; nothing was recorded."),
     429: problem_doc(Problem, "Over the plan's rate limit; see Retry-After. Nothing was recorded."),
     500: problem_doc(Problem, "The command could not be recorded."),
-    503: problem_doc(Problem, "Outcome unknown: retry with the same Idempotency-Key."),
+    503: problem_doc(Problem, "The database is unreachable, or the outcome is unknown: retry (a write with the same"
+                              " Idempotency-Key)."),
 }
 #: Gated routes also answer 402.
 PAYMENT_REQUIRED: dict[int | str, dict[str, Any]] = {

@@ -24,6 +24,10 @@ from ledger.store import EVENT_COLUMNS, row_to_event
 router = APIRouter(tags=["balance"], responses=s.ERRORS, route_class=LeanRoute)
 
 
+#: Stream versions are PostgreSQL bigints: a larger cursor was never one this API returned.
+_MAX_VERSION = 2**63 - 1
+
+
 def encode_cursor(version: int) -> str:
     return base64.urlsafe_b64encode(f"v1:{version}".encode()).decode().rstrip("=")
 
@@ -32,7 +36,7 @@ def decode_cursor(cursor: str) -> int:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         tag, _, version = raw.partition(":")
-        if tag != "v1" or not version.isdigit():
+        if tag != "v1" or not version.isascii() or not version.isdigit() or int(version) > _MAX_VERSION:
             raise ValueError(raw)
         return int(version)
     except (ValueError, binascii.Error, UnicodeDecodeError):

@@ -7,12 +7,13 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import httpx
 import uvicorn
+from fastapi import FastAPI
 
 from ledger.api.app import create_app
 from ledger.db import make_engine
@@ -28,17 +29,20 @@ def free_port() -> int:
 
 
 @contextmanager
-def live_server(database_url: str, redis_url: str, **settings_: Any) -> Iterator[str]:
-    """Serve the API on ``database_url`` / ``redis_url`` (and any other ``Settings``); yield its base
-    URL once ready; stop it on exit."""
+def live_server(database_url: str, redis_url: str, *, configure: Callable[[FastAPI], None] | None = None,
+                **settings_: Any) -> Iterator[str]:
+    """Serve the API on ``database_url`` / ``redis_url`` (and any other ``Settings``; ``configure`` may add
+    to the app first); yield its base URL once ready; stop it on exit."""
     settings = Settings(**{"database_url": database_url, "redis_url": redis_url, "key_env": "test",
                            "serve_background": False, **settings_})
+    app = create_app(settings=settings)
+    if configure is not None:
+        configure(app)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))  # the port is ours from here on: no race for a "free" one
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(settings=settings), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="on"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="live-api", daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{port}"
