@@ -16,7 +16,7 @@ from uuid import UUID
 from ledger import commands as c
 from ledger.alerts import AlertSpec
 from ledger.alerts import facts as alert_facts
-from ledger.clock import HOUR, add_months, day_key, month_key
+from ledger.clock import add_months, day_key, month_key
 from ledger.errors import (
     AccountExists,
     CouponRejected,
@@ -57,7 +57,7 @@ from ledger.events import (
 from ledger.grants import plan_draws
 from ledger.money import MAX_UCR, credits_to_exact_ucr, floor_ucr, format_credits, fraction_to_decimal_str
 from ledger.rates import Price, RateCard, coupon_code, normalize_quantities, price
-from ledger.state import AccountState, apply
+from ledger.state import AccountState, apply, hour_due_at
 
 E = TypeVar("E", bound=EventBase)
 
@@ -422,11 +422,6 @@ def _start(b: _Builder, cmd: c.StartDeployment) -> None:
     _debit(b, p, attribution=attribution, gated=True, deployment_id=cmd.deployment_id, hour_index=0)
 
 
-def hour_due_at(started_at: datetime, first_hour: int, hour_index: int) -> datetime:
-    """When hour ``hour_index`` of a running segment begins (and is charged)."""
-    return started_at + (hour_index - first_hour) * HOUR
-
-
 def _charge_hour(b: _Builder, cmd: c.ChargeDeploymentHour) -> None:
     _deployment(b, cmd.deployment_id, "running")
     d = b.state.deployments[cmd.deployment_id]
@@ -435,7 +430,7 @@ def _charge_hour(b: _Builder, cmd: c.ChargeDeploymentHour) -> None:
     if cmd.hour_index > d.hours_charged:
         raise InvalidState(f"hour {d.hours_charged} of {d.deployment_id!r} must be charged first")
     assert d.segment_started_at is not None
-    due = hour_due_at(d.segment_started_at, d.segment_first_hour, cmd.hour_index)
+    due = hour_due_at(d.segment_started_at, d.used, cmd.hour_index)
     if due > b.ctx.now:
         raise InvalidState(f"hour {cmd.hour_index} of {d.deployment_id!r} is not due until {due.isoformat()}")
     p = _hour_price(b.ctx.card, d.instance_type)
@@ -448,8 +443,10 @@ def _charge_hour(b: _Builder, cmd: c.ChargeDeploymentHour) -> None:
             raise
         b.emit(DeploymentPaused, deployment_id=d.deployment_id, reason=refused.reason)
         return
-    _debit(b, p, attribution=attribution, gated=True, occurred_at=due, deployment_id=d.deployment_id,
-           hour_index=cmd.hour_index)
+    # Dated when it fell due, but never before this running segment: time used before a pause
+    # that was not charged then (a scheduler that was down) is charged as the segment starts.
+    _debit(b, p, attribution=attribution, gated=True, occurred_at=max(due, d.segment_started_at),
+           deployment_id=d.deployment_id, hour_index=cmd.hour_index)
 
 
 def _stop(b: _Builder, cmd: c.StopDeployment) -> None:
@@ -465,6 +462,10 @@ def _pause(b: _Builder, cmd: c.PauseDeployment) -> None:
 def _resume(b: _Builder, cmd: c.ResumeDeployment) -> None:
     _deployment(b, cmd.deployment_id, "paused")
     d = b.state.deployments[cmd.deployment_id]
+    if d.used < d.paid:
+        # Paid time is left: the clock runs on, and the next hour is charged when it runs out.
+        b.emit(DeploymentResumed, deployment_id=d.deployment_id)
+        return
     p = _hour_price(b.ctx.card, d.instance_type)
     _expire_due(b)
     attribution = Attribution(deployment=d.deployment_id)

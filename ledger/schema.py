@@ -175,9 +175,10 @@ deployments = Table(
     Column("status", Text, nullable=False),  # running | paused | stopped
     Column("hours_charged", BigInteger, nullable=False),
     Column("credits_ucr", BigInteger, nullable=False),
-    # The running segment: hour ``segment_first_hour`` began at ``segment_started_at``.
+    # Paid through ``hours_charged`` hours of running time; ``used_us`` µs of it were used before
+    # the running segment that began at ``segment_started_at`` (all of it while not running).
     _ts("segment_started_at", nullable=True),
-    Column("segment_first_hour", BigInteger, nullable=False),
+    Column("used_us", BigInteger, nullable=False),
     Column("paused_reason", Text),
     _ts("started_at"),
     PrimaryKeyConstraint("account_id", "deployment_id", name="deployments_pkey"),

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from uuid import UUID
 
-from ledger.clock import day_key, month_key
+from ledger.clock import HOUR, day_key, month_key
 from ledger.events import (
     AccountOpened,
     AllowanceGranted,
@@ -69,6 +69,12 @@ class Reservation:
 
 @dataclass(frozen=True, slots=True)
 class Deployment:
+    """A deployment's clock: it is paid through ``hours_charged`` hours of running time.
+
+    Pauses stop the clock: ``used`` is the running time used before the current running segment
+    (began at ``segment_started_at``), or in all while paused or stopped.
+    """
+
     deployment_id: str
     instance_type: str
     hourly_ucr: int
@@ -76,9 +82,31 @@ class Deployment:
     hours_charged: int
     credits_ucr: int
     segment_started_at: datetime | None
-    segment_first_hour: int
+    used: timedelta
     paused_reason: str | None
     started_at: datetime
+
+    @property
+    def paid(self) -> timedelta:
+        """The running time paid for: every hour charged is an hour of running, however it is split."""
+        return self.hours_charged * HOUR
+
+    def used_at(self, now: datetime) -> timedelta:
+        """Running time used by ``now``."""
+        if self.segment_started_at is None:
+            return self.used
+        # A clock that stepped back never gives time back.
+        return self.used + max(now - self.segment_started_at, timedelta(0))
+
+
+def hour_due_at(segment_started_at: datetime, used: timedelta, hour_index: int) -> datetime:
+    """When hour ``hour_index`` of a deployment running since ``segment_started_at`` is due.
+
+    Hour n is charged when the running time used (``used`` before this segment, plus the
+    segment so far) reaches n hours, i.e. when the paid time runs out. The scheduler and
+    ``decide`` both ask this, so they cannot disagree on which hours are due.
+    """
+    return segment_started_at + hour_index * HOUR - used
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,21 +247,22 @@ def apply(s: AccountState, e: Event) -> AccountState:
                         reservations={**s.reservations, r.reservation_id: replace(r, status=e.reason)})
         case DeploymentStarted():
             d = Deployment(e.deployment_id, e.instance_type, e.hourly_ucr, "running", 0, 0, e.occurred_at,
-                           0, None, e.occurred_at)
+                           timedelta(0), None, e.occurred_at)
             s = replace(s, deployments={**s.deployments, d.deployment_id: d})
         case DeploymentStopped():
+            # The clock stops: the running segment's time is added to what was used.
             d = s.deployments[e.deployment_id]
             s = replace(s, deployments={**s.deployments, d.deployment_id: replace(
-                d, status="stopped", segment_started_at=None)})
+                d, status="stopped", segment_started_at=None, used=d.used_at(e.occurred_at))})
         case DeploymentPaused():
             d = s.deployments[e.deployment_id]
             s = replace(s, deployments={**s.deployments, d.deployment_id: replace(
-                d, status="paused", segment_started_at=None, paused_reason=e.reason)})
+                d, status="paused", segment_started_at=None, used=d.used_at(e.occurred_at),
+                paused_reason=e.reason)})
         case DeploymentResumed():
             d = s.deployments[e.deployment_id]
             s = replace(s, deployments={**s.deployments, d.deployment_id: replace(
-                d, status="running", segment_started_at=e.occurred_at, segment_first_hour=d.hours_charged,
-                paused_reason=None)})
+                d, status="running", segment_started_at=e.occurred_at, paused_reason=None)})
         case BudgetSet():
             s = replace(s, budget=Budget(e.monthly_limit_ucr, e.warn_pct, e.critical_pct, e.hard_stop))
         case LimitSet():

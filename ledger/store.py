@@ -18,7 +18,7 @@ import weakref
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 from uuid import UUID
@@ -580,8 +580,8 @@ class EventStore:
             )):
                 deployments[dr["account_id"]][dr["deployment_id"]] = Deployment(
                     dr["deployment_id"], dr["instance_type"], dr["hourly_ucr"], dr["status"], dr["hours_charged"],
-                    dr["credits_ucr"], dr["segment_started_at"], dr["segment_first_hour"], dr["paused_reason"],
-                    dr["started_at"])
+                    dr["credits_ucr"], dr["segment_started_at"], timedelta(microseconds=dr["used_us"]),
+                    dr["paused_reason"], dr["started_at"])
 
         redeemed: dict[str, set[str]] = defaultdict(set)
         coupon_cmds = of(c.RedeemCoupon)
@@ -619,6 +619,8 @@ class EventStore:
 
 
 _NO_ATTR = c.Charge.model_fields["attribution"].default
+#: A deployment's running time used is stored as whole microseconds (``deployments.used_us``).
+_MICROSECOND = timedelta(microseconds=1)
 
 
 #: An event on its way to the table: the event, its version, its chained hash, its data as JSON.
@@ -834,7 +836,7 @@ def _write_state(
         res_rows += [(s.account_id, r.reservation_id, r.operation, r.held_ucr, r.status, r.expires_at,
                       r.created_at) for rid, r in s.reservations.items() if before.reservations.get(rid) != r]
         dep_rows += [(s.account_id, d.deployment_id, d.instance_type, d.hourly_ucr, d.status, d.hours_charged,
-                      d.credits_ucr, d.segment_started_at, d.segment_first_hour, d.paused_reason, d.started_at)
+                      d.credits_ucr, d.segment_started_at, d.used // _MICROSECOND, d.paused_reason, d.started_at)
                      for did, d in s.deployments.items() if before.deployments.get(did) != d]
         limit_rows += [(s.account_id, k[0], k[1], lim.per_run_ucr, lim.per_day_ucr, lim.per_month_ucr)
                        for k, lim in s.limits.items() if before.limits.get(k) != lim]
@@ -857,13 +859,13 @@ def _write_state(
     if dep_rows:
         w.add(
             "INSERT INTO deployments (account_id, deployment_id, instance_type, hourly_ucr, status,"
-            " hours_charged, credits_ucr, segment_started_at, segment_first_hour, paused_reason, started_at) "
+            " hours_charged, credits_ucr, segment_started_at, used_us, paused_reason, started_at) "
             + _rows_from("a text", "d text", "i text", "h bigint", "s text", "n bigint", "c bigint",
-                         "ss timestamptz", "f bigint", "pr text", "st timestamptz")
+                         "ss timestamptz", "u bigint", "pr text", "st timestamptz")
             + " ON CONFLICT (account_id, deployment_id) DO UPDATE SET status = excluded.status,"
             " hours_charged = excluded.hours_charged, credits_ucr = excluded.credits_ucr,"
             " segment_started_at = excluded.segment_started_at,"
-            " segment_first_hour = excluded.segment_first_hour, paused_reason = excluded.paused_reason",
+            " used_us = excluded.used_us, paused_reason = excluded.paused_reason",
             {"rows": _rows(dep_rows)})
     if limit_rows:
         w.add(

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
@@ -165,8 +166,8 @@ async def _load_inline(conn: AsyncConnection, ids: list[str]) -> _Inline:
     for r in await rows("SELECT account_id, reservation_id, operation, held_ucr, status FROM reservations"
                         " WHERE account_id = ANY(:ids)"):
         out.reservations[r.account_id][r.reservation_id] = r
-    for r in await rows("SELECT account_id, deployment_id, instance_type, status, hours_charged, credits_ucr"
-                        " FROM deployments WHERE account_id = ANY(:ids)"):
+    for r in await rows("SELECT account_id, deployment_id, instance_type, status, hours_charged, credits_ucr,"
+                        " used_us FROM deployments WHERE account_id = ANY(:ids)"):
         out.deployments[r.account_id][r.deployment_id] = r
     for r in await rows("SELECT account_id, scope, subject, period, spent_ucr FROM spend_counters"
                         " WHERE account_id = ANY(:ids)"):
@@ -336,6 +337,7 @@ def _finish(r: _Replay, inline: _Inline, report: VerifyReport) -> None:
         _compare(bad, f"deployment {did} status", dr.status, fd.status)
         _compare(bad, f"deployment {did} hours charged", dr.hours_charged, fd.hours_charged)
         _money(bad, f"deployment {did} credits", dr.credits_ucr, fd.credits_ucr)
+        _compare(bad, f"deployment {did} running time used", timedelta(microseconds=dr.used_us), fd.used)
 
     # The store writes counters as deltas (a row may exist with 0); absent and 0 are the same.
     counters = inline.counters.get(a, {})

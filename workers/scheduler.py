@@ -1,8 +1,8 @@
 """The scheduler: turns time into keyed commands, sent to the ``execute_commands`` actor.
 
-Each tick finds what is due now: every hour of every running deployment not yet charged (in
-order, so a tick after downtime catches up each missed hour once), monthly allowances, grant and
-reservation expiry, and yesterday's / last week's spend summaries. Every command carries a key
+Each tick finds what is due now: every uncharged hour of every running deployment whose paid
+time has run out (in order, so a tick after downtime catches up each missed hour once), monthly
+allowances, grant and reservation expiry, and yesterday's / last week's spend summaries. Every command carries a key
 derived from what it is about (``deployment:{id}:hour:{n}``, ``allowance:{cycle}``,
 ``alert:daily_summary:...``), so two schedulers at once, or a tick repeated after a crash, can
 only replay. A lease (an advisory lock) keeps a second scheduler idle while one runs, to save
@@ -23,9 +23,10 @@ from sqlalchemy import text
 
 from ledger import commands as c
 from ledger.alerts import previous_periods
-from ledger.clock import HOUR, Clock, add_months
+from ledger.clock import Clock, add_months
 from ledger.money import credits_to_exact_ucr, floor_ucr
 from ledger.service import Ledger
+from ledger.state import hour_due_at
 from workers.commands import dump
 
 log = logging.getLogger(__name__)
@@ -48,15 +49,21 @@ class Tick:
 
 
 def due_hours(rows: Sequence[Any], now: datetime) -> list[c.ChargeDeploymentHour]:
-    """Every uncharged hour of the running deployments in ``rows`` that has begun by ``now``, in order."""
+    """Every uncharged hour of the running deployments in ``rows`` that is due by ``now``, in order.
+
+    Hour n is due once the running time used reaches n hours (``hour_due_at``): pauses stop the
+    clock, so an hour paid stays paid however the deployment's running time is split.
+    """
     out: list[c.ChargeDeploymentHour] = []
     for r in rows:
-        if r.segment_started_at is None or r.segment_started_at > now:
+        if r.segment_started_at is None:
             continue
-        last_due = r.segment_first_hour + int((now - r.segment_started_at) // HOUR)
-        out += [c.ChargeDeploymentHour(account_id=r.account_id, deployment_id=r.deployment_id, hour_index=n,
-                                       idempotency_key=f"deployment:{r.deployment_id}:hour:{n}")
-                for n in range(r.hours_charged, last_due + 1)]
+        used = timedelta(microseconds=r.used_us)
+        n = r.hours_charged
+        while hour_due_at(r.segment_started_at, used, n) <= now:
+            out.append(c.ChargeDeploymentHour(account_id=r.account_id, deployment_id=r.deployment_id, hour_index=n,
+                                              idempotency_key=f"deployment:{r.deployment_id}:hour:{n}"))
+            n += 1
     return out
 
 
@@ -100,7 +107,7 @@ class Scheduler:
         paid_plans = [p.id for p in card.plans.values() if floor_ucr(credits_to_exact_ucr(p.monthly_credits)) > 0]
         async with self.ledger.engine.connect() as conn:
             running = (await conn.execute(text(
-                "SELECT account_id, deployment_id, hours_charged, segment_first_hour, segment_started_at"
+                "SELECT account_id, deployment_id, hours_charged, used_us, segment_started_at"
                 " FROM deployments WHERE status = 'running' ORDER BY account_id, deployment_id"))).all()
             accounts = (await conn.execute(text(
                 "SELECT account_id, opened_at, (settings->>'allowance_cycle')::int AS cycle FROM accounts"

@@ -604,7 +604,7 @@ class Deployments(_Namespace):
         return self._c._run(_api.deployment_action(deployment_id, "pause", idempotency_key, reason))
 
     def resume(self, deployment_id: str, *, idempotency_key: str | None = None) -> Deployment:
-        """Resume (gated): a new hour starts and is charged now."""
+        """Resume: free while paid time is left; once it is used up, the next hour is charged now (gated)."""
         return self._c._run(_api.deployment_action(deployment_id, "resume", idempotency_key))
 
     def list(self) -> builtins.list[Deployment]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 from alembic import command
@@ -12,8 +13,14 @@ from sqlalchemy import BigInteger, Column, Index, MetaData, Text, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from ledger import commands as c
+from ledger.clock import ManualClock
 from ledger.db import alembic_config, make_engine, migrate
+from ledger.rate_cards import ensure_rate_card
 from ledger.schema import REFERENCE_TABLES, Xid8, metadata
+from ledger.service import Ledger
+from ledger.verify import verify
+from tests.ledger.conftest import T0
 
 # Every unique index, which is what backs PRIMARY KEY and UNIQUE constraints and what a
 # distributed table cannot have unless it contains the distribution column.
@@ -172,5 +179,40 @@ async def test_downgrade_drops_everything_and_upgrade_restores_it(
         async with engine.connect() as conn:
             assert await conn.scalar(text("SELECT to_regclass('events') IS NOT NULL"))
             assert (await conn.run_sync(_diff)) == []
+    finally:
+        await engine.dispose()
+
+
+async def test_migration_0006_backfills_each_deployments_running_time_used(fresh_database_url: str) -> None:
+    """``used_us`` is restored from the log exactly as the fold derives it, so verify stays clean."""
+    engine = make_engine(fresh_database_url)
+    clock = ManualClock(T0)
+    used = text("SELECT deployment_id, status, used_us FROM deployments ORDER BY 1")
+    try:
+        service = Ledger(engine, clock, await ensure_rate_card(engine))
+        await service.start()
+        try:
+            await service.execute(c.OpenAccount(account_id="gpu", name="gpu", plan="team"))
+            await service.execute(c.GrantCredits(account_id="gpu", amount_ucr=100_000_000, reason="t"))
+            for d in ("paused", "stopped", "running"):
+                await service.execute(c.StartDeployment(account_id="gpu", deployment_id=d, instance_type="cpu-s"))
+            for minutes, cmd in ((45, c.StopDeployment), (90, c.PauseDeployment), (180, c.ResumeDeployment),
+                                 (200, c.PauseDeployment)):
+                clock.set(T0 + timedelta(minutes=minutes, microseconds=7))
+                await service.execute(cmd(account_id="gpu", deployment_id="stopped" if minutes == 45 else "paused"))
+        finally:
+            await service.stop()
+        async with engine.connect() as conn:
+            before = (await conn.execute(used)).all()
+        minute = 60_000_000
+        assert before == [("paused", "paused", 110 * minute + 7), ("running", "running", 0),
+                          ("stopped", "stopped", 45 * minute + 7)]
+
+        await engine.dispose()
+        await asyncio.to_thread(command.downgrade, alembic_config(fresh_database_url), "0005")
+        await asyncio.to_thread(migrate, fresh_database_url)
+        async with engine.connect() as conn:
+            assert (await conn.execute(used)).all() == before
+        assert (await verify(engine)).clean
     finally:
         await engine.dispose()

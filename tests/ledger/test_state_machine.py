@@ -132,8 +132,12 @@ class MDeployment:
     hourly: int
     status: str
     hours: int
+    #: Running time used before ``segment_start`` (all of it while not running): pauses stop the clock.
+    used: timedelta
     segment_start: datetime
-    segment_first: int
+
+    def used_at(self, now: datetime) -> timedelta:
+        return self.used + (now - self.segment_start if self.status == "running" else timedelta(0))
 
 
 @dataclass(frozen=True)
@@ -445,7 +449,7 @@ class Model:
         self.expire_due()
         attribution = Attribution(deployment=dep)
         self.require(hourly, attribution)
-        self.deployments[dep] = MDeployment(instance, hourly, "running", 0, self.now, 0)
+        self.deployments[dep] = MDeployment(instance, hourly, "running", 0, timedelta(0), self.now)
         self.emit("DeploymentStarted", fields={"hourly_ucr": hourly})
         self.deployments[dep].hours = 1
         self.debit(hourly, attribution, gated=True, deployment_id=dep, hour_index=0)
@@ -460,7 +464,8 @@ class Model:
 
     def charge_hour(self, dep: str, hour: int, pause_if_unpaid: bool) -> None:
         d = self._deployment(dep, "running")
-        due = d.segment_start + timedelta(hours=hour - d.segment_first)
+        # Hour n is due once n hours of running time are used.
+        due = d.segment_start + timedelta(hours=hour) - d.used
         if hour != d.hours or due > self.now:
             raise Refused(InvalidState)
         self.expire_due()
@@ -468,28 +473,34 @@ class Model:
         if fails:
             if not pause_if_unpaid:
                 raise Refused(PaymentRequired, cost=d.hourly, options=fails)
-            d.status = "paused"
+            d.used, d.status = d.used_at(self.now), "paused"
             self.emit("DeploymentPaused", fields={"reason": OneOf(frozenset(r for r, _ in fails))})
             return
         d.hours += 1
-        self.debit(d.hourly, Attribution(deployment=dep), gated=True, occurred=due, deployment_id=dep,
-                   hour_index=hour)
+        self.debit(d.hourly, Attribution(deployment=dep), gated=True, occurred=max(due, d.segment_start),
+                   deployment_id=dep, hour_index=hour)
 
     def resume(self, dep: str) -> None:
         d = self._deployment(dep, "paused")
+        if d.used < timedelta(hours=d.hours):  # paid time left: the clock runs on, nothing is charged
+            d.status, d.segment_start = "running", self.now
+            self.emit("DeploymentResumed")
+            return
         self.expire_due()
         self.require(d.hourly, Attribution(deployment=dep))
-        d.status, d.segment_start, d.segment_first = "running", self.now, d.hours
+        d.status, d.segment_start = "running", self.now
         self.emit("DeploymentResumed")
         d.hours += 1
         self.debit(d.hourly, Attribution(deployment=dep), gated=True, deployment_id=dep, hour_index=d.hours - 1)
 
     def pause(self, dep: str) -> None:
-        self._deployment(dep, "running").status = "paused"
+        d = self._deployment(dep, "running")
+        d.used, d.status = d.used_at(self.now), "paused"
         self.emit("DeploymentPaused", fields={"reason": "paused_by_user"})
 
     def stop(self, dep: str) -> None:
-        self._deployment(dep, "running", "paused").status = "stopped"
+        d = self._deployment(dep, "running", "paused")
+        d.used, d.status = d.used_at(self.now), "stopped"
         self.emit("DeploymentStopped")
 
     def change_plan(self, plan: str) -> None:
@@ -935,9 +946,11 @@ class LedgerMachine(RuleBasedStateMachine):
             assert 0 <= r.remaining_ucr <= r.original_ucr
         by_source = {s: sum(g.remaining for g in m.grants.values() if g.source == s) for s in RANK}
         assert dict(b.by_source) == by_source
-        deployments = {r.deployment_id: (r.status, r.hours_charged) for r in self.run(self.fetch(
-            "SELECT deployment_id, status, hours_charged FROM deployments WHERE account_id = :a"))}
-        assert deployments == {k: (d.status, d.hours) for k, d in m.deployments.items()}
+        deployments = {r.deployment_id: (r.status, r.hours_charged, timedelta(microseconds=r.used_us))
+                       for r in self.run(self.fetch(
+                           "SELECT deployment_id, status, hours_charged, used_us FROM deployments"
+                           " WHERE account_id = :a"))}
+        assert deployments == {k: (d.status, d.hours, d.used) for k, d in m.deployments.items()}
         # The events' balance chain, read from the log.
         events = self.run(self.fetch(
             "SELECT version, amount_ucr, balance_after_ucr FROM events WHERE account_id = :a AND version > :v"

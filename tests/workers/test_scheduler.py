@@ -1,5 +1,6 @@
 """Two schedulers over a simulated 72 hours with a 5-hour outage: every hour of every running
-deployment charged once, in order, none skipped; pauses and resumes respected."""
+deployment charged once, in order, none skipped; pauses and resumes respected, and an hour
+paid stays paid across them."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from sqlalchemy import text
 from ledger import commands as c
 from ledger.clock import ManualClock
 from ledger.service import Ledger
+from ledger.verify import verify_account
 from tests.ledger.conftest import T0
 from tests.workers.conftest import drain
 from workers.runner import Background
@@ -54,7 +56,7 @@ async def test_two_schedulers_72_hours_with_an_outage(background: Background, wl
         clock.set(T0 + timedelta(hours=hour, minutes=10))
         if hour == 20:
             await wledger.execute(c.PauseDeployment(account_id=acct, deployment_id="paused"))
-        if hour == 30:  # during the outage: the user's resume charges its new hour at once
+        if hour == 30:  # during the outage: 50 minutes of hour 20 are still paid, so nothing is charged
             await wledger.execute(c.ResumeDeployment(account_id=acct, deployment_id="paused"))
         if hour == 40:
             await wledger.execute(c.StopDeployment(account_id=acct, deployment_id="stopped"))
@@ -64,7 +66,8 @@ async def test_two_schedulers_72_hours_with_an_outage(background: Background, wl
     assert charged["always"] == list(range(73))          # hours 0..72, the last due at 72:00
     assert charged["late"] == list(range(72))            # started at 0:30: hour 72 is due at 72:30
     assert charged["stopped"] == list(range(41))         # stopped at 40:10
-    # Paused at 20:10 after hour 20; resumed at 30:10 (a new hour 21); hours 22.. follow each hour.
+    # Paused at 20:10 with 20 h 10 min used of 21 h paid; resumed at 30:10, so hour 21 is due at
+    # 31:00 (21 h used), then one each hour up to hour 62 at 72:00.
     assert charged["paused"] == list(range(63))
     views = {d.deployment_id: d for d in await wledger.deployments(acct)}
     assert {k: v.hours_charged for k, v in views.items()} == {"always": 73, "late": 72, "stopped": 41, "paused": 63}
@@ -74,6 +77,54 @@ async def test_two_schedulers_72_hours_with_an_outage(background: Background, wl
             "SELECT idempotency_key, count(*) FROM events WHERE account_id = :a AND idempotency_key IS NOT NULL"
             " AND type = 'UsageMetered' GROUP BY idempotency_key HAVING count(*) > 1"), {"a": acct})).all()
     assert dupes == []
+
+
+async def test_paid_time_survives_pauses_two_schedulers_at_once_and_a_restart(
+        background: Background, wledger: Ledger, clock: ManualClock) -> None:
+    acct, dep = "blinker", "blink"
+    await wledger.execute(c.OpenAccount(account_id=acct, name=acct, plan="free"))
+    await wledger.execute(c.GrantCredits(account_id=acct, amount_ucr=100 * CREDIT, source="purchase", reason="t"))
+    await wledger.execute(c.StartDeployment(account_id=acct, deployment_id=dep, instance_type="gpu-s"))
+
+    async def at(minutes: int, *commands: c.Command) -> None:
+        clock.set(T0 + timedelta(minutes=minutes))
+        for cmd in commands:
+            await wledger.execute(cmd)
+
+    pause = c.PauseDeployment(account_id=acct, deployment_id=dep)
+    resume = c.ResumeDeployment(account_id=acct, deployment_id=dep)
+    background.start_worker(threads=2)
+    schedulers = [background.scheduler(wledger), background.scheduler(wledger)]
+
+    async def both_tick(minutes: int) -> list[int]:
+        """Both schedulers send what they find due at once (past the lease, which only saves work)."""
+        clock.set(T0 + timedelta(minutes=minutes))
+        await asyncio.gather(*(s._tick(clock.now()) for s in schedulers))
+        drain(background)
+        return (await hours_by_deployment(wledger, acct)).get(dep, [])
+
+    # Paused after a minute, resumed a minute later: one hour charged in all, and 59 minutes left.
+    await at(1, pause)
+    await at(2, resume)
+    assert await both_tick(5) == [0]
+    assert await both_tick(60) == [0]      # 59 minutes used
+    assert await both_tick(61) == [0, 1]   # 60 minutes used: hour 1
+    assert await both_tick(61) == [0, 1]
+    # Paused across the 2-hour mark (109 of 120 minutes used): nothing is charged while paused.
+    await at(110, pause)
+    assert await both_tick(180) == [0, 1]
+    await at(260, resume)                   # 4:20, nothing charged: hour 2 falls due at 4:31
+    assert await both_tick(270) == [0, 1]
+    # The schedulers are down from 4:30 to 7:00 and restart: hours 2, 3 and 4 (due 4:31, 5:31,
+    # 6:31) are caught up once each, by both at once.
+    schedulers = [background.scheduler(wledger), background.scheduler(wledger)]
+    assert await both_tick(420) == [0, 1, 2, 3, 4]
+    assert await both_tick(450) == [0, 1, 2, 3, 4]
+    assert await both_tick(451) == [0, 1, 2, 3, 4, 5]
+    # Stopped: the partial hour was paid; nothing more.
+    await at(460, c.StopDeployment(account_id=acct, deployment_id=dep))
+    assert await both_tick(600) == [0, 1, 2, 3, 4, 5]
+    assert (await verify_account(wledger.engine, acct)).clean
 
 
 def test_cycle_at_counts_whole_months() -> None:

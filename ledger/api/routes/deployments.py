@@ -1,4 +1,4 @@
-"""Deployments: start (gated, first hour charged), stop, pause, resume, list."""
+"""Deployments: start (gated, first hour charged), stop, pause, resume (gated once the paid time is used), list."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ async def stop(account: str, deployment_id: str, rt: RT, who: Member, response: 
 @router.post("/v1/accounts/{account}/deployments/{deployment_id}/pause", response_model=s.DeploymentOut)
 async def pause(account: str, deployment_id: str, rt: RT, who: Member, response: Response,
                 body: s.PauseIn | None = None, idem: IdemHeader = None) -> s.DeploymentOut:
-    """Pause: the clock stops; no hour is charged until resume."""
+    """Pause: the clock stops, and the paid time left is kept for the resume."""
     await _run(rt, c.PauseDeployment(account_id=account, deployment_id=deployment_id,
                                      reason=body.reason if body else "paused_by_user",
                                      idempotency_key=idempotency_key(idem, body.idempotency_key if body else None)),
@@ -81,7 +81,7 @@ async def pause(account: str, deployment_id: str, rt: RT, who: Member, response:
              responses=s.PAYMENT_REQUIRED)
 async def resume(account: str, deployment_id: str, rt: RT, who: Member, response: Response,
                  body: s.DeploymentActionIn | None = None, idem: IdemHeader = None) -> s.DeploymentOut:
-    """Resume (gated): a new hour starts and is charged now."""
+    """Resume: free while paid time is left; once it is used up, the next hour is charged now (gated)."""
     await _run(rt, c.ResumeDeployment(account_id=account, deployment_id=deployment_id,
                                       idempotency_key=idempotency_key(idem, body.idempotency_key if body else None)),
                response)
