@@ -17,10 +17,23 @@ class LedgerError(Exception):
     status: ClassVar[int] = 400
     type_slug: ClassVar[str] = "bad-request"
     title: ClassVar[str] = "Bad request"
+    #: Seconds to wait before a retry, sent as ``Retry-After``; ``None``: no retry is worth it.
+    retry_after_s: int | None = None
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
+
+    @property
+    def transient(self) -> bool:
+        """Whether the very same request may succeed later: the one rule for what is retried.
+
+        Every 5xx: the server's side failed (the database unreachable, a commit lost, a fault),
+        not the request, so a usage item that got one is ``failed`` (retry it with the same
+        key), never ``rejected``, and the workers let Dramatiq retry it. Every 4xx is the
+        request's own fault and final as sent.
+        """
+        return self.status >= 500
 
     def extra(self) -> dict[str, Any]:
         """Fields added to the problem document beside type/title/status/detail."""
@@ -202,6 +215,7 @@ class OutcomeUnknown(LedgerError):
     status = 503
     type_slug = "outcome-unknown"
     title = "Outcome unknown; retry with the same idempotency key"
+    retry_after_s = 1
 
 
 class Unauthorized(LedgerError):

@@ -1,7 +1,9 @@
 """Metered usage in batches: the one path shared by ``POST /v1/usage`` and the queue intake actor.
 
-Each item is parsed and recorded on its own merits: a bad item is rejected with its error and
-never fails the others; each carries its idempotency key, so a redelivered batch replays.
+Each item is parsed and recorded on its own merits: a bad item is ``rejected`` with its error
+and never fails the others; an item the server could not record now (an outage, a lost commit:
+``LedgerError.transient``) is ``failed``, to be sent again with the same key. Each carries its
+idempotency key, so a redelivered batch replays.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from ledger import commands as c
-from ledger.errors import InvalidRequest, LedgerError, UnknownAccount
+from ledger.errors import InvalidRequest, LedgerError, Unavailable, UnknownAccount
 from ledger.events import Attribution, UsageMetered
 from ledger.service import Ledger
 
@@ -35,12 +37,20 @@ class UsageItem(BaseModel):
     idempotency_key: Annotated[str, Field(min_length=1, max_length=255)]
 
 
+Status = Literal["created", "replayed", "rejected", "failed"]
+
+
 @dataclass(frozen=True)
 class ItemResult:
     idempotency_key: str | None
-    status: Literal["created", "replayed", "rejected"]
+    status: Status
     usage: UsageMetered | None = None
     error: LedgerError | None = None
+
+
+def _unrecorded(key: str | None, error: LedgerError) -> ItemResult:
+    """``failed`` when the error may pass (retry the item with its key), else ``rejected`` (final)."""
+    return ItemResult(key, "failed" if error.transient else "rejected", error=error)
 
 
 def _invalid(err: ValidationError) -> InvalidRequest:
@@ -60,7 +70,11 @@ def _command(raw: Any, only_account: str | None) -> c.Meter:
 
 
 async def record_usage(ledger: Ledger, items: Sequence[Any], *, only_account: str | None = None) -> list[ItemResult]:
-    """Record a batch of metered usage (never refused for lack of credits); one result per item, in order."""
+    """Record a batch of metered usage (never refused for lack of credits); one result per item, in order.
+
+    Raises ``Unavailable`` when no item could be recorded and some failed for a transient
+    reason (the database unreachable for the whole batch): one answer to retry it all.
+    """
     if len(items) > MAX_BATCH:
         raise InvalidRequest(f"a batch holds at most {MAX_BATCH} items, not {len(items)}")
     results: list[ItemResult | None] = [None] * len(items)
@@ -73,12 +87,18 @@ async def record_usage(ledger: Ledger, items: Sequence[Any], *, only_account: st
         except (LedgerError, ValidationError) as err:
             key = raw.get("idempotency_key") if isinstance(raw, dict) else None
             error = _invalid(err) if isinstance(err, ValidationError) else err
-            results[i] = ItemResult(key if isinstance(key, str) else None, "rejected", error=error)
+            results[i] = _unrecorded(key if isinstance(key, str) else None, error)
     outcomes = await ledger.execute_many(commands) if commands else []
     for i, cmd, outcome in zip(where, commands, outcomes, strict=True):
         if isinstance(outcome, LedgerError):
-            results[i] = ItemResult(cmd.idempotency_key, "rejected", error=outcome)
+            results[i] = _unrecorded(cmd.idempotency_key, outcome)
         else:
             usage = next(e for e in reversed(outcome.events) if isinstance(e, UsageMetered))
             results[i] = ItemResult(cmd.idempotency_key, "replayed" if outcome.replayed else "created", usage)
-    return [r for r in results if r is not None]
+    done = [r for r in results if r is not None]
+    failed = [r for r in done if r.status == "failed"]
+    if failed and not any(r.usage is not None for r in done):
+        assert failed[0].error is not None
+        raise Unavailable(f"no item of the batch could be recorded ({failed[0].error.detail});"
+                          " send it again with the same idempotency keys")
+    return done

@@ -17,7 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ledger import commands as c
-from ledger.errors import CommandFailed, LedgerError, OutcomeUnknown
+from ledger.db import unreachable
+from ledger.errors import CommandFailed, LedgerError, OutcomeUnknown, Unavailable
 from ledger.store import EventStore, Outcome, Result
 
 log = logging.getLogger(__name__)
@@ -152,13 +153,18 @@ class GroupCommitWriter:
             return
         except Exception as exc:
             if len(batch) == 1:
-                log.exception("command failed: %s", type(batch[0].command).__name__)
-                _resolve(batch[0], CommandFailed(f"{type(batch[0].command).__name__} was not recorded: "
-                                                 f"{type(exc).__name__}"))
+                _resolve(batch[0], _failure(batch[0].command, exc))
                 return
             log.warning("batch of %d failed (%s); retrying one by one", len(batch), exc)
-            for p in batch:
+            for i, p in enumerate(batch):
                 await self._commit([p])
+                if isinstance(p.future.result(), Unavailable):
+                    # The database is away, not one command poisoned: the rest would each wait
+                    # for it in turn, and fail the same way.
+                    for rest in batch[i + 1:]:
+                        _resolve(rest, Unavailable(f"{type(rest.command).__name__} was not recorded: "
+                                                   "the database is unreachable"))
+                    return
             return
         if len(self.batch_sizes) >= 100_000:
             del self.batch_sizes[:50_000]
@@ -167,6 +173,17 @@ class GroupCommitWriter:
             observe(len(batch))
         for p, r in zip(batch, results, strict=True):
             _resolve(p, r)
+
+
+def _failure(command: c.Command, exc: Exception) -> LedgerError:
+    """What a command that failed alone (not refused by a rule) gets: ``Unavailable`` when the
+    database could not be reached, else ``CommandFailed`` (a fault worth a log with its trace)."""
+    name = type(command).__name__
+    if unreachable(exc):
+        log.warning("%s not recorded, the database is unreachable: %s: %s", name, type(exc).__name__, exc)
+        return Unavailable(f"{name} was not recorded: the database is unreachable")
+    log.error("command failed: %s", name, exc_info=exc)
+    return CommandFailed(f"{name} was not recorded: {type(exc).__name__}")
 
 
 def _resolve(p: _Pending, value: Result) -> None:

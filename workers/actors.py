@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 import dramatiq
 from dramatiq import Broker
 
 from ledger import commands as c
 from ledger import intake
-from ledger.errors import CommandFailed, InvalidState, LedgerError, NotFound, OutcomeUnknown
+from ledger.errors import InvalidState, LedgerError, NotFound
 from ledger.events import Attribution
 from workers import commands as payloads
 from workers import webhooks
@@ -23,9 +23,11 @@ from workers.context import context
 
 log = logging.getLogger(__name__)
 
-#: Failures worth a retry: the command's outcome is unknown or the database refused it for a
-#: reason that is not a business rule. Retrying is safe: every command here is keyed.
-_RETRY = (OutcomeUnknown, CommandFailed)
+
+def _transient(result: object) -> TypeGuard[LedgerError]:
+    """A failure worth a retry (``LedgerError.transient``: the database unreachable, a commit
+    lost, a fault). Retrying is safe: every command here is keyed."""
+    return isinstance(result, LedgerError) and result.transient
 
 
 async def execute_commands(batch: list[list[Any]]) -> None:
@@ -33,7 +35,7 @@ async def execute_commands(batch: list[list[Any]]) -> None:
     commands = [payloads.load(p) for p in batch]
     ledger = await context().ledger()
     for cmd, result in zip(commands, await ledger.execute_many(commands), strict=True):
-        if isinstance(result, _RETRY):
+        if _transient(result):
             raise result
         if isinstance(result, LedgerError) and not isinstance(result, InvalidState | NotFound):
             log.warning("%s for %s refused: %s", type(cmd).__name__, cmd.account_id, result.detail)
@@ -49,7 +51,7 @@ async def pause_for_debt(account_id: str) -> None:
     """Pause the account's running deployments while it is in debt."""
     ledger = await context().ledger()
     result = (await ledger.execute_many([c.PauseForDebt(account_id=account_id)]))[0]
-    if isinstance(result, _RETRY):
+    if _transient(result):
         raise result
 
 
@@ -61,13 +63,20 @@ async def deliver_webhook(account_id: str, endpoint_id: str, event_id: str) -> N
 
 
 async def record_usage(events: list[dict[str, Any]]) -> None:
-    """Queue intake for producers: the same outcome and idempotency as ``POST /v1/usage``."""
+    """Queue intake for producers: the same outcome and idempotency as ``POST /v1/usage``.
+
+    A ``failed`` item (or the whole batch ``Unavailable``) raises, so Dramatiq retries the
+    message with backoff: the recorded items replay by key, the failed ones run. A ``rejected``
+    item is final and only logged: retrying it would be refused the same way.
+    """
     ledger = await context().ledger()
-    for r in await intake.record_usage(ledger, events):
-        if r.error is not None:
-            if isinstance(r.error, _RETRY):
-                raise r.error
+    results = await intake.record_usage(ledger, events)
+    for r in results:
+        if r.status == "rejected" and r.error is not None:
             log.warning("usage item %s rejected: %s", r.idempotency_key, r.error.detail)
+    failed = next((r.error for r in results if r.status == "failed"), None)
+    if failed is not None:
+        raise failed
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ledger.db import unreachable
-from ledger.errors import LedgerError, RateLimited, Unauthorized, Unavailable
+from ledger.errors import LedgerError, Unauthorized, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +33,9 @@ def problem_response(status: int, body: dict[str, Any], headers: dict[str, str] 
 async def ledger_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, LedgerError)
     headers: dict[str, str] = {}
-    if isinstance(exc, RateLimited | Unavailable):
+    if exc.retry_after_s is not None:  # a 429, an outage, a lost commit
         headers["Retry-After"] = str(exc.retry_after_s)
-    elif isinstance(exc, Unauthorized):
+    if isinstance(exc, Unauthorized):
         headers["WWW-Authenticate"] = "Bearer"
     if exc.status >= 500:
         log.error("%s %s: %s", request.method, request.url.path, exc.detail)

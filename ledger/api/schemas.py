@@ -309,7 +309,8 @@ class UsageBatchIn(Body):
 
 class UsageResult(Out):
     idempotency_key: str | None
-    status: Literal["created", "replayed", "rejected"]
+    #: ``rejected``: never accepted as sent; ``failed``: not recorded now, retry with the same key.
+    status: Literal["created", "replayed", "rejected", "failed"]
     id: UUID | None = None
     amount: str | None = None
     amount_ucr: int | None = None

@@ -6,8 +6,9 @@ the parser of its answer) built by the functions in ``_api``. The sync and async
 (``credits``, ``usage``, ...) are one-line adapters from a method's arguments to a ``_Call``.
 
 Retries: connection errors, 500, 502, 503 and 504 are retried up to ``max_retries`` times with
-exponential backoff and jitter. A 429 raises ``RateLimitedError`` (with ``retry_after``) at once:
-waiting is the caller's choice, made with ``retry_on_rate_limit=N`` (wait out ``Retry-After`` and
+exponential backoff and jitter, and so are the items of a usage batch that came back ``failed``
+(not recorded for a transient reason). A 429 raises ``RateLimitedError`` (with ``retry_after``) at
+once: waiting is the caller's choice, made with ``retry_on_rate_limit=N`` (wait out ``Retry-After`` and
 retry, at most N times, each wait at most ``max_retry_after_s``). A write's idempotency key is
 made once per method call (a UUID4 unless the caller gives one) and every retry sends the same
 request bytes with the same key, so a retry never records anything twice.
@@ -240,6 +241,18 @@ class _api:
         return calls
 
     @staticmethod
+    def usage_again(call: _Call[list[UsageResult]], where: list[int]) -> _Call[list[UsageResult]]:
+        """``call`` (a usage batch) with only its items at ``where``: the same bodies and keys."""
+        if call.json_for is not None:
+            whole = call.json_for
+
+            def body(account: str) -> Any:
+                events = whole(account)["events"]
+                return {"events": [events[i] for i in where]}
+            return _Call("POST", "/v1/usage", _usage_results, json_for=body)
+        return _Call("POST", "/v1/usage", _usage_results, json={"events": [call.json["events"][i] for i in where]})
+
+    @staticmethod
     def usage_one(operation: str, quantity: int | None, quantities: Quantities | None,
                   attribution: Attribution | Mapping[str, str] | None, occurred_at: datetime | str | None,
                   idempotency_key: str | None, account_id: str | None) -> _Call[list[UsageResult]]:
@@ -385,6 +398,17 @@ class _Base:
         if wait > self.max_retry_after_s:
             return None
         return wait + random.uniform(0, 0.1)  # float-ok: jitter on a duration
+
+    def _usage_again(self, call: _Call[list[UsageResult]], results: list[UsageResult],
+                     attempt: int) -> tuple[_Call[list[UsageResult]], list[int], float] | None:  # float-ok: s
+        """The next try of a usage batch's ``failed`` items (the call, where they are, the wait),
+        or ``None``: none failed, or ``max_retries`` are spent (they stay ``failed``)."""
+        where = [i for i, r in enumerate(results) if r.status == "failed"]
+        delay = self._retry_delay(attempt, None) if where else None
+        if delay is None:
+            return None
+        log.info("%d usage item(s) failed; retry %d in %.2fs", len(where), attempt + 1, delay)
+        return _api.usage_again(call, where), where, delay
 
     @staticmethod
     def _result(call: _Call[T], response: httpx.Response) -> T:
@@ -558,17 +582,31 @@ class Usage(_Namespace):
         """Metered usage (never 402), ``POST /v1/usage``.
 
         With a list of events: one result per event, in order (a rejected item never fails the
-        others). With one operation: its result, raising the item's error if it was rejected.
+        others). Items that ``failed`` (not recorded for a transient reason) are sent again with
+        the same keys, with backoff, up to ``max_retries`` times; a 503 is retried the same way.
+        With one operation: its result, raising the item's error if it was rejected or failed.
         """
         if isinstance(events, str):
-            results = self._c._run(_api.usage_one(events, quantity, quantities, attribution, occurred_at,
-                                                  idempotency_key, account_id))
+            results = self._batch(_api.usage_one(events, quantity, quantities, attribution, occurred_at,
+                                                 idempotency_key, account_id))
             return results[0].raise_for_error()
         out: list[UsageResult] = []
         for call in _api.usage(events):
-            chunk: list[UsageResult] = self._c._run(call)
-            out.extend(chunk)
+            out.extend(self._batch(call))
         return out
+
+    def _batch(self, call: _Call[list[UsageResult]]) -> list[UsageResult]:
+        """One batch; its ``failed`` items sent again (same keys) with backoff, ``max_retries`` times."""
+        results = self._c._run(call)
+        attempt = 0
+        while (again := self._c._usage_again(call, results, attempt)) is not None:
+            retry, where, delay = again
+            time.sleep(delay)
+            again_results: list[UsageResult] = self._c._run(retry)
+            for i, r in zip(where, again_results, strict=True):
+                results[i] = r
+            attempt += 1
+        return results
 
 
 class Reservations(_Namespace):
@@ -761,14 +799,26 @@ class AsyncUsage(_AsyncNamespace):
                      occurred_at: datetime | str | None = None, idempotency_key: str | None = None,
                      account_id: str | None = None) -> list[UsageResult] | UsageResult:
         if isinstance(events, str):
-            results = await self._c._run(_api.usage_one(events, quantity, quantities, attribution, occurred_at,
-                                                        idempotency_key, account_id))
+            results = await self._batch(_api.usage_one(events, quantity, quantities, attribution, occurred_at,
+                                                       idempotency_key, account_id))
             return results[0].raise_for_error()
         out: list[UsageResult] = []
         for call in _api.usage(events):
-            chunk: list[UsageResult] = await self._c._run(call)
-            out.extend(chunk)
+            out.extend(await self._batch(call))
         return out
+
+    async def _batch(self, call: _Call[list[UsageResult]]) -> list[UsageResult]:
+        """One batch; its ``failed`` items sent again (same keys) with backoff, ``max_retries`` times."""
+        results = await self._c._run(call)
+        attempt = 0
+        while (again := self._c._usage_again(call, results, attempt)) is not None:
+            retry, where, delay = again
+            await asyncio.sleep(delay)
+            again_results: list[UsageResult] = await self._c._run(retry)
+            for i, r in zip(where, again_results, strict=True):
+                results[i] = r
+            attempt += 1
+        return results
 
 
 class AsyncReservations(_AsyncNamespace):

@@ -283,10 +283,12 @@ class Charge(_Written):
 
 
 class UsageResult(_Model):
-    """One item of a usage batch: ``created``, ``replayed`` or ``rejected`` (with ``error``)."""
+    """One item of a usage batch: ``created``, ``replayed``, ``rejected`` (never accepted as sent)
+    or ``failed`` (not recorded for a transient reason; the client already retried it with the
+    same key), the last two with ``error``."""
 
     idempotency_key: str | None
-    status: Literal["created", "replayed", "rejected"]
+    status: Literal["created", "replayed", "rejected", "failed"]
     id: UUID | None = None
     amount: str | None = None
     amount_ucr: int | None = None
@@ -294,15 +296,16 @@ class UsageResult(_Model):
 
     @property
     def ok(self) -> bool:
-        return self.status != "rejected"
+        """Whether the item is recorded."""
+        return self.status in ("created", "replayed")
 
     @property
     def exception(self) -> LedgerAPIError | None:
-        """The error a rejected item would raise (``None`` when it was recorded)."""
-        return error_from_problem(self.error or {}) if self.status == "rejected" else None
+        """The error a rejected or failed item would raise (``None`` when it was recorded)."""
+        return None if self.ok else error_from_problem(self.error or {})
 
     def raise_for_error(self) -> UsageResult:
-        """Raise the item's error if it was rejected; else return it."""
+        """Raise the item's error if it was rejected or failed; else return it."""
         exc = self.exception
         if exc is not None:
             raise exc

@@ -9,12 +9,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger import commands as c
 from ledger.clock import ManualClock
-from ledger.errors import OutcomeUnknown
+from ledger.errors import CommandFailed, OutcomeUnknown, Unavailable
 from ledger.rates import RateCard
 from ledger.service import Ledger
 from ledger.store import Outcome, Result, lock_key
 from ledger.writer import GroupCommitWriter
 from tests.ledger.conftest import OpenAccount
+from tests.pg_proxy import ledger_behind_proxy
 
 
 async def test_concurrent_callers_share_batches(ledger: Ledger, open_account: OpenAccount) -> None:
@@ -92,6 +93,56 @@ async def test_an_ambiguous_commit_is_never_retried_blindly() -> None:
         await writer.stop()
     assert store.calls == 1
     assert all(isinstance(r, OutcomeUnknown) and r.status == 503 for r in results)
+
+
+async def test_an_unreachable_database_fails_each_command_as_unavailable(
+    engine: AsyncEngine, database_url: str, clock: ManualClock, rate_card: RateCard, open_account: OpenAccount,
+) -> None:
+    """A real outage (the only way to the server cut): every command of the batch gets
+    ``Unavailable`` (503, transient: retry with the key), not ``CommandFailed`` (a 500, a bug);
+    once the server is back the same keys record once."""
+    account = await open_account(credits_ucr=10_000_000)
+    commands = [c.Meter(account_id=account, operation="email", quantity=1, idempotency_key=f"k{i}")
+                for i in range(4)]
+    async with ledger_behind_proxy(database_url, clock, rate_card) as (remote, proxy):
+        await remote.balance(account)  # connected once, then the connections are cut under it
+        await proxy.cut()
+        results = await remote.execute_many(commands)
+        assert all(isinstance(r, Unavailable) and r.status == 503 and r.transient for r in results), results
+        await proxy.start()
+        again = await remote.execute_many(commands)
+    assert [(isinstance(r, Outcome) and r.replayed) for r in again] == [False] * 4
+    async with engine.connect() as conn:
+        keys = (await conn.execute(text(
+            "SELECT idempotency_key FROM events WHERE account_id = :a AND type = 'UsageMetered'"
+            " AND idempotency_key LIKE 'k%' ORDER BY idempotency_key"), {"a": account})).scalars().all()
+    assert keys == ["k0", "k1", "k2", "k3"], "each once"
+
+
+class _Unreachable:
+    """A store whose server refuses every connection."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def run_batch(self, commands: list[c.Command]) -> list[Result]:
+        self.calls += 1
+        raise ConnectionRefusedError(111, "Connect call failed")
+
+
+async def test_the_one_by_one_retry_stops_at_the_first_unreachable_database() -> None:
+    """A failed batch is retried command by command to isolate a poisoned one; when the first
+    retry finds the database away the rest fail at once instead of each waiting for it in turn."""
+    store = _Unreachable()
+    writer = GroupCommitWriter(store, concurrency=1)  # type: ignore[arg-type]
+    await writer.start()
+    try:
+        results = await writer.submit_many([c.Meter(account_id="a", operation="email", quantity=1,
+                                                    idempotency_key=f"k{i}") for i in range(5)])
+    finally:
+        await writer.stop()
+    assert store.calls == 2, "the batch, then one command alone"
+    assert all(isinstance(r, Unavailable) and not isinstance(r, CommandFailed) for r in results)
 
 
 async def _batches_while_one_is_held(engine: AsyncEngine, clock: ManualClock, rate_card: RateCard,

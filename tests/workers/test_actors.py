@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from datetime import timedelta
+from typing import Any
 
+from dramatiq import Broker, MessageProxy
+from dramatiq.middleware import Middleware
 from sqlalchemy import text
 
 from ledger import commands as c
 from ledger.clock import ManualClock
+from ledger.errors import LedgerError
 from ledger.service import Ledger
+from ledger.settings import Settings
+from tests.pg_proxy import PgProxy
 from tests.workers.conftest import drain
 from workers.commands import dump
 from workers.runner import Background
@@ -94,3 +102,53 @@ async def test_a_producer_message_as_documented_is_recorded_once(background: Bac
     background.start_worker(threads=2)
     drain(background)
     assert [k for t, k in await event_rows(wledger, "producer") if t == "UsageMetered"] == ["req-8812"]
+
+
+class Attempts(Middleware):
+    """Every attempt at a message: its id and what it raised (``None``: it succeeded)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, BaseException | None]] = []
+        self.failed = threading.Event()
+
+    def after_process_message(self, broker: Broker, message: MessageProxy, *, result: Any = None,
+                              exception: BaseException | None = None) -> None:
+        self.seen.append((message.message_id, exception))
+        if exception is not None:
+            self.failed.set()
+
+
+async def test_the_intake_actor_retries_what_an_outage_kept_out_and_never_a_rejected_item(
+        settings: Settings, wledger: Ledger, clock: ManualClock) -> None:
+    """The database unreachable while a batch is taken: the actor raises, so Dramatiq retries the
+    message with backoff, and once the database is back every item is recorded once. A batch whose
+    only item is bad is rejected once and never retried."""
+    proxy = PgProxy(settings.database_url or "")
+    await proxy.start()
+    bg = Background(settings.model_copy(update={"database_url": proxy.url}), clock=clock)
+    attempts = Attempts()
+    bg.broker.add_middleware(attempts)
+    try:
+        await open_funded(wledger, "queued", 5)
+        item = {"account_id": "queued", "operation": "email", "quantity": 1}
+        bad = {**item, "operation": "no-such-operation", "idempotency_key": "bad"}
+        bg.start_worker(threads=2)
+        rejected = bg.actors.record_usage.send([bad])  # (the worker opens its ledger meanwhile)
+        await asyncio.to_thread(drain, bg)
+        await proxy.cut()
+        sent = bg.actors.record_usage.send([{**item, "idempotency_key": f"q{i}"} for i in range(3)])
+        assert await asyncio.to_thread(attempts.failed.wait, 30), "the batch was attempted during the outage"
+        await proxy.start()
+        deadline = time.monotonic() + 30
+        while len(keys := [k for t, k in await event_rows(wledger, "queued") if t == "UsageMetered"]) < 3:
+            assert time.monotonic() < deadline, f"the retried batch was not recorded: {keys}"
+            await asyncio.sleep(0.1)
+        await asyncio.to_thread(drain, bg)
+    finally:
+        await asyncio.to_thread(bg.close)
+        await proxy.cut()
+    assert sorted(str(k) for k in keys) == ["q0", "q1", "q2"], "each item once"
+    of_sent = [exc for mid, exc in attempts.seen if mid == sent.message_id]
+    assert of_sent[-1] is None and len(of_sent) >= 2
+    assert all(isinstance(exc, LedgerError) and exc.transient for exc in of_sent[:-1]), of_sent
+    assert [exc for mid, exc in attempts.seen if mid == rejected.message_id] == [None], "a rejection is final"

@@ -57,7 +57,9 @@ async def record_usage(body: s.UsageBatchIn, rt: RT, who: Member) -> s.UsageBatc
     """Metered usage (never 402), up to 1,000 items, each with its own idempotency key.
 
     Each item is checked on its own: a bad item is ``rejected`` with a problem document and
-    never fails the others. An account key may meter only its own account.
+    never fails the others; an item not recorded for a transient reason is ``failed`` (retry it
+    with the same key). When the database is unreachable for the whole batch: 503 with
+    ``Retry-After``. An account key may meter only its own account.
     """
     results = await intake.record_usage(rt.ledger, body.events, only_account=who.account_id)
     return s.UsageBatchOut(results=[

@@ -5,6 +5,7 @@ retries that reuse the idempotency key, the gate, and the async client on the sa
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -44,7 +45,10 @@ class Script:
 
     ``drop``: forward it (the server records it), then lose the answer (``ReadError``).
     ``connect``: fail before sending (``ConnectError``). ``503`` / ``500`` / ``429``: answer that
-    without forwarding (a proxy or the server refusing before recording anything).
+    without forwarding (a proxy or the server refusing before recording anything). ``fail-odd``
+    (a usage batch): forward only the even items, answer the odd ones ``failed`` (what the server
+    says of items an outage kept from being recorded while their neighbours were); ``fail-all``:
+    forward nothing, answer every item ``failed``.
     """
 
     def __init__(self, suffix: str, steps: list[str], *, retry_after: str = "0") -> None:
@@ -74,11 +78,20 @@ class Script:
             return httpx.Response(int(step), headers=PROBLEM, request=request, json={
                 "type": "https://credit-ledger.dev/problems/outcome-unknown", "title": "Scripted failure",
                 "status": int(step), "detail": "scripted"})
+        if step == "fail-all":
+            return httpx.Response(200, request=request, json={"results": [
+                _failed(e) for e in json.loads(request.content)["events"]]})
         if step == "429":
             return httpx.Response(429, headers={**PROBLEM, "Retry-After": self.retry_after}, request=request, json={
                 "type": "https://credit-ledger.dev/problems/rate-limited", "title": "Too many requests",
                 "status": 429, "detail": "scripted", "limit_per_minute": 1, "retry_after_s": 7})
         return None
+
+
+def _failed(event: dict[str, Any]) -> dict[str, Any]:
+    return {"idempotency_key": event["idempotency_key"], "status": "failed",
+            "error": {"type": "https://credit-ledger.dev/problems/unavailable", "title": "Service unavailable",
+                      "status": 503, "detail": "scripted"}}
 
 
 class Scripted(httpx.BaseTransport):
@@ -91,12 +104,23 @@ class Scripted(httpx.BaseTransport):
         canned = self.script.canned(step, request)
         if canned is not None:
             return canned
+        if step == "fail-odd":
+            return self.fail_odd(request)
         response = self.inner.handle_request(request)
         if step == "drop":
             response.read()  # the server has answered: the write is recorded
             response.close()
             raise httpx.ReadError("connection lost after the server answered (scripted)", request=request)
         return response
+
+    def fail_odd(self, request: httpx.Request) -> httpx.Response:
+        events = json.loads(request.content)["events"]
+        even = httpx.Request("POST", request.url, headers={k: v for k, v in request.headers.items()
+                                                           if k.lower() != "content-length"},
+                             json={"events": events[::2]})
+        recorded = iter(json.loads(self.inner.handle_request(even).read())["results"])
+        results = [next(recorded) if i % 2 == 0 else _failed(e) for i, e in enumerate(events)]
+        return httpx.Response(200, request=request, json={"results": results})
 
     def close(self) -> None:
         self.inner.close()
@@ -450,6 +474,31 @@ def test_usage_batches_are_retried_with_the_same_item_keys(
         assert script.bodies[0] == script.bodies[1], "the same items, with the same keys"
         assert [r.status for r in results] == ["replayed"] * 3
         assert client.credits.balance().balance_ucr == 10_000_000 - 3 * 10_000
+
+
+def test_failed_usage_items_are_sent_again_with_their_keys_and_count_once(
+        live: Live, new_account: NewAccount, fast: dict[str, Any]) -> None:
+    acct = new_account("10")
+    script = Script("/v1/usage", ["fail-odd", "fail-odd"])
+    with Client(live.base_url, acct.member_key, transport=Scripted(script), max_retries=3, **fast) as client:
+        results = client.usage.record([{"operation": "email", "quantity": 10, "idempotency_key": f"f{i}"}
+                                       for i in range(5)])
+        sent = [[e["idempotency_key"] for e in json.loads(b)["events"]] for b in script.bodies]
+        # Only the failed items go again, with their own keys, until none is left.
+        assert sent == [["f0", "f1", "f2", "f3", "f4"], ["f1", "f3"], ["f3"]]
+        assert [(r.idempotency_key, r.status) for r in results] == [(f"f{i}", "created") for i in range(5)]
+        assert client.credits.balance().balance_ucr == 10_000_000 - 5 * 10_000, "each item once"
+
+
+def test_failed_usage_items_are_retried_a_bounded_number_of_times(
+        live: Live, new_account: NewAccount, fast: dict[str, Any]) -> None:
+    acct = new_account("10")
+    script = Script("/v1/usage", ["fail-all"] * 10)
+    with Client(live.base_url, acct.member_key, transport=Scripted(script), max_retries=2, **fast) as client:
+        results = client.usage.record([{"operation": "email", "quantity": 10}, {"operation": "email", "quantity": 10}])
+        assert len(script.requests) == 3
+        assert [r.status for r in results] == ["failed", "failed"]
+        assert not results[1].ok and isinstance(results[1].exception, ServerError)
 
 
 def test_a_429_raises_at_once_by_default(live: Live, new_account: NewAccount, fast: dict[str, Any]) -> None:
