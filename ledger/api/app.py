@@ -9,6 +9,7 @@ stops the group-commit writer only after every command already submitted has com
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -35,6 +36,7 @@ from ledger.api.runtime import Runtime
 from ledger.bootstrap import open_ledger
 from ledger.clock import Clock
 from ledger.embedded import resolve_urls
+from ledger.revocations import listen
 from ledger.settings import Settings, load_settings
 
 DESCRIPTION = """An event-sourced credits ledger for usage-based products.
@@ -62,9 +64,16 @@ async def serve_runtime(settings: Settings, *, clock: Clock | None = None) -> As
             stack.callback(bg.close)
             bg.start_worker()
             await stack.enter_async_context(background_tasks(bg, ledger))
+        rt = Runtime(ledger=ledger, settings=settings, limiter=limiter, redis=redis)
+        # Revoked keys leave this process's key cache as soon as any process announces them.
+        revocations = asyncio.create_task(listen(redis_url, rt.forget_key, rt.forget_all_keys)) if redis_url else None
         try:
-            yield Runtime(ledger=ledger, settings=settings, limiter=limiter, redis=redis)
+            yield rt
         finally:
+            if revocations is not None:
+                revocations.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await revocations
             if limiter is not None:
                 await limiter.close()
             if redis is not None:

@@ -11,6 +11,7 @@ from ledger.api.metrics import Metrics
 from ledger.api.ratelimit import RateLimiter
 from ledger.errors import RateLimited, UnknownAccount
 from ledger.keys import Principal, authenticate
+from ledger.revocations import announce
 from ledger.service import Ledger
 from ledger.settings import Settings
 
@@ -24,15 +25,18 @@ class Runtime:
     metrics: Metrics = field(default_factory=Metrics)
     _keys: dict[str, tuple[Principal, float]] = field(default_factory=dict)  # float-ok: monotonic expiry
     _plans: dict[str, tuple[str, float]] = field(default_factory=dict)  # float-ok: monotonic expiry
+    #: Bumped by every forget: a lookup that started before one must not cache what it read.
+    _key_epoch: int = 0
 
     async def principal(self, raw: str) -> Principal | None:
-        """The key's principal, trusted for ``key_cache_s`` once verified."""
+        """The key's principal, trusted for ``key_cache_s`` once verified (or until revoked)."""
         now = time.monotonic()
         hit = self._keys.get(raw)
         if hit is not None and hit[1] > now:
             return hit[0]
+        epoch = self._key_epoch
         found = await authenticate(self.ledger.engine, raw)
-        if found is not None and self.settings.key_cache_s > 0:
+        if found is not None and self.settings.key_cache_s > 0 and epoch == self._key_epoch:
             if len(self._keys) > 10_000:
                 self._keys.clear()
             self._keys[raw] = (found, now + self.settings.key_cache_s)
@@ -40,8 +44,20 @@ class Runtime:
 
     def forget_key(self, key_id: str) -> None:
         """Drop a revoked key from this process's cache at once."""
+        self._key_epoch += 1
         for raw in [raw for raw, (p, _) in self._keys.items() if p.key_id == key_id]:
             del self._keys[raw]
+
+    def forget_all_keys(self) -> None:
+        """Drop every cached key (revocations may have been missed: see ``ledger.revocations``)."""
+        self._key_epoch += 1
+        self._keys.clear()
+
+    async def revoked(self, key_id: str) -> None:
+        """A key's revocation has committed: forget it here, and tell every other API process."""
+        self.forget_key(key_id)
+        if self.redis is not None:
+            await announce(self.redis, key_id)
 
     async def _plan_of(self, account_id: str) -> str | None:
         now = time.monotonic()

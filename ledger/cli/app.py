@@ -16,6 +16,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from pydantic import ValidationError
+from redis.asyncio import Redis
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -28,11 +29,20 @@ from ledger.cli import render
 from ledger.cli.demo import run_demo
 from ledger.db import make_engine, to_async_url
 from ledger.db import migrate as run_migrations
+from ledger.embedded import running_redis_url
 from ledger.errors import InvalidRequest, LedgerError, RateCardError
-from ledger.keys import create_account_key, create_operator_key, list_keys, revoke_account_key
+from ledger.keys import (
+    create_account_key,
+    create_operator_key,
+    find_key,
+    list_keys,
+    revoke_account_key,
+    revoke_operator_key,
+)
 from ledger.money import format_credits
 from ledger.rate_cards import current_rate_card, list_rate_cards, rate_card_version
 from ledger.rates import RateCard, load_rate_card_file
+from ledger.revocations import announce
 from ledger.settings import load_settings
 from ledger.verify import verify as verify_ledger
 
@@ -252,15 +262,20 @@ async def _keys_create(role: str, name: str, account: str | None, env: str) -> s
 
 
 @keys_app.command("list")
-def keys_list(account: Annotated[str, typer.Option(help="Whose keys.")]) -> None:
-    """List an account's keys (prefixes only; secrets are never stored)."""
+def keys_list(account: Annotated[str | None, typer.Option(help="Whose keys; omitted: the operator keys.")] = None,
+              ) -> None:
+    """List an account's keys, or the operator keys (prefixes only; secrets are never stored)."""
     run(_keys_list(account))
 
 
-async def _keys_list(account: str) -> None:
-    async with open_ledger() as ledger:
-        await ledger.account(account)
-        keys = await list_keys(ledger.engine, account)
+async def _keys_list(account: str | None) -> None:
+    if account is None:
+        async with open_engine() as engine:
+            keys = await list_keys(engine, None)
+    else:
+        async with open_ledger() as ledger:
+            await ledger.account(account)
+            keys = await list_keys(ledger.engine, account)
     for k in keys:
         state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
         typer.echo(f"{k.key_id}  {k.prefix}  {k.role:<6}  {state}  {k.name}")
@@ -269,16 +284,37 @@ async def _keys_list(account: str) -> None:
 @keys_app.command("revoke")
 def keys_revoke(
     key_id: Annotated[str, typer.Argument(metavar="KEY_ID")],
-    account: Annotated[str, typer.Option(help="The key's account.")],
+    account: Annotated[str | None, typer.Option(help="The key's account (checked); omitted: found by id.")] = None,
 ) -> None:
-    """Revoke an account key; requests with it get 401 from then on."""
+    """Revoke a key (operator or account key); requests with it get 401 from then on."""
     run(_keys_revoke(account, key_id))
 
 
-async def _keys_revoke(account: str, key_id: str) -> None:
-    async with open_ledger() as ledger:
-        await revoke_account_key(ledger, account, key_id)
-    typer.echo(f"revoked {key_id}")
+async def _keys_revoke(account: str | None, key_id: str) -> None:
+    if account is None:
+        async with open_engine() as engine:
+            info = await find_key(engine, key_id)
+            if info.account_id is None:
+                await revoke_operator_key(engine, key_id)
+        account = info.account_id
+    if account is not None:
+        async with open_ledger() as ledger:
+            await revoke_account_key(ledger, account, key_id)
+    told = await _announce_revoked(key_id)
+    typer.echo(f"revoked {key_id}" + ("" if told else
+               "; running API processes refuse it within CREDITS_KEY_CACHE_S (Redis did not pass it on)"))
+
+
+async def _announce_revoked(key_id: str) -> bool:
+    """Tell running API processes at once (through Redis); ``False`` if Redis did not take it."""
+    url = await asyncio.to_thread(running_redis_url, load_settings())
+    if url is None:
+        return True  # no REDIS_URL and no embedded Redis running: no API process to tell
+    redis = Redis.from_url(url, socket_connect_timeout=1)
+    try:
+        return await announce(redis, key_id)
+    finally:
+        await redis.aclose()
 
 
 @app.command()

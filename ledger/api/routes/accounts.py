@@ -12,7 +12,7 @@ from ledger.api import schemas as s
 from ledger.api.deps import RT, Admin, IdemHeader, Operator, Reader, idempotency_key
 from ledger.api.deps import replayed as _replayed
 from ledger.api.lean import LeanRoute
-from ledger.keys import KeyInfo, create_account_key, list_keys, revoke_account_key
+from ledger.keys import KeyInfo, create_account_key, list_keys, revoke_account_key, revoke_operator_key
 from ledger.store import new_uuid
 
 router = APIRouter(tags=["accounts"], responses=s.ERRORS, route_class=LeanRoute)
@@ -69,9 +69,27 @@ async def get_keys(account: str, rt: RT, who: Admin) -> s.ApiKeyList:
 @router.delete("/v1/accounts/{account}/api-keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT,
                response_class=Response)
 async def revoke_key(account: str, key_id: str, rt: RT, who: Admin) -> Response:
-    """Revoke a key (admin); it answers 401 from now on. Revoking twice is fine."""
+    """Revoke a key (admin); it answers 401 from now on, in every API process. Revoking twice is fine."""
     await revoke_account_key(rt.ledger, account, key_id)
-    rt.forget_key(key_id)
+    await rt.revoked(key_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/v1/api-keys", response_model=s.ApiKeyList)
+async def get_operator_keys(rt: RT, who: Operator) -> s.ApiKeyList:
+    """The operator keys (prefixes only), newest first, revoked ones included (operator)."""
+    return s.ApiKeyList(data=[_key_out(k) for k in await list_keys(rt.ledger.engine, None)])
+
+
+@router.delete("/v1/api-keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
+async def revoke_operator(key_id: str, rt: RT, who: Operator) -> Response:
+    """Revoke an operator key (operator); it answers 401 from now on, in every API process.
+
+    Revoking twice is fine; an id that is not an operator key's is a 404 (account keys are
+    revoked on their account's path).
+    """
+    await revoke_operator_key(rt.ledger.engine, key_id)
+    await rt.revoked(key_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -28,6 +28,8 @@ import pytest_asyncio
 from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
 
+from ledger.keys import create_operator_key
+from ledger.service import Ledger
 from tests.ledger.api.conftest import OpenApiAccount, bearer
 from tests.ledger.api.conftest import TestAccount as Account
 
@@ -53,6 +55,7 @@ class World:
     reservation_to_release: str
     endpoint_to_patch: str
     endpoint_to_delete: str
+    spare_operator_key_id: str
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,8 @@ UNSCOPED: dict[tuple[str, str], Case] = {
     ("GET", "/v1/packs"): Case("read", _no_body()),
     ("POST", "/v1/usage"): Case("member", lambda w: ({}, {"events": [{
         "account_id": w.a.id, "operation": "email", "quantity": 1, "idempotency_key": "tenancy-usage"}]})),
+    ("GET", "/v1/api-keys"): Case("operator", _no_body()),
+    ("DELETE", "/v1/api-keys/{key_id}"): Case("operator", lambda w: ({"key_id": w.spare_operator_key_id}, None)),
 }
 
 #: Routes for the operator's probes and the API's documentation: no key, no account.
@@ -208,7 +213,7 @@ async def ok(client: httpx.AsyncClient, method: str, path: str, key: str, body: 
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def world(client: httpx.AsyncClient, api_account: OpenApiAccount, operator_key: str) -> World:
+async def world(client: httpx.AsyncClient, api_account: OpenApiAccount, operator_key: str, ledger: Ledger) -> World:
     a = await api_account(credits="50", prefix="ten-a")
     b = await api_account(credits="50", prefix="ten-b")
     base = f"/v1/accounts/{a.id}"
@@ -221,9 +226,11 @@ async def world(client: httpx.AsyncClient, api_account: OpenApiAccount, operator
     spare = await ok(client, "POST", f"{base}/api-keys", a.admin, {"role": "read", "name": "spare"})
     to_patch, to_delete = [await ok(client, "POST", f"{base}/webhook-endpoints", a.admin,
                                     {"url": f"https://93.184.216.34/{name}"}) for name in ("patch", "delete")]
+    spare_operator, _ = await create_operator_key(ledger.engine, "tenancy spare", env="test")
     return World(a=a, b=b, operator=operator_key, entry_id=charge["id"], spare_key_id=spare["id"],
                  reservation_to_settle=settle["id"], reservation_to_release=release["id"],
-                 endpoint_to_patch=to_patch["id"], endpoint_to_delete=to_delete["id"])
+                 endpoint_to_patch=to_patch["id"], endpoint_to_delete=to_delete["id"],
+                 spare_operator_key_id=spare_operator.key_id)
 
 
 def own_key(w: World, role: str) -> str:
@@ -305,6 +312,23 @@ async def test_account_keys_may_not_open_accounts(client: httpx.AsyncClient, wor
         assert_problem(r, 403, f"POST /v1/accounts with an account {role} key")
         r = await client.get(f"/v1/accounts/{new_id}", headers=bearer(w.operator))
         assert_problem(r, 404, "the account a refused request named")
+
+
+OPERATOR_ONLY = {r: c for r, c in UNSCOPED.items() if c.role == "operator"}
+
+
+@pytest.mark.parametrize("route", list(OPERATOR_ONLY), ids=_ids(OPERATOR_ONLY))
+async def test_account_keys_may_not_use_operator_routes(client: httpx.AsyncClient, world: World,
+                                                        route: tuple[str, str]) -> None:
+    w = world
+    case = OPERATOR_ONLY[route]
+    operator_keys = (await ok(client, "GET", "/v1/api-keys", w.operator, status=200))["data"]
+    for role in ACCOUNT_ROLES:
+        r = await send(client, w, route, case, headers=bearer(w.a.key(role)))
+        assert_problem(r, 403, f"{route} with an account {role} key")
+    assert (await ok(client, "GET", "/v1/api-keys", w.operator, status=200))["data"] == operator_keys
+    r = await send(client, w, route, case, headers=bearer(w.operator))
+    assert 200 <= r.status_code < 300, f"the example for {route} fails for the operator: {r.status_code} {r.text}"
 
 
 async def test_a_read_key_may_not_meter_usage(client: httpx.AsyncClient, world: World) -> None:

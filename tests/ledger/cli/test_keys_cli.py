@@ -1,25 +1,33 @@
-"""``credits keys``: create prints the key alone on its last line, once; it authenticates; revoke ends it."""
+"""``credits keys``: create prints the key alone on its last line, once; it authenticates; revoke ends it,
+for account and operator keys, and a running server refuses the key at once."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from typer.testing import CliRunner, Result
 
 from ledger.cli.app import app
 from ledger.db import make_engine
 from ledger.keys import Principal, authenticate, parse_key
+from tests.ledger.api.live import live_server
 from tests.ledger.cli.test_cli import query
 
 
 @pytest.fixture
 def cli(fresh_database_url: str, tmp_path: Path) -> Iterator[Callable[..., Result]]:
     runner = CliRunner()
-    env = {"DATABASE_URL": fresh_database_url, "CREDITS_DATA_DIR": str(tmp_path / "unused")}
-    yield lambda *args: runner.invoke(app, list(args), env=env)
+    base = {"DATABASE_URL": fresh_database_url, "CREDITS_DATA_DIR": str(tmp_path / "unused")}
+
+    def invoke(*args: str, env: dict[str, str] | None = None) -> Result:
+        return runner.invoke(app, list(args), env={**base, **(env or {})})
+
+    yield invoke
 
 
 def auth(url: str, key: str) -> Principal | None:
@@ -88,3 +96,51 @@ def test_a_tampered_or_malformed_key_does_not_authenticate(cli: Callable[..., Re
     last = "a" if key[-1] != "a" else "b"
     for bad in (key[:-1] + last, key + "a", key.upper(), "", "Bearer " + key, key.replace("cl_", "xx_")):
         assert auth(fresh_database_url, bad) is None, bad
+
+
+def test_operator_keys_are_listed_and_revoked_and_a_server_refuses_them_at_once(
+        cli: Callable[..., Result], fresh_database_url: str, redis_url: str) -> None:
+    keys = [cli("keys", "create", "--role", "operator", "--name", name).stdout.strip().splitlines()[-1]
+            for name in ("backend", "spare")]
+    backend, spare = (parse_key(k)[0] for k in keys)  # type: ignore[index]
+    listed = cli("keys", "list")  # no --account: the operator keys
+    assert listed.exit_code == 0, listed.output
+    rows = {line.split()[0]: line for line in listed.stdout.splitlines()}
+    assert set(rows) == {backend, spare} and all("operator" in r and "active" in r for r in rows.values())
+
+    # A running server that would trust a verified key for an hour: only the revocation's
+    # announcement makes it refuse the key it has cached.
+    with live_server(fresh_database_url, redis_url, key_cache_s=3600) as base:
+        def me(key: str) -> int:
+            return httpx.get(f"{base}/v1/me", headers={"Authorization": f"Bearer {key}"}).status_code
+
+        assert me(keys[1]) == 200
+        revoked = cli("keys", "revoke", spare, env={"REDIS_URL": redis_url})
+        assert revoked.exit_code == 0 and f"revoked {spare}" in revoked.stdout, revoked.output
+        deadline = time.monotonic() + 5
+        while me(keys[1]) != 401:
+            assert time.monotonic() < deadline, "the server still trusts the revoked operator key"
+            time.sleep(0.01)
+        assert me(keys[0]) == 200, "the other operator key still works"
+
+    assert auth(fresh_database_url, keys[1]) is None
+    after = cli("keys", "list").stdout.splitlines()
+    assert "revoked" in next(line for line in after if line.startswith(spare))
+    assert "active" in next(line for line in after if line.startswith(backend))
+    assert cli("keys", "revoke", spare).exit_code == 0, "revoking twice is fine"
+    missing = cli("keys", "revoke", "nosuchkeyid1")
+    assert missing.exit_code == 1 and missing.stderr.startswith("error: ") and "not found" in missing.stderr
+
+
+def test_revoke_finds_an_account_key_by_id_and_checks_a_given_account(
+        cli: Callable[..., Result], fresh_database_url: str) -> None:
+    assert cli("accounts", "open", "acme", "--plan", "pro").exit_code == 0
+    key = cli("keys", "create", "--account", "acme", "--role", "read", "--name", "r").stdout.strip().splitlines()[-1]
+    key_id = parse_key(key)[0]  # type: ignore[index]
+    operator = cli("keys", "create", "--role", "operator", "--name", "o").stdout.strip().splitlines()[-1]
+    wrong = cli("keys", "revoke", parse_key(operator)[0], "--account", "acme")  # type: ignore[index]
+    assert wrong.exit_code == 1 and "not found" in wrong.stderr, "an operator key is no account's"
+    assert auth(fresh_database_url, operator) is not None
+    assert cli("keys", "revoke", key_id).exit_code == 0
+    assert auth(fresh_database_url, key) is None
+    assert query(fresh_database_url, "SELECT count(*) FROM events WHERE type = 'ApiKeyRevoked'") == [(1,)]
