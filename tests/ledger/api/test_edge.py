@@ -42,7 +42,7 @@ def problem(r: httpx.Response, status: int) -> dict[str, Any]:
 
 
 #: A value for each path parameter that names something plausible, so only the NUL is wrong.
-_PLAIN = {"key_id": "abcdefghijkl", "deployment_id": "dep-1", "reservation_id": str(uuid4()),
+_PLAIN = {"key_id": "abcdefghijkl", "deployment_id": "dep-1", "reservation_id": str(uuid4()), "endpoint_id": "we_1",
           "entry_id": str(uuid4()), "scope": "agent", "key": "bot"}
 
 
@@ -67,7 +67,8 @@ async def test_a_nul_in_any_path_parameter_is_a_404(client: httpx.AsyncClient, a
                                                     operator_key: str) -> None:
     before = (await client.get(f"/v1/accounts/{acct.id}/balance", headers=bearer(operator_key))).json()
     cases = list(_paths_with_a_nul(app, acct.id))
-    assert {p for _, _, p in cases} >= {"account", "key_id", "deployment_id", "reservation_id", "entry_id", "key"}
+    assert {p for _, _, p in cases} >= {"account", "key_id", "deployment_id", "reservation_id", "entry_id", "key",
+                                       "endpoint_id"}
     for method, path, _ in cases:
         r = await client.request(method, path, headers=bearer(operator_key), json={} if method != "GET" else None)
         problem(r, 404)
