@@ -7,6 +7,7 @@ match for the key to return the first result instead of a 409.
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 from typing import Literal
 from uuid import UUID
 
@@ -16,14 +17,36 @@ from ledger.chain import canonical_json
 from ledger.events import Attribution, GrantSource, no_nul
 from ledger.money import MAX_UCR
 
+#: The longest idempotency key, in characters once normalised.
+MAX_KEY = 255
+
+
+def normal_key(raw: str) -> str:
+    """The one rule for an idempotency key, whatever carried it (a header, a body, a usage item, the
+    queue): surrounding spaces and tabs dropped, as HTTP drops them from a header's value, and
+    Unicode NFC, so one visible key is one key however it was typed. ``ValueError`` if blank or
+    longer than ``MAX_KEY``."""
+    key = unicodedata.normalize("NFC", raw.strip(" \t"))
+    if not key:
+        raise ValueError("an idempotency key must not be blank")
+    if len(key) > MAX_KEY:
+        raise ValueError(f"an idempotency key has at most {MAX_KEY} characters, not {len(key)}")
+    return key
+
+
+def as_normal_key(value: object) -> object:
+    """``normal_key`` as a pydantic before-validator (anything but a string is left to the type check)."""
+    return normal_key(value) if isinstance(value, str) else value
+
 
 class Command(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
     account_id: str = Field(min_length=1, max_length=200)
-    idempotency_key: str | None = Field(default=None, min_length=1, max_length=255)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=MAX_KEY)
 
     _no_nul = field_validator("*", mode="before")(no_nul)
+    _normal_key = field_validator("idempotency_key", mode="before")(as_normal_key)
 
     def fingerprint(self) -> bytes:
         """sha256 of the request without its key: equal for a true replay, different otherwise."""

@@ -12,9 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, ValidationError
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, ValidationError
 
 from ledger import commands as c
+from ledger.commands import MAX_KEY, as_normal_key
 from ledger.errors import InvalidRequest, LedgerError, Unavailable, UnknownAccount
 from ledger.events import Attribution, UsageMetered
 from ledger.service import Ledger
@@ -34,7 +35,7 @@ class UsageItem(BaseModel):
     quantities: dict[Annotated[str, Field(max_length=100)], StrictInt] | None = None
     attribution: Attribution | None = None
     occurred_at: AwareDatetime | None = None
-    idempotency_key: Annotated[str, Field(min_length=1, max_length=255)]
+    idempotency_key: Annotated[str, BeforeValidator(as_normal_key), Field(min_length=1, max_length=MAX_KEY)]
 
 
 Status = Literal["created", "replayed", "rejected", "failed"]

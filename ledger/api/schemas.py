@@ -10,8 +10,9 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt
 
+from ledger.commands import MAX_KEY, as_normal_key
 from ledger.errors import InvalidRequest
 from ledger.money import MAX_UCR, format_credits, parse_credits
 
@@ -22,7 +23,9 @@ Ucr = Annotated[StrictInt, Field(gt=0, le=MAX_UCR, examples=[12_500_000])]
 Quantity = Annotated[StrictInt, Field(examples=[1200])]
 Quantities = Annotated[dict[Annotated[str, Field(max_length=100)], Quantity],
                        Field(max_length=20, examples=[{"input_tokens": 1200, "output_tokens": 350}])]
-IdempotencyKey = Annotated[str, Field(min_length=1, max_length=255, examples=["run-42-step-3"])]
+#: Normalised by the one rule (``commands.normal_key``), as the ``Idempotency-Key`` header is.
+IdempotencyKey = Annotated[str, BeforeValidator(as_normal_key),
+                           Field(min_length=1, max_length=MAX_KEY, examples=["run-42-step-3"])]
 
 
 def credits(ucr: int) -> str:

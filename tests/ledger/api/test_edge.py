@@ -53,7 +53,7 @@ def _paths_with_a_nul(app: FastAPI, account: str) -> Iterator[tuple[str, str, st
             continue
         params = re.findall(r"{(\w+)}", route.path)
         for bad in params:
-            values = {p: "x%00y" if p == bad else account if p == "account" else _PLAIN[p] for p in params}
+            values = {p: "x%00y" if p == bad else account if p == "account" else _PLAIN.get(p, "x1") for p in params}
             for method in route.methods or ():
                 yield method, route.path.format(**values), bad
 
@@ -169,3 +169,20 @@ def test_a_100k_url_is_answered_on_the_wire(live: tuple[str, str]) -> None:
             assert b"content-type: application/problem+json" in headers.lower(), head
         else:
             assert b"connection: close" in headers.lower(), head
+
+
+def test_a_utf8_idempotency_key_on_the_wire_is_the_body_s_key(live: tuple[str, str]) -> None:
+    """uvicorn hands a header's bytes over as they came; the API reads them as UTF-8 (not Latin-1)."""
+    base, key = live
+    account = f"edge-{uuid4().hex[:8]}"
+    with httpx.Client(base_url=base, headers=bearer(key)) as client:
+        assert client.post("/v1/accounts", json={"id": account, "name": account}).status_code == 201
+        assert client.post(f"/v1/accounts/{account}/grants", json={"amount": "5", "reason": "t"}).status_code == 201
+        charge = {"operation": "email", "quantity": 1}
+        first = client.post(f"/v1/accounts/{account}/charges", json=charge,
+                            headers={b"Idempotency-Key": "ключ-9".encode()})
+        again = client.post(f"/v1/accounts/{account}/charges", json={**charge, "idempotency_key": "ключ-9"})
+        assert (first.status_code, again.status_code) == (201, 201), (first.text, again.text)
+        assert again.headers["idempotent-replayed"] == "true" and again.json()["id"] == first.json()["id"]
+        bad = client.post(f"/v1/accounts/{account}/charges", json=charge, headers={b"Idempotency-Key": b"\xff\xfe"})
+        problem(bad, 400)

@@ -276,3 +276,73 @@ async def test_opening_an_account_without_an_id_replays(client: httpx.AsyncClien
     assert second.status_code == 201, second.text
     assert second.headers.get(REPLAYED) == "true", second.headers
     assert second.json()["id"] == first.json()["id"], "a retry opened a second account"
+
+
+# ---- one key, one rule: the header's bytes are UTF-8, header and body normalised alike ---------
+
+def raw_headers(api_key: str, idempotency_key: bytes) -> dict[bytes, bytes]:
+    """Headers with the Idempotency-Key as bytes on the wire (any bytes, not only ASCII)."""
+    return {b"Authorization": f"Bearer {api_key}".encode(), b"Idempotency-Key": idempotency_key}
+
+
+async def test_the_header_and_body_forms_of_a_key_are_one_key(
+        client: httpx.AsyncClient, api_account: OpenApiAccount, operator_key: str) -> None:
+    """A non-ASCII key in the header (UTF-8 bytes) and in the body; a padded key (HTTP strips a
+    header's spaces); a key typed decomposed (NFD) and composed (NFC): each pair is one key."""
+    a = await api_account(credits="10", prefix="idem")
+    tag = secrets.token_hex(4)
+    pairs: list[tuple[Json, Json, str]] = [
+        ({"Idempotency-Key": f"ключ-9-{tag}".encode()}, {}, f"ключ-9-{tag}"),
+        ({}, {"idempotency_key": f"  pad-x-{tag} \t"}, f"pad-x-{tag}"),
+        ({"Idempotency-Key": f"cafe\u0301-{tag}".encode()}, {"idempotency_key": f"café-{tag}"}, f"café-{tag}"),
+    ]
+    for first_headers, first_body, key in pairs:
+        version, balance = await state(client, operator_key, a.id)
+        first = await client.post(charges(a), headers={**bearer(a.member), **first_headers},
+                                  json={**EMAIL_1, **first_body})
+        assert first.status_code == 201, first.text
+        # The other form of the same key: a replay with the same id, nothing appended.
+        other_forms: list[tuple[Json, Json]] = [({}, {"idempotency_key": key}),
+                                                ({"Idempotency-Key": f" {key} ".encode()}, {})]
+        for headers, body in other_forms:
+            again = await client.post(charges(a), headers={**bearer(a.member), **headers}, json={**EMAIL_1, **body})
+            assert again.status_code == 201, again.text
+            assert again.headers.get(REPLAYED) == "true", (key, headers, body)
+            assert again.json()["id"] == first.json()["id"]
+        assert await state(client, operator_key, a.id) == (version + 1, balance - 1_000_000)
+        assert [e["id"] for e in await entries_with_key(client, operator_key, a.id, key)] == [first.json()["id"]]
+
+
+async def test_a_usage_item_key_follows_the_same_rule(
+        client: httpx.AsyncClient, api_account: OpenApiAccount, operator_key: str) -> None:
+    a = await api_account(credits="10", prefix="idem")
+    key = f"ключ-{secrets.token_hex(4)}"
+    item = {"account_id": a.id, "operation": "email", "quantity": 1000}
+    first = await client.post("/v1/usage", headers=bearer(a.member),
+                              json={"events": [{**item, "idempotency_key": key}]})
+    again = await client.post("/v1/usage", headers=bearer(a.member),
+                              json={"events": [{**item, "idempotency_key": f"\t{key}  "}]})
+    (r1,), (r2,) = first.json()["results"], again.json()["results"]
+    assert (r1["status"], r2["status"]) == ("created", "replayed"), (r1, r2)
+    assert r1["id"] == r2["id"] and r2["idempotency_key"] == key
+    # The same key through a charge's header is the same key on the account: a 409 (another request).
+    r = await client.post(charges(a), headers=raw_headers(a.member, key.encode()), json=EMAIL_1)
+    assert r.status_code == 409, r.text
+
+
+async def test_a_header_that_is_not_utf8_is_a_400_and_records_nothing(
+        client: httpx.AsyncClient, api_account: OpenApiAccount, operator_key: str) -> None:
+    a = await api_account(credits="10", prefix="idem")
+    before = await state(client, operator_key, a.id)
+    for raw in (b"\xff\xfekey", "ключ".encode("cp1251"), b"k\xc3"):
+        r = await client.post(charges(a), headers=raw_headers(a.member, raw), json=EMAIL_1)
+        assert r.status_code == 400, r.text
+        assert r.headers["content-type"].startswith(PROBLEM)
+        assert r.json()["type"].endswith("/malformed-request") and "UTF-8" in r.json()["detail"], r.json()
+    for key in (" \t ", "k" * 256, "ж" * 256):  # blank, or too long once decoded
+        r = await client.post(charges(a), headers=raw_headers(a.member, key.encode()), json=EMAIL_1)
+        assert r.status_code == 422, r.text
+    # 255 characters of Cyrillic are 510 bytes: still a key (the limit is in characters, header or body).
+    r = await client.post(charges(a), headers=raw_headers(a.member, ("ж" * 255).encode()), json=EMAIL_1)
+    assert r.status_code == 201, r.text
+    assert await state(client, operator_key, a.id) == (before[0] + 1, before[1] - 1_000_000)
