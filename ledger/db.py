@@ -12,8 +12,10 @@ import asyncpg  # type: ignore[import-untyped]  # ships no type hints
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import exc as sa_exc
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 
 _ASYNC_DRIVER = "postgresql+asyncpg"
 _POSTGRES_SCHEMES = frozenset(
@@ -43,6 +45,28 @@ def to_async_url(url: str) -> str:
     return parsed.set(drivername=_ASYNC_DRIVER, query=query).render_as_string(
         hide_password=False
     )
+
+
+def with_database(url: str, name: str) -> str:
+    """``url`` naming database ``name`` on the same server (same driver, credentials, socket)."""
+    return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+async def recreate_database(server_url: str, name: str) -> str:
+    """Drop database ``name`` on ``server_url``'s server (ending its sessions) and create it
+    empty; return its URL. Run through ``server_url``'s own database, which must not be ``name``."""
+    if make_url(server_url).database == name:
+        raise ValueError(f"cannot recreate {name!r} through a connection to itself")
+    engine = create_async_engine(to_async_url(server_url), isolation_level="AUTOCOMMIT", poolclass=NullPool,
+                                 connect_args=connect_args())
+    quoted = '"' + name.replace('"', '""') + '"'
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
+            await conn.execute(text(f"CREATE DATABASE {quoted}"))
+    finally:
+        await engine.dispose()
+    return with_database(server_url, name)
 
 
 def make_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:

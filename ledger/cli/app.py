@@ -497,9 +497,12 @@ async def _verify(accounts: list[str] | None) -> bool:
 @app.command()
 def demo(
     run_id: Annotated[str | None, typer.Option(
-        help="Names the demo's accounts (default: this month, so a re-run this month replays, not doubles).",
+        help="Names the demo's accounts (default: this month).",
     )] = None,
 ) -> None:
-    """Simulate a month of three seed products (AI tokens, GPU hours, messaging), then verify."""
+    """Simulate a month of three seed products (AI tokens, GPU hours, messaging), then verify.
+
+    In a database of its own (CREDITS_DEMO_DATABASE, default credits_demo), created afresh on
+    each run on the ledger's server, never the one `credits serve` uses."""
     if not run(run_demo(run_id)):
         raise typer.Exit(1)

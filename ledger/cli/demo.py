@@ -7,17 +7,22 @@ paused and resumed, one stopped, plus reserved-and-settled H100 training runs) a
 product (email, SMS, voice minutes, speech synthesis). Purchases with fake Stripe ids, a coupon,
 an operator grant, refunds, grant expiry and the next month's allowance happen along the way.
 
+The demo keeps to a database of its own (``CREDITS_DEMO_DATABASE``, ``credits_demo``), dropped
+and created afresh on each run on the same server as the ledger's (``DATABASE_URL`` or the
+embedded default): a server running on the ledger's database never sees the simulated month
+(its relay would raise the month's alerts at wall-clock times), and the served ledger never
+holds demo accounts. ``CREDITS_DATABASE_NAME=credits_demo credits balance …`` looks at it after.
+
 The clock starts at the start of the current month (UTC) and moves an hour at a time; each
 hour's commands go to the ledger in one ``execute_many`` (one group commit), so a month takes
 seconds. Every command carries an idempotency key and every random quantity comes from a
-generator seeded with the run id, so the same run id always issues the same commands: running
-the demo again the same month replays the first run (nothing is doubled) and a run interrupted
-half way picks up where it stopped. The account ids carry the run id (by default the month),
-so another month, or ``--run-id``, starts fresh accounts beside the old ones.
+generator seeded with the run id, so the same run id always issues the same commands. The
+account ids carry the run id (by default the month).
 """
 
 from __future__ import annotations
 
+import asyncio
 import calendar
 import random
 import time
@@ -28,12 +33,14 @@ from uuid import UUID
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sqlalchemy.engine import make_url
 
 from ledger import commands as c
-from ledger.bootstrap import open_ledger
+from ledger.bootstrap import database_url, open_ledger
 from ledger.cli import render
 from ledger.clock import HOUR, ManualClock
-from ledger.errors import InvalidState, LedgerError, UnknownAccount
+from ledger.db import recreate_database
+from ledger.errors import InvalidRequest, LedgerError
 from ledger.events import (
     AllowanceGranted,
     Attribution,
@@ -54,6 +61,7 @@ from ledger.events import (
 )
 from ledger.money import UCR_PER_CREDIT, format_credits
 from ledger.service import Ledger
+from ledger.settings import Settings, load_settings
 from ledger.store import Result
 from ledger.verify import verify
 
@@ -372,17 +380,27 @@ class Demo:
         (self.progress.console if self.progress is not None else self.out).print(line)
 
 
-async def run_demo(run_id: str | None = None) -> bool:
-    """Run the demo on ``DATABASE_URL`` or the embedded default; True when ``verify`` is clean."""
+async def run_demo(run_id: str | None = None, settings: Settings | None = None) -> bool:
+    """Run the demo in a database of its own (``CREDITS_DEMO_DATABASE``, created afresh on the
+    server of ``DATABASE_URL`` or the embedded default); True when ``verify`` is clean."""
+    settings = settings or load_settings()
     out = render.console()
     start = month_start(datetime.now(UTC))
     run_id = run_id or f"{start:%Y%m}"
     clock = ManualClock(start)
     began = time.perf_counter()
-    async with open_ledger(clock=clock) as ledger:
+    served = await asyncio.to_thread(database_url, settings)
+    if make_url(served).database == settings.demo_database:
+        raise InvalidRequest(f"credits demo recreates database {settings.demo_database!r} for each run, and that is"
+                             " the one configured for the ledger: unset CREDITS_DATABASE_NAME or set"
+                             " CREDITS_DEMO_DATABASE to another name")
+    # Its own database: a running server (its relay, scheduler, alerts) never sees the simulated
+    # month, and the month never mixes with the served ledger.
+    url = await recreate_database(served, settings.demo_database)
+    async with open_ledger(settings, clock=clock, url=url) as ledger:
         demo = Demo(ledger, clock, start, run_id, out)
-        await _check_month(ledger, demo)
-        out.print(f"[bold]credits demo[/] run {run_id}: {start:%B %Y} hour by hour, rate card {ledger.card.version}")
+        out.print(f"[bold]credits demo[/] run {run_id}: {start:%B %Y} hour by hour, rate card {ledger.card.version},"
+                  f" in database {settings.demo_database}")
         progress = Progress(TextColumn("[bold]simulating"), BarColumn(), MofNCompleteColumn(), TextColumn("hours"),
                             TimeElapsedColumn(), console=out)
         demo.progress = progress
@@ -400,15 +418,7 @@ async def run_demo(run_id: str | None = None) -> bool:
         report = await verify(ledger.engine, accounts=list(demo.ids.values()))
     for mismatch in report.mismatches:
         out.print(str(mismatch), markup=False)
+    out.print(f"look around: CREDITS_DATABASE_NAME={settings.demo_database} credits balance {demo.ids[AI]}",
+              markup=False, highlight=False)
     out.print(report.summary(), markup=False)
     return report.clean
-
-
-async def _check_month(ledger: Ledger, demo: Demo) -> None:
-    """Refuse a run id first used in another month: its keyed commands would all conflict."""
-    try:
-        opened = (await ledger.account(demo.ids[AI])).opened_at
-    except UnknownAccount:
-        return
-    if opened != demo.start:
-        raise InvalidState(f"demo run {demo.run_id!r} simulated {opened:%B %Y}; pass another --run-id")
