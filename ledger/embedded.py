@@ -24,7 +24,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from ledger.db import run_without_loop, to_async_url, with_database
+from ledger.db import run_without_loop, to_async_url
 
 if TYPE_CHECKING:
     from ledger.settings import Settings
@@ -181,15 +181,12 @@ def running_redis_url(settings: Settings) -> str | None:
 
 
 def resolve_urls(settings: Settings, *, need_redis: bool = False) -> tuple[str, str | None]:
-    """The database and Redis URLs to use: the configured ones, else embedded servers
-    (``CREDITS_DATABASE_NAME`` picks another database on the same server).
+    """The database and Redis URLs to use: the configured ones, else embedded servers.
 
     Redis is only started when ``need_redis`` is true and no ``REDIS_URL`` is set; otherwise
     the second item is ``REDIS_URL`` or None.
     """
     database_url = settings.database_url or start_embedded_postgres(settings.data_dir)
-    if settings.database_name:
-        database_url = with_database(database_url, settings.database_name)
     redis_url = settings.redis_url
     if redis_url is None and need_redis:
         redis_url = start_embedded_redis(settings.data_dir)

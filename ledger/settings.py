@@ -20,12 +20,10 @@ class Settings(BaseSettings):
     database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
     redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
     data_dir: Path = Path.home() / ".credits"
-    #: Use this database on the server of ``DATABASE_URL`` (or the embedded one) instead of the
-    #: one it names, e.g. ``credits_demo`` to look at what ``credits demo`` left there.
-    database_name: str | None = Field(default=None, min_length=1, max_length=63)
-    #: The database ``credits demo`` creates afresh for each run, on the same server: never the one
-    #: ``credits serve`` uses, so the demo's simulated month stays out of the served ledger.
-    demo_database: str = Field(default="credits_demo", min_length=1, max_length=63)
+    #: The database ``credits demo`` creates afresh for each run, on the ledger's server (default:
+    #: the ledger's database name + ``_demo``, e.g. ``credits_demo``): never the one ``credits serve``
+    #: uses, so the demo's simulated month stays out of the served ledger.
+    demo_database: str | None = Field(default=None, min_length=1, max_length=63)
     #: How long the group-commit writer waits for more commands after the first arrives.
     batch_window_ms: float = 0.0  # float-ok: a duration, not money
     batch_max: int = 512

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ledger import commands as c
 from ledger.bootstrap import database_url, open_ledger
 from ledger.cli import render
-from ledger.cli.demo import run_demo
+from ledger.cli.demo import demo_database_url, run_demo
 from ledger.db import make_engine, to_async_url
 from ledger.db import migrate as run_migrations
 from ledger.embedded import running_redis_url
@@ -123,10 +123,20 @@ async def _checked(coro: Coroutine[Any, Any, T]) -> T:
     return await coro
 
 
+#: ``--demo``: act on the database ``credits demo`` keeps its month in, not the ledger's.
+DemoOption = Annotated[bool, typer.Option("--demo", help="Look at what `credits demo` left (its own database).")]
+
+
+async def ledger_url(demo: bool = False) -> str | None:
+    """The database a command acts on: the ledger's (None: ``open_ledger``'s default), or the demo's."""
+    return (await demo_database_url(load_settings()))[1] if demo else None
+
+
 @asynccontextmanager
-async def open_engine() -> AsyncIterator[AsyncEngine]:
+async def open_engine(url: str | None = None) -> AsyncIterator[AsyncEngine]:
     """An engine on the migrated database, without the writer (for read-only commands)."""
-    url = await asyncio.to_thread(database_url, load_settings())
+    if url is None:
+        url = await asyncio.to_thread(database_url, load_settings())
     await asyncio.to_thread(run_migrations, url)
     engine = make_engine(url, pool_size=2)
     try:
@@ -441,13 +451,13 @@ def scheduler(
 
 
 @app.command()
-def balance(account_id: Annotated[str, typer.Argument(metavar="ACCOUNT")]) -> None:
+def balance(account_id: Annotated[str, typer.Argument(metavar="ACCOUNT")], demo: DemoOption = False) -> None:
     """Show an account's exact balance, by source, with its allowance and reset date."""
-    run(_balance(account_id))
+    run(_balance(account_id, demo))
 
 
-async def _balance(account_id: str) -> None:
-    async with open_ledger() as ledger:
+async def _balance(account_id: str, demo: bool) -> None:
+    async with open_ledger(url=await ledger_url(demo)) as ledger:
         b = await ledger.balance(account_id, recent=0)
     render.console().print(render.balance_table(b))
 
@@ -457,13 +467,14 @@ def history(
     account_id: Annotated[str, typer.Argument(metavar="ACCOUNT")],
     limit: Annotated[int, typer.Option(help="Entries per page (1-500).")] = 20,
     offset: Annotated[int, typer.Option(help="Entries to skip, newest first.")] = 0,
+    demo: DemoOption = False,
 ) -> None:
     """Show an account's ledger entries, newest first."""
-    run(_history(account_id, limit, offset))
+    run(_history(account_id, limit, offset, demo))
 
 
-async def _history(account_id: str, limit: int, offset: int) -> None:
-    async with open_ledger() as ledger:
+async def _history(account_id: str, limit: int, offset: int, demo: bool) -> None:
+    async with open_ledger(url=await ledger_url(demo)) as ledger:
         events = await ledger.entries(account_id, limit=limit, offset=offset)
         total = (await ledger.balance(account_id, recent=0)).version
     render.console().print(render.history_table(account_id, events, offset=offset, total=total))
@@ -472,17 +483,18 @@ async def _history(account_id: str, limit: int, offset: int) -> None:
 @app.command()
 def verify(
     accounts: Annotated[list[str] | None, typer.Option("--account", help="Only this account (repeatable).")] = None,
+    demo: DemoOption = False,
 ) -> None:
     """Re-derive every account from its events and compare with the stored state; exit 1 on a mismatch."""
-    clean = run(_verify(accounts or None))
+    clean = run(_verify(accounts or None, demo))
     if not clean:
         raise typer.Exit(1)
 
 
-async def _verify(accounts: list[str] | None) -> bool:
+async def _verify(accounts: list[str] | None, demo: bool) -> bool:
     progress = Progress(TextColumn("verify"), BarColumn(), MofNCompleteColumn(), TextColumn("accounts"),
                         TimeElapsedColumn(), console=render.console(stderr=True), transient=True)
-    async with open_engine() as engine:
+    async with open_engine(await ledger_url(demo)) as engine:
         with progress:
             task = progress.add_task("verify", total=None)
             report = await verify_ledger(
@@ -502,7 +514,8 @@ def demo(
 ) -> None:
     """Simulate a month of three seed products (AI tokens, GPU hours, messaging), then verify.
 
-    In a database of its own (CREDITS_DEMO_DATABASE, default credits_demo), created afresh on
-    each run on the ledger's server, never the one `credits serve` uses."""
+    In a database of its own (CREDITS_DEMO_DATABASE, default the ledger's database name + _demo),
+    created afresh on each run on the ledger's server, never the one `credits serve` uses; look at
+    it with `--demo` (balance, history, verify)."""
     if not run(run_demo(run_id)):
         raise typer.Exit(1)

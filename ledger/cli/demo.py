@@ -7,11 +7,12 @@ paused and resumed, one stopped, plus reserved-and-settled H100 training runs) a
 product (email, SMS, voice minutes, speech synthesis). Purchases with fake Stripe ids, a coupon,
 an operator grant, refunds, grant expiry and the next month's allowance happen along the way.
 
-The demo keeps to a database of its own (``CREDITS_DEMO_DATABASE``, ``credits_demo``), dropped
+The demo keeps to a database of its own (``CREDITS_DEMO_DATABASE``, default the ledger's
+database name + ``_demo``: ``credits_demo`` on the embedded default), dropped
 and created afresh on each run on the same server as the ledger's (``DATABASE_URL`` or the
 embedded default): a server running on the ledger's database never sees the simulated month
 (its relay would raise the month's alerts at wall-clock times), and the served ledger never
-holds demo accounts. ``CREDITS_DATABASE_NAME=credits_demo credits balance …`` looks at it after.
+holds demo accounts. ``credits balance --demo …`` (and ``history``, ``verify``) look at it after.
 
 The clock starts at the start of the current month (UTC) and moves an hour at a time; each
 hour's commands go to the ledger in one ``execute_many`` (one group commit), so a month takes
@@ -39,7 +40,7 @@ from ledger import commands as c
 from ledger.bootstrap import database_url, open_ledger
 from ledger.cli import render
 from ledger.clock import HOUR, ManualClock
-from ledger.db import recreate_database
+from ledger.db import recreate_database, with_database
 from ledger.errors import InvalidRequest, LedgerError
 from ledger.events import (
     AllowanceGranted,
@@ -380,27 +381,37 @@ class Demo:
         (self.progress.console if self.progress is not None else self.out).print(line)
 
 
+async def demo_database_url(settings: Settings) -> tuple[str, str]:
+    """The ledger's database URL and the demo's: a database of its own on the same server
+    (``CREDITS_DEMO_DATABASE``, default the ledger's database name + ``_demo``)."""
+    served = await asyncio.to_thread(database_url, settings)
+    served_name = make_url(served).database or "postgres"
+    name = settings.demo_database or f"{served_name}_demo"
+    if name == served_name:
+        raise InvalidRequest(f"credits demo recreates database {name!r} for each run, and that is the ledger's own:"
+                             " set CREDITS_DEMO_DATABASE to another name")
+    return served, with_database(served, name)
+
+
 async def run_demo(run_id: str | None = None, settings: Settings | None = None) -> bool:
-    """Run the demo in a database of its own (``CREDITS_DEMO_DATABASE``, created afresh on the
-    server of ``DATABASE_URL`` or the embedded default); True when ``verify`` is clean."""
+    """Run the demo in a database of its own (``demo_database_url``), created afresh on each run;
+    True when ``verify`` is clean."""
     settings = settings or load_settings()
     out = render.console()
     start = month_start(datetime.now(UTC))
     run_id = run_id or f"{start:%Y%m}"
     clock = ManualClock(start)
     began = time.perf_counter()
-    served = await asyncio.to_thread(database_url, settings)
-    if make_url(served).database == settings.demo_database:
-        raise InvalidRequest(f"credits demo recreates database {settings.demo_database!r} for each run, and that is"
-                             " the one configured for the ledger: unset CREDITS_DATABASE_NAME or set"
-                             " CREDITS_DEMO_DATABASE to another name")
+    served, url = await demo_database_url(settings)
+    name = make_url(url).database
+    assert name is not None
     # Its own database: a running server (its relay, scheduler, alerts) never sees the simulated
     # month, and the month never mixes with the served ledger.
-    url = await recreate_database(served, settings.demo_database)
+    await recreate_database(served, name)
     async with open_ledger(settings, clock=clock, url=url) as ledger:
         demo = Demo(ledger, clock, start, run_id, out)
         out.print(f"[bold]credits demo[/] run {run_id}: {start:%B %Y} hour by hour, rate card {ledger.card.version},"
-                  f" in database {settings.demo_database}")
+                  f" in database {name}")
         progress = Progress(TextColumn("[bold]simulating"), BarColumn(), MofNCompleteColumn(), TextColumn("hours"),
                             TimeElapsedColumn(), console=out)
         demo.progress = progress
@@ -418,7 +429,6 @@ async def run_demo(run_id: str | None = None, settings: Settings | None = None) 
         report = await verify(ledger.engine, accounts=list(demo.ids.values()))
     for mismatch in report.mismatches:
         out.print(str(mismatch), markup=False)
-    out.print(f"look around: CREDITS_DATABASE_NAME={settings.demo_database} credits balance {demo.ids[AI]}",
-              markup=False, highlight=False)
+    out.print(f"look around: credits balance --demo {demo.ids[AI]}", markup=False, highlight=False)
     out.print(report.summary(), markup=False)
     return report.clean

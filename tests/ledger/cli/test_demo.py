@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from typing import Any
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from typer.testing import CliRunner
 
 from ledger import commands as c
+from ledger.cli.app import app
 from ledger.cli.demo import run_demo
 from ledger.clock import SystemClock
 from ledger.db import make_engine, migrate, recreate_database
@@ -56,6 +59,12 @@ async def test_the_demo_leaves_the_served_database_alone(fresh_database_url: str
         await open_account(demo_url, "left-over")
         assert await run_demo("t1")  # verify is clean
         demo_log = await log_of(demo_url)
+        # ``--demo`` reads the demo's database; without it, the ledger's (which has no demo account).
+        cli = CliRunner()
+        for args, code in ((["balance", "--demo", "demo-t1-ai"], 0), (["verify", "--demo"], 0),
+                           (["history", "--demo", "demo-t1-gpu", "--limit", "3"], 0), (["balance", "demo-t1-ai"], 1)):
+            result = await asyncio.to_thread(cli.invoke, app, args)
+            assert result.exit_code == code, (args, result.output)
     finally:
         await drop_database(server_url, demo_db)
 

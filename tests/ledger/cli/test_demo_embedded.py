@@ -22,10 +22,9 @@ def credits_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "ledger.cli"]
 
 
-def run_credits(*args: str, data_dir: Path, timeout: float, **extra_env: str) -> subprocess.CompletedProcess[str]:
+def run_credits(*args: str, data_dir: Path, timeout: float) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
     env["CREDITS_DATA_DIR"] = str(data_dir)
-    env.update(extra_env)
     return subprocess.run([*credits_command(), *args], env=env, cwd=REPO_ROOT, capture_output=True, text=True,
                           timeout=timeout, check=False)
 
@@ -52,7 +51,7 @@ def test_demo_then_verify_on_the_embedded_default(tmp_path: Path) -> None:
 
         pid = postmaster_pid(data_dir)
         # The demo's month is in a database of its own on the same server.
-        verify = run_credits("verify", data_dir=data_dir, timeout=120, CREDITS_DATABASE_NAME="credits_demo")
+        verify = run_credits("verify", "--demo", data_dir=data_dir, timeout=120)
         assert verify.returncode == 0, verify.stdout + verify.stderr
         assert verify.stdout.strip().splitlines()[-1] == summary
         assert postmaster_pid(data_dir) == pid  # the server the demo started, reused
