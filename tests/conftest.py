@@ -162,6 +162,8 @@ async def fresh_database_url(server_url: str, template_database: str) -> AsyncIt
         yield with_database(server_url, name)
     finally:
         await drop_database(server_url, name)
+        # What `credits demo` made beside it (its own database: the ledger's name + "_demo").
+        await drop_database(server_url, f"{name}_demo")
 
 
 @pytest_asyncio.fixture(loop_scope="session")
