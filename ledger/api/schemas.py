@@ -10,15 +10,36 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    WithJsonSchema,
+)
 
 from ledger.commands import MAX_KEY, as_normal_key
 from ledger.errors import InvalidRequest
 from ledger.money import MAX_UCR, format_credits, parse_credits
 
-#: A decimal string of credits with at most six places, e.g. ``"12.5"`` or ``"0.000150"``.
-CreditsText = Annotated[str, Field(max_length=40, pattern=r"^\s*-?[0-9]+(\.[0-9]{1,6})?\s*$",
-                                   examples=["12.500000"])]
+_CREDITS_PATTERN = r"^\s*-?[0-9]+(\.[0-9]{1,6})?\s*$"
+
+
+def whole_credits(value: object) -> object:
+    """A JSON integer is a whole number of credits (``10`` -> ``"10"``); a float or a boolean is refused."""
+    if isinstance(value, bool | float):
+        raise ValueError('credits are a decimal string ("12.5") or a whole number (12), not a JSON float or boolean')
+    return str(value) if isinstance(value, int) else value
+
+
+#: Credits: a decimal string with at most six places (``"12.5"``, ``"0.000150"``), or a JSON integer
+#: of whole credits (``10``), wherever a request takes credits.
+CreditsText = Annotated[str, BeforeValidator(whole_credits), Field(max_length=40, pattern=_CREDITS_PATTERN),
+                        WithJsonSchema({"anyOf": [{"type": "string", "maxLength": 40, "pattern": _CREDITS_PATTERN},
+                                                  {"type": "integer"}], "examples": ["12.500000", 12]})]
 Ucr = Annotated[StrictInt, Field(gt=0, le=MAX_UCR, examples=[12_500_000])]
 Quantity = Annotated[StrictInt, Field(examples=[1200])]
 Quantities = Annotated[dict[Annotated[str, Field(max_length=100)], Quantity],

@@ -132,6 +132,13 @@ CASES = [
     Bad("budget monthly_limit_ucr 5.0", "PUT", BUDGET, "admin", {"monthly_limit_ucr": 5.0}),
     Bad("budget monthly_limit 5.5", "PUT", BUDGET, "admin", {"monthly_limit": 5.5}),
     Bad("limit per_run_ucr 1.0", "PUT", LIMITS, "admin", {"per_run_ucr": 1.0}),
+    Bad("limit per_day 2.0", "PUT", LIMITS, "admin", {"per_day": 2.0}),
+    Bad("reserve amount 1.0", "POST", RESERVE, "member", {"operation": "email", "amount": 1.0}),
+    # booleans are not whole credits
+    Bad("grant amount true", "POST", GRANTS, "operator", {"amount": True, "reason": "t"}),
+    Bad("budget monthly_limit true", "PUT", BUDGET, "admin", {"monthly_limit": True}),
+    Bad("limit per_month false", "PUT", LIMITS, "admin", {"per_month": False}),
+    Bad("reserve amount true", "POST", RESERVE, "member", {"operation": "email", "amount": True}),
     Bad("reserve amount_ucr 1.0", "POST", RESERVE, "member", {"operation": "email", "amount_ucr": 1.0}),
     # out-of-range money
     Bad("grant amount 0", "POST", GRANTS, "operator", {"amount": "0", "reason": "t"}),
@@ -157,6 +164,9 @@ CASES = [
         {"operation": "gpu-l", "quantity": 10**15}),
     Bad("grant amount_ucr 2**70", "POST", GRANTS, "operator", {"amount_ucr": HUGE, "reason": "t"}),
     Bad("grant amount 2**70 credits", "POST", GRANTS, "operator", {"amount": str(HUGE), "reason": "t"}),
+    Bad("grant amount 2**70 whole credits", "POST", GRANTS, "operator", {"amount": HUGE, "reason": "t"}),
+    Bad("grant amount 0 whole credits", "POST", GRANTS, "operator", {"amount": 0, "reason": "t"}),
+    Bad("budget monthly_limit -5 whole credits", "PUT", BUDGET, "admin", {"monthly_limit": -5}),
     Bad("budget monthly_limit_ucr 2**70", "PUT", BUDGET, "admin", {"monthly_limit_ucr": HUGE}),
     Bad("reserve amount_ucr 2**70", "POST", RESERVE, "member", {"operation": "email", "amount_ucr": HUGE}),
     # malformed bodies
@@ -381,3 +391,22 @@ async def test_malformed_json_is_a_400_and_an_invalid_field_a_422(client: httpx.
     assert body["status"] == 400, body  # a UTF-8 BOM: RFC 8259 forbids sending one
     body = await refused(client, acct, "POST", CHARGES, "member", statuses={422}, json={**EMAIL, "quantity": "x"})
     assert body["type"].endswith("/invalid-request"), body
+
+
+async def test_a_json_integer_is_a_whole_number_of_credits(client: httpx.AsyncClient, acct: Acct) -> None:
+    """Every body field that takes credits as a string takes a JSON integer as whole credits."""
+    a = acct.id
+    r = await client.post(GRANTS.format(account=a), headers=bearer(acct.operator), json={"amount": 2, "reason": "t"})
+    assert r.status_code == 201 and r.json()["amount_ucr"] == 2_000_000, r.text
+    r = await client.put(BUDGET.format(account=a), headers=bearer(acct.account.admin), json={"monthly_limit": 10})
+    assert r.status_code == 200 and r.json()["monthly_limit_ucr"] == 10_000_000, r.text
+    r = await client.put(LIMITS.format(account=a), headers=bearer(acct.account.admin),
+                         json={"per_run": 1, "per_day": 3, "per_month": 40})
+    assert r.status_code == 200, r.text
+    assert (r.json()["per_run_ucr"], r.json()["per_day_ucr"], r.json()["per_month_ucr"]) == (
+        1_000_000, 3_000_000, 40_000_000), r.json()
+    r = await client.post(RESERVE.format(account=a), headers=bearer(acct.account.member),
+                          json={"operation": "email", "amount": 1})
+    assert r.status_code == 201 and r.json()["held_ucr"] == 1_000_000, r.text
+    r = await client.put(BUDGET.format(account=a), headers=bearer(acct.account.admin), json={"monthly_limit": None})
+    assert r.status_code == 200 and r.json()["monthly_limit_ucr"] is None, r.text
