@@ -11,8 +11,8 @@ The rules:
   skipped block, below), the test starts its own, in the default mode (API, relay, worker,
   scheduler) on a free port, and stops it at the end. The blocks' environment points at that
   server and database (``DATABASE_URL``, ``REDIS_URL``, ``CREDITS_BROKER_NAMESPACE``,
-  ``CREDITS_DATA_DIR``, ``CREDITS_DEMO_DATABASE``, and ``PATH`` with this interpreter's
-  ``credits`` first); the working directory is the checkout.
+  ``CREDITS_DATA_DIR``, and ``PATH`` with this interpreter's ``credits`` first); the working
+  directory is the checkout.
 - The one rewrite: ``localhost:8000`` becomes the test server's address (:func:`as_run`).
 - Every ``curl`` passes ``-f``, ``--fail`` or ``--fail-with-body``, so a 4xx fails its block.
 - A block right after a ``<!-- not run: REASON -->`` line is skipped. That is for blocks that
@@ -25,7 +25,6 @@ The rules:
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import json
 import os
@@ -46,7 +45,6 @@ import pytest
 from typer.testing import CliRunner
 
 from ledger.cli.app import app
-from tests.conftest import drop_database
 from tests.ledger.api.live import free_port
 from tests.ledger.cli.test_cli import query
 
@@ -181,11 +179,10 @@ CHECKS: dict[tuple[str, str], Callable[[str, str], None]] = {
 
 # --- the server ---------------------------------------------------------------------------------
 
-def environment(database_url: str, demo_database: str, redis_url: str, data_dir: Path, port: int) -> dict[str, str]:
+def environment(database_url: str, redis_url: str, data_dir: Path, port: int) -> dict[str, str]:
     """The shell's environment minus its own ledger settings, pointed at the test's server."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CREDITS_") and k != "BROKER_URL"}
     env.update(DATABASE_URL=database_url, REDIS_URL=redis_url, CREDITS_DATA_DIR=str(data_dir),
-               CREDITS_DEMO_DATABASE=demo_database,
                CREDITS_BROKER_NAMESPACE=f"credits-test-docs-{port}-{secrets.token_hex(3)}",
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}")
     return env
@@ -293,11 +290,9 @@ def test_the_commands_of_skipped_blocks_parse() -> None:
 
 
 @pytest.mark.slow
-def test_every_example_runs_as_written(fresh_database_url: str, server_url: str, redis_url: str,
-                                       tmp_path: Path) -> None:
+def test_every_example_runs_as_written(fresh_database_url: str, redis_url: str, tmp_path: Path) -> None:
     port = free_port()
-    demo_database = f"credits_fresh_{secrets.token_hex(6)}"  # `credits demo` makes it; dropped below
-    env = environment(fresh_database_url, demo_database, redis_url, tmp_path / "data", port)
+    env = environment(fresh_database_url, redis_url, tmp_path / "data", port)
     server: Server | None = None
     failures = []
     try:
@@ -311,6 +306,5 @@ def test_every_example_runs_as_written(fresh_database_url: str, server_url: str,
     finally:
         if server is not None:
             stop_server(server)
-        asyncio.run(drop_database(server_url, demo_database))
     assert server is not None, "no skipped block starts `credits serve`"
     assert not failures, "\n\n".join([*failures, f"--- the server's log\n{server.log_tail()}"])
