@@ -76,13 +76,13 @@ async def test_migration_backfills_the_day_counters_exactly(fresh_database_url: 
             written = (await conn.execute(counters)).all()
         assert {(a, p) for a, p, _ in written} >= {("bf-a", day_key(T0)), ("bf-b", day_key(T0 - timedelta(days=12)))}
 
-        # A database from before the day counters: verify misses them...
+        # A database from before the day counters has none (today's verify reads columns of later
+        # revisions, so it runs only on the migrated database)...
         config = alembic_config(fresh_database_url)
         await engine.dispose()
         await asyncio.to_thread(command.downgrade, config, "0003")
         async with engine.connect() as conn:
             assert (await conn.execute(counters)).all() == []
-        assert not (await verify(engine)).clean
         # ...and the migration restores each one to the sum of its day's usage events.
         await engine.dispose()
         await asyncio.to_thread(migrate, fresh_database_url)
