@@ -23,6 +23,7 @@ from ledger.errors import (
     InvalidRequest,
     InvalidState,
     NotFound,
+    OutOfRange,
     PaymentRequired,
     PurchaseRejected,
     RefundRejected,
@@ -55,9 +56,16 @@ from ledger.events import (
     UsageMetered,
 )
 from ledger.grants import plan_draws
-from ledger.money import MAX_UCR, credits_to_exact_ucr, floor_ucr, format_credits, fraction_to_decimal_str
+from ledger.money import (
+    MAX_SPEND_UCR,
+    MAX_UCR,
+    credits_to_exact_ucr,
+    floor_ucr,
+    format_credits,
+    fraction_to_decimal_str,
+)
 from ledger.rates import Price, RateCard, coupon_code, normalize_quantities, price
-from ledger.state import AccountState, apply, hour_due_at
+from ledger.state import AccountState, apply, hour_due_at, spend_keys
 
 E = TypeVar("E", bound=EventBase)
 
@@ -88,9 +96,10 @@ class _Builder:
     def emit(self, cls: type[E], *, amount_ucr: int = 0, occurred_at: datetime | None = None,
              **fields: Any) -> E:
         balance_after = self.state.balance_ucr + amount_ucr
-        if abs(balance_after) > MAX_UCR:
+        if abs(amount_ucr) > MAX_UCR or abs(balance_after) > MAX_UCR:
             # Refused here, as bad input, rather than by a BIGINT overflow in the database.
-            raise InvalidRequest("the balance would leave the range the ledger can hold")
+            raise OutOfRange(f"the balance would leave the range the ledger holds (±{format_credits(MAX_UCR)}"
+                             " credits)")
         # Validated: pydantic's compiled validator is also faster than ``model_construct``'s
         # Python loop over the fields.
         event = cls.model_validate({
@@ -169,6 +178,20 @@ def check_spend(state: AccountState, cost_ucr: int, attribution: Attribution, no
                 raise refuse(f"{scope}_limit", cap - spent)
 
 
+def _check_spend_range(state: AccountState, cost_ucr: int, attribution: Attribution, when: datetime,
+                       deployment_id: str | None) -> None:
+    """Refuse a debit that would take a spend counter it adds to, or its deployment's total, past
+    ``MAX_SPEND_UCR``: those are BIGINT columns the store increments, and every one of them is in
+    the state (the store loads the counters of every debit)."""
+    for key in spend_keys(attribution, when):
+        if state.counter(key) + cost_ucr > MAX_SPEND_UCR:
+            raise OutOfRange(f"spend counter {'/'.join(k for k in key if k)} would pass"
+                             f" {format_credits(MAX_SPEND_UCR)} credits, the most one holds")
+    d = state.deployments.get(deployment_id) if deployment_id is not None else None
+    if d is not None and d.credits_ucr + cost_ucr > MAX_SPEND_UCR:
+        raise OutOfRange(f"deployment {d.deployment_id!r} would pass {format_credits(MAX_SPEND_UCR)} credits in all")
+
+
 def price_usage(card: RateCard, operation: str, quantity: int | None,
            quantities: Mapping[str, int] | None) -> Price:
     op = card.operation(operation)
@@ -178,6 +201,7 @@ def price_usage(card: RateCard, operation: str, quantity: int | None,
 def _debit(b: _Builder, p: Price, *, attribution: Attribution, gated: bool,
            occurred_at: datetime | None = None, **extra: Any) -> UsageMetered:
     """Record priced usage: draw grants in burn order, the unpaid rest becomes debt."""
+    _check_spend_range(b.state, p.amount_ucr, attribution, occurred_at or b.ctx.now, extra.get("deployment_id"))
     draws, unpaid = plan_draws(b.state.grants.values(), p.amount_ucr)
     if gated and unpaid:
         raise AssertionError("gated debit reached the grants without cover")  # checked before
@@ -352,7 +376,7 @@ def _purchase(b: _Builder, cmd: c.RecordPurchase) -> None:
         raise PurchaseRejected(f"{cmd.cents_paid} cents buy {format_credits(credits)} credits on the rate card,"
                                f" not {format_credits(cmd.credits_ucr)}", "credits_mismatch")
     if credits + bonus > MAX_UCR:
-        raise InvalidRequest("purchase out of range")
+        raise OutOfRange("purchase out of range")
     _expire_due(b)
     grant_id = b.ctx.new_id()
     b.emit(CreditsPurchased, amount_ucr=credits + bonus, grant_id=grant_id, kind=cmd.kind,

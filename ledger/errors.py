@@ -86,6 +86,13 @@ class InvalidRequest(LedgerError):
     title = "Invalid request"
 
 
+class OutOfRange(InvalidRequest):
+    """The command would take an amount past the ledger's documented ranges (``ledger.money``)."""
+
+    type_slug = "out-of-range"
+    title = "Out of range"
+
+
 class UnknownOperation(InvalidRequest):
     type_slug = "unknown-operation"
     title = "Unknown operation"

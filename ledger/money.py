@@ -13,10 +13,21 @@ from fractions import Fraction
 from typing import Final
 
 UCR_PER_CREDIT: Final = 1_000_000
-#: Largest amount the ledger accepts anywhere (fits BIGINT with headroom for sums).
+
+# ---- The documented ranges -------------------------------------------------------------------
+# Every stored amount is a PostgreSQL BIGINT (at most 2^63 - 1). Inside these ranges nothing
+# overflows; a command that would leave them is refused by ``decide`` with ``OutOfRange`` (422)
+# before anything is recorded (docs/api.md, "Ranges").
+
+#: Largest amount of any one command, event or grant, and of a balance either way (so of the
+#: debt, and of what is reserved, which never exceeds the balance).
 MAX_UCR: Final = 2**62
 #: Largest single quantity (tokens, messages, seconds...) a command may carry.
 MAX_QUANTITY: Final = 10**15
+#: Largest value of every spend counter (an account's, agent's or member's spend in a day, a month
+#: or a run) and of a deployment's total. Half of ``MAX_UCR``: a week's spend, which spans at most
+#: two calendar months, still fits ``MAX_UCR`` (weekly summaries, the run-out forecast).
+MAX_SPEND_UCR: Final = MAX_UCR // 2
 
 # ASCII digits only: ``\d`` would let int() read Arabic-Indic or full-width digits as money.
 _CREDITS_RE = re.compile(r"^[+-]?([0-9]+)(?:\.([0-9]{1,6}))?$")

@@ -36,6 +36,7 @@ from ledger.errors import IdempotencyConflict, LedgerError, OutcomeUnknown, Unkn
 from ledger.events import (
     ApiKeyCreated,
     ApiKeyRevoked,
+    Attribution,
     CouponApplied,
     Event,
     UsageMetered,
@@ -52,6 +53,7 @@ from ledger.state import (
     Limit,
     Purchase,
     Reservation,
+    hour_due_at,
     spend_keys,
 )
 
@@ -168,8 +170,31 @@ class _Loaded:
     coupon_stock: dict[str, int | None] = field(default_factory=dict)
 
 
-def _usage_attribution(cmd: c.Command) -> Any:
-    return getattr(cmd, "attribution", None)
+#: Commands that debit or gate on spend, and so read the spend counters of ``spend_keys``.
+_SPENDING: tuple[type[c.Command], ...] = (c.Charge, c.Meter, c.Reserve, c.Settle, c.StartDeployment,
+                                          c.ResumeDeployment, c.ChargeDeploymentHour)
+
+
+def _spend_counter_keys(commands: Sequence[c.Command], now: datetime) -> set[tuple[str, CounterKey]]:
+    """The spend counters the batch's debits add to and its gates read, per account.
+
+    A usage command's at its ``occurred_at`` (metered usage may be backdated), the others' at
+    ``now``; an hour charge caught up across a day or month is completed once its deployment is
+    loaded. Attributions repeat, so ``spend_keys`` runs once per distinct one.
+    """
+    out: set[tuple[str, CounterKey]] = set()
+    seen: dict[tuple[str | None, str | None, str | None, datetime], tuple[CounterKey, ...]] = {}
+    for cmd in commands:
+        if type(cmd) not in _SPENDING:
+            continue
+        attr: Attribution = getattr(cmd, "attribution", None) or _NO_ATTR
+        when: datetime = getattr(cmd, "occurred_at", None) or now
+        memo = (attr.agent, attr.member, attr.run, when)
+        keys = seen.get(memo)
+        if keys is None:
+            keys = seen[memo] = spend_keys(attr, when)
+        out.update((cmd.account_id, k) for k in keys)
+    return out
 
 
 class EventStore:
@@ -459,22 +484,32 @@ class EventStore:
         card: RateCard, *, lock: bool,
     ) -> _Loaded:
         out = _Loaded()
-        # The accounts' locks (``lock``), then the accounts, their live grants, their limits and
-        # the batch's idempotency keys, in one round trip (migration 0005's function): grants,
-        # limits and keys come back as arrays of rows, decoded by asyncpg in binary. The keys are
+        # The accounts' locks (``lock``), then the accounts, their live grants, their limits, the
+        # batch's idempotency keys and the spend counters its debits add to, in one round trip
+        # (migration 0007's function): grants, limits, keys and counters come back as arrays of
+        # rows, decoded by asyncpg in binary. The keys are
         # probed by (account, key) pair, one index lookup each. Limits are read for every account
         # (an index probe, nearly always finding none) rather than in a second round trip only
         # when a command names an agent or a member.
         keyed = [(cmd.account_id, cmd.idempotency_key) for cmd in commands if cmd.idempotency_key]
-        rows = await pg.fetch("SELECT * FROM credits_lock_and_load($1, $2, $3, $4)",
+        # The spend counters every debit adds to (and a gate reads) come in the same round trip:
+        # ``decide`` refuses a debit that would take one past ``MAX_SPEND_UCR``.
+        asked = _spend_counter_keys(commands, now)
+        spends = sorted(asked)
+        rows = await pg.fetch("SELECT * FROM credits_lock_and_load($1, $2, $3, $4, $5, $6, $7, $8)",
                               [lock_key(a) for a in account_ids] if lock else [], account_ids,
-                              [a for a, _ in keyed], [k for _, k in keyed])
+                              [a for a, _ in keyed], [k for _, k in keyed],
+                              [a for a, _ in spends], [k[0] for _, k in spends], [k[1] for _, k in spends],
+                              [k[2] for _, k in spends])
         account_rows = {r["account_id"]: r for r in rows}
         budgets = {a: Budget(**r["settings"]["budget"]) if "budget" in r["settings"] else Budget()
                    for a, r in account_rows.items()}
         grants: dict[str, dict[UUID, Grant]] = defaultdict(dict)
         limits: dict[str, dict[tuple[str, str], Limit]] = defaultdict(dict)
+        counters: dict[str, dict[CounterKey, int]] = defaultdict(dict)
         for a, r in account_rows.items():
+            if r["counters"]:
+                counters[a] = {(scope, subject, period): spent for scope, subject, period, spent in r["counters"]}
             # Row fields in ``Grant``'s own order: grant_id, source, original, remaining, expiry, granted.
             grants[a] = {g[0]: Grant(*g) for g in r["grants"]}
             if r["limits"]:
@@ -482,14 +517,10 @@ class EventStore:
                              for scope, subject, run, day, month in r["limits"]}
             for key, request_hash, first, last in r["keys"] or ():
                 out.keys[(a, key)] = (bytes(request_hash), first, last)
-        # Accounts opened by this very batch have no rows yet; global things (coupon stock) still load.
-        existing = list(account_rows)
-        by_acct: dict[str, list[c.Command]] = defaultdict(list)
         # Commands by exact type, found once: isinstance on pydantic models goes through ABCMeta
         # and was a visible share of the write path when every lookup below rescanned the batch.
         by_type: dict[type[c.Command], list[Any]] = defaultdict(list)
         for cmd in commands:
-            by_acct[cmd.account_id].append(cmd)
             by_type[type(cmd)].append(cmd)
 
         def of(*types: type[c.Command]) -> list[Any]:
@@ -513,40 +544,6 @@ class EventStore:
                     g["grant_id"], g["source"], g["original_ucr"], g["remaining_ucr"], g["expires_at"],
                     g["granted_at"])
                 purchases[g["account_id"]][g["event_id"]] = Purchase(g["event_id"], g["grant_id"], g["occurred_at"])
-
-        # Spend counters matter only to gating against a budget or a limit.
-        counter_keys: list[tuple[str, CounterKey]] = []
-        setting_rules = {cmd.account_id for cmd in of(c.SetBudget, c.SetLimit)}
-        for a in existing:
-            has_rules = budgets[a].monthly_limit_ucr is not None or bool(limits[a]) or a in setting_rules
-            if not has_rules:
-                continue
-            for cmd in by_acct[a]:
-                attr = _usage_attribution(cmd)
-                counter_keys += [(a, k) for k in spend_keys(attr if attr is not None else _NO_ATTR, now)]
-        # Alert checks read the account's month and every limited subject's day and month.
-        for cmd in of(c.CheckAlerts, c.RaiseAlert):
-            a = cmd.account_id
-            if a not in account_rows:
-                continue
-            counter_keys.append((a, ("account", "", month_key(now))))
-            if type(cmd) is c.RaiseAlert:
-                counter_keys.append((a, (cmd.scope, cmd.subject, cmd.period)))
-            else:
-                counter_keys += [(a, k) for k in spend_keys(cmd.attribution, now)]
-                counter_keys += [(a, (scope, subject, period)) for scope, subject in limits[a]
-                                 for period in (day_key(now), month_key(now))]
-        counters: dict[str, dict[CounterKey, int]] = defaultdict(dict)
-        if counter_keys:
-            for cr in (await _fetch(pg, (
-                "SELECT s.account_id, s.scope, s.subject, s.period, s.spent_ucr FROM spend_counters s"
-                " JOIN unnest(CAST(:a AS text[]), CAST(:s AS text[]), CAST(:j AS text[]), CAST(:p AS text[]))"
-                " AS q(a, s2, j, p) ON s.account_id = q.a AND s.scope = q.s2 AND s.subject = q.j"
-                " AND s.period = q.p"),
-                {"a": [a for a, _ in counter_keys], "s": [k[0] for _, k in counter_keys],
-                 "j": [k[1] for _, k in counter_keys], "p": [k[2] for _, k in counter_keys]},
-            )):
-                counters[cr["account_id"]][(cr["scope"], cr["subject"], cr["period"])] = cr["spent_ucr"]
 
         reservations: dict[str, dict[UUID, Reservation]] = defaultdict(dict)
         res_ids = [(cmd.account_id, cmd.reservation_id) for cmd in of(c.Settle, c.Release)]
@@ -582,6 +579,37 @@ class EventStore:
                     dr["deployment_id"], dr["instance_type"], dr["hourly_ucr"], dr["status"], dr["hours_charged"],
                     dr["credits_ucr"], dr["segment_started_at"], timedelta(microseconds=dr["used_us"]),
                     dr["paused_reason"], dr["started_at"])
+
+        # Alert checks read the account's month and every limited subject's day and month; an
+        # hour charge caught up after downtime adds to the counters of the period it fell due in.
+        counter_keys: list[tuple[str, CounterKey]] = []
+        for cmd in of(c.CheckAlerts, c.RaiseAlert):
+            a = cmd.account_id
+            if a not in account_rows:
+                continue
+            counter_keys.append((a, ("account", "", month_key(now))))
+            if type(cmd) is c.RaiseAlert:
+                counter_keys.append((a, (cmd.scope, cmd.subject, cmd.period)))
+            else:
+                counter_keys += [(a, k) for k in spend_keys(cmd.attribution, now)]
+                counter_keys += [(a, (scope, subject, period)) for scope, subject in limits[a]
+                                 for period in (day_key(now), month_key(now))]
+        for cmd in of(c.ChargeDeploymentHour):
+            d = deployments[cmd.account_id].get(cmd.deployment_id)
+            if d is not None and d.segment_started_at is not None:
+                due = max(hour_due_at(d.segment_started_at, d.used, cmd.hour_index), d.segment_started_at)
+                counter_keys += [(cmd.account_id, k) for k in spend_keys(_NO_ATTR, due)]
+        counter_keys = [ak for ak in set(counter_keys) if ak not in asked]
+        if counter_keys:
+            for cr in (await _fetch(pg, (
+                "SELECT s.account_id, s.scope, s.subject, s.period, s.spent_ucr FROM spend_counters s"
+                " JOIN unnest(CAST(:a AS text[]), CAST(:s AS text[]), CAST(:j AS text[]), CAST(:p AS text[]))"
+                " AS q(a, s2, j, p) ON s.account_id = q.a AND s.scope = q.s2 AND s.subject = q.j"
+                " AND s.period = q.p"),
+                {"a": [a for a, _ in counter_keys], "s": [k[0] for _, k in counter_keys],
+                 "j": [k[1] for _, k in counter_keys], "p": [k[2] for _, k in counter_keys]},
+            )):
+                counters[cr["account_id"]][(cr["scope"], cr["subject"], cr["period"])] = cr["spent_ucr"]
 
         redeemed: dict[str, set[str]] = defaultdict(set)
         coupon_cmds = of(c.RedeemCoupon)

@@ -7,6 +7,7 @@ out by hand from ``ledger/data/rates.toml`` (1 credit = 1,000,000 µcr).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -25,6 +26,7 @@ from ledger.errors import (
     InvalidState,
     LedgerError,
     NotFound,
+    OutOfRange,
     PaymentRequired,
     PurchaseRejected,
     RefundRejected,
@@ -54,7 +56,7 @@ from ledger.events import (
     RefundIssued,
     UsageMetered,
 )
-from ledger.money import MAX_UCR
+from ledger.money import MAX_SPEND_UCR, MAX_UCR
 from ledger.rates import CustomAmount, RateCard, sample_rate_card
 from ledger.state import AccountState
 
@@ -945,6 +947,60 @@ def test_a_balance_beyond_max_ucr_is_refused() -> None:
     assert s.state.balance_ucr == MAX_UCR
     s.refused(grant(1, "purchase"), InvalidRequest)
     s.refused(grant(MAX_UCR, "purchase"), InvalidRequest)
+
+
+def near_the_spend_bound(s: Scenario, room: int, *keys: tuple[str, str, str]) -> Scenario:
+    """``s`` with ``keys`` (spend counters, as the store loads them) ``room`` µcr below MAX_SPEND_UCR."""
+    s.state = replace(s.state, counters={**s.state.counters, **{k: MAX_SPEND_UCR - room for k in keys}})
+    return s
+
+
+@pytest.mark.parametrize("key", [("account", "", "M2026-11"), ("account", "", "D2026-11-01"),
+                                 ("agent", "bot", "M2026-11"), ("member", "ann", "D2026-11-01"),
+                                 ("agent", "bot", "Rr1")])
+def test_a_debit_may_fill_a_spend_counter_to_the_bound_and_not_past_it(key: tuple[str, str, str]) -> None:
+    """Every counter a debit adds to stays <= MAX_SPEND_UCR: the bound is accepted, bound + 1 refused."""
+    who = Attribution(agent="bot", member="ann", run="r1")
+    s = near_the_spend_bound(funded(), 3000, key)  # email: 1,000 µcr a message
+    before = s.state
+    refused = s.refused(c.Meter(account_id=ACCT, operation="email", quantity=4, attribution=who), OutOfRange)
+    assert (refused.status, refused.type_slug) == (422, "out-of-range")
+    s.refused(charge("email", 4, agent="bot", member="ann", run="r1"), OutOfRange)
+    s.when(c.Meter(account_id=ACCT, operation="email", quantity=3, attribution=who))
+    assert s.state.counter(key) == MAX_SPEND_UCR
+    s.refused(c.Meter(account_id=ACCT, operation="email", quantity=1, attribution=who), OutOfRange)
+    assert s.state.balance_ucr == before.balance_ucr - 3000
+
+
+def test_a_backdated_meter_is_bounded_by_the_counters_of_when_it_happened() -> None:
+    s = near_the_spend_bound(funded(), 0, ("account", "", "M2026-10"))
+    october = datetime(2026, 10, 31, tzinfo=UTC)
+    s.refused(c.Meter(account_id=ACCT, operation="email", quantity=1, occurred_at=october), OutOfRange)
+    s.when(meter("email", 1))  # November's counters have room
+
+
+def test_a_deployment_total_is_bounded_too() -> None:
+    s = funded()
+    s.when(dep(c.StartDeployment, instance_type="cpu-s"))  # 0.05 an hour
+    d = s.state.deployments["d1"]
+    s.state = replace(s.state, deployments={"d1": replace(d, credits_ucr=MAX_SPEND_UCR - 50_000)})
+    s.at(T0 + HOUR).when(dep(c.ChargeDeploymentHour, hour_index=1))  # exactly at the bound
+    assert s.state.deployments["d1"].credits_ucr == MAX_SPEND_UCR
+    s.at(T0 + 2 * HOUR).refused(dep(c.ChargeDeploymentHour, hour_index=2), OutOfRange)
+
+
+@settings(max_examples=200, deadline=None)
+@given(room=st.integers(0, 10**7), messages=st.integers(1, 10**4))
+def test_spend_counters_never_pass_the_bound(room: int, messages: int) -> None:
+    month, day = ("account", "", "M2026-11"), ("account", "", "D2026-11-01")
+    s = near_the_spend_bound(Scenario().given(open_cmd("free")), room, month)
+    cost = 1000 * messages
+    if cost <= room:
+        s.when(meter("email", messages))
+        assert s.state.counter(month) == MAX_SPEND_UCR - room + cost <= MAX_SPEND_UCR
+        assert s.state.counter(day) == cost
+    else:
+        s.refused(meter("email", messages), OutOfRange)
 
 
 def test_the_largest_single_credit_is_accepted() -> None:

@@ -32,6 +32,7 @@ from ledger.errors import (
     LedgerError,
     NotFound,
     OutcomeUnknown,
+    OutOfRange,
     PaymentRequired,
     PurchaseRejected,
     RefundRejected,
@@ -50,6 +51,7 @@ from ledger.events import (
     RefundIssued,
     UsageMetered,
 )
+from ledger.money import MAX_SPEND_UCR, MAX_UCR
 from ledger.rate_cards import ensure_rate_card
 from ledger.rates import RateCard, coupon_code
 from ledger.service import Ledger
@@ -896,3 +898,37 @@ async def test_a_purchase_not_paid_in_full_records_nothing(ledger: Ledger, open_
         kept = (await conn.execute(text("SELECT count(*) FROM idempotency_keys WHERE account_id = :a"),
                                    {"a": account})).scalar()
     assert kept == 0
+
+
+async def test_the_spend_bound_holds_on_every_counter_the_store_keeps(ledger: Ledger, clock: ManualClock,
+                                                                        open_account: Any) -> None:
+    """The store loads every counter a debit adds to, with no budget or limit set: the month's of
+    a plain meter, and the past month's of an hour charge caught up after midnight."""
+    account = await open_account(credits_ucr=1_000_000)
+    clock.set(datetime(2026, 11, 30, 22, 30, tzinfo=UTC))
+    hourly = 800_000  # gpu-s
+    await ledger.execute(c.StartDeployment(account_id=account, deployment_id="d", instance_type="gpu-s"))
+    # November's counter is filled (1,000 µcr an email) to less than an hour's price below the bound.
+    async with ledger.engine.connect() as conn:
+        spent = (await conn.execute(text(
+            "SELECT spent_ucr FROM spend_counters WHERE account_id = :a AND scope = 'account' AND period = :p"),
+            {"a": account, "p": "M2026-11"})).scalar_one()
+    messages = (MAX_SPEND_UCR - spent - hourly) // 1000 + 1
+    for q in (10**15, 10**15, messages - 2 * 10**15):
+        await ledger.execute(c.Meter(account_id=account, operation="email", quantity=q))
+    await ledger.execute(c.GrantCredits(account_id=account, amount_ucr=MAX_UCR, source="purchase", reason="t"))
+    version = (await ledger.balance(account, recent=0)).version
+    with pytest.raises(OutOfRange):
+        await ledger.execute(c.Meter(account_id=account, operation="email", quantity=1000))
+    # Hour 1 fell due at 23:30 on 30 November; the scheduler catches it up at 00:10 on 1 December.
+    clock.set(datetime(2026, 12, 1, 0, 10, tzinfo=UTC))
+    with pytest.raises(OutOfRange):
+        await ledger.execute(c.ChargeDeploymentHour(account_id=account, deployment_id="d", hour_index=1,
+                                                    idempotency_key="deployment:d:hour:1"))
+    assert (await ledger.balance(account, recent=0)).version == version  # nothing recorded
+    # December's counters have room.
+    await ledger.execute(c.Meter(account_id=account, operation="email", quantity=1000))
+    async with ledger.engine.connect() as conn:
+        largest = (await conn.execute(text("SELECT max(spent_ucr) FROM spend_counters WHERE account_id = :a"),
+                                      {"a": account})).scalar_one()
+    assert MAX_SPEND_UCR - hourly < largest <= MAX_SPEND_UCR
