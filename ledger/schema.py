@@ -268,10 +268,18 @@ webhook_deliveries = Table(
     Column("endpoint_id", Text, nullable=False),
     #: The event's id: also the ``webhook-id`` header, stable across retries.
     Column("event_id", UUID(as_uuid=True), nullable=False),
-    Column("status", Text, nullable=False),  # pending | delivered | failed | gone
+    #: pending | failed (retried when due) | delivered | gone | dead (out of attempts or age) | skipped
+    Column("status", Text, nullable=False),
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     Column("last_status_code", Integer),
     Column("last_error", Text),
     _ts("updated_at"),
+    #: When the next attempt is due; NULL once the delivery is final.
+    _ts("next_attempt_at", nullable=True),
+    #: In flight (queued or being sent) until then; NULL or past: the sweep may send it again.
+    _ts("lease_until", nullable=True),
+    _ts("created_at"),
     PrimaryKeyConstraint("account_id", "endpoint_id", "event_id", name="webhook_deliveries_pkey"),
 )
+Index("webhook_deliveries_due_idx", webhook_deliveries.c.next_attempt_at,
+      postgresql_where=webhook_deliveries.c.next_attempt_at.isnot(None))

@@ -74,6 +74,11 @@ class Settings(BaseSettings):
     webhook_max_retries: int = 12
     webhook_min_backoff_ms: int = 10_000
     webhook_max_backoff_ms: int = 6 * 3600 * 1000
+    #: A delivery older than this is given up (``dead``) at its next failure, whatever its attempts.
+    webhook_max_age_s: int = 3 * 24 * 3600
+    #: How long a delivery handed to the broker counts as in flight past its due time; after that
+    #: the scheduler's sweep sends it again (the broker lost it). A send counts 2 minutes.
+    webhook_lease_s: int = 300
 
 
 def load_settings() -> Settings:

@@ -6,8 +6,11 @@ redelivery (Dramatiq delivers at least once) a replay, never a second charge.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, TypeGuard
 
 import dramatiq
@@ -55,11 +58,18 @@ async def pause_for_debt(account_id: str) -> None:
         raise result
 
 
-async def deliver_webhook(account_id: str, endpoint_id: str, event_id: str) -> None:
-    """POST one event to one endpoint, signed; raises to be retried with backoff."""
+async def deliver_webhook(account_id: str, endpoint_id: str, event_id: str, attempt: int | None = None) -> None:
+    """POST one event to one endpoint, signed. After a failure the next attempt goes back to the
+    broker as a delayed message; PostgreSQL keeps its schedule, so if the broker loses it the
+    scheduler's sweep sends it when due (``workers/webhooks.py``)."""
     ctx = context()
     ledger = await ctx.ledger()
-    await webhooks.deliver(ledger, ctx, account_id, endpoint_id, event_id)
+    result = await webhooks.deliver(ledger, ctx, account_id, endpoint_id, event_id, attempt)
+    if result.retry is not None and result.delay is not None and ctx.send_delivery is not None:
+        try:
+            await asyncio.to_thread(ctx.send_delivery, result.retry, result.delay)
+        except Exception as exc:  # the row is due all the same: the sweep sends it
+            log.warning("webhook retry not queued (%s: %s); the scheduler sends it when due", type(exc).__name__, exc)
 
 
 async def record_usage(events: list[dict[str, Any]]) -> None:
@@ -117,6 +127,17 @@ def relay_sender(actors: Actors) -> Any:
         for account_id in sorted(p.debtors):
             actors.pause_for_debt.send(account_id)
         for account_id, endpoint_id, event_id in p.deliveries:
-            actors.deliver_webhook.send(account_id, endpoint_id, event_id)
+            actors.deliver_webhook.send(account_id, endpoint_id, event_id, 0)  # registered with 0 attempts
+
+    return send
+
+
+def delivery_sender(actors: Actors) -> Callable[[webhooks.Due, timedelta], None]:
+    """Hands one delivery attempt to the broker, after ``delay`` (the sweep's, and retries)."""
+
+    def send(d: webhooks.Due, delay: timedelta = timedelta(0)) -> None:
+        ms = int(delay.total_seconds() * 1000)
+        actors.deliver_webhook.send_with_options(args=(d.account_id, d.endpoint_id, d.event_id, d.attempt),
+                                                 delay=ms or None)
 
     return send

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from contextlib import AsyncExitStack
+from datetime import timedelta
 from typing import Any
 
 from dramatiq import Broker, Worker
@@ -20,6 +22,7 @@ from ledger.bootstrap import open_ledger
 from ledger.clock import Clock, SystemClock
 from ledger.service import Ledger
 from ledger.settings import Settings
+from workers.webhooks import Due, Schedule
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,9 @@ class WorkerContext:
         self._stack: AsyncExitStack | None = None
         self._lock: asyncio.Lock | None = None
         self.http: Any = None
+        self.webhook_schedule = Schedule.of(settings)
+        #: Hands a delivery's next attempt to the broker, delayed (set with the actors).
+        self.send_delivery: Callable[[Due, timedelta], None] | None = None
 
     async def ledger(self) -> Ledger:
         """The process's ledger, opened on first use (on the calling loop)."""

@@ -27,7 +27,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ledger.alerts import AlertSpec, due_alerts, load_views, run_counters, unfired
-from ledger.clock import Clock
+from ledger.clock import Clock, SystemClock
 from ledger.events import (
     Attribution,
     BudgetSet,
@@ -46,7 +46,7 @@ from ledger.events import (
 from ledger.log import LogEntry, load_checkpoint, read_log, save_checkpoint
 from ledger.rates import RateCard
 from ledger.state import CounterKey
-from workers.webhooks import wants
+from workers.webhooks import register, wants
 
 log = logging.getLogger(__name__)
 
@@ -217,8 +217,12 @@ class Relay:
     """
 
     def __init__(self, engine: AsyncEngine, send: Send, *, batch: int = 1000,
-                 screen: AlertScreen | None = None, lag_warn: timedelta = LAG_WARN) -> None:
+                 screen: AlertScreen | None = None, lag_warn: timedelta = LAG_WARN, clock: Clock | None = None,
+                 delivery_lease: timedelta = timedelta(minutes=5)) -> None:
         self.engine = engine
+        self.clock = clock or SystemClock()
+        #: How long a webhook delivery handed to the broker counts as in flight (``webhooks.register``).
+        self.delivery_lease = delivery_lease
         self.send = send
         self.batch = batch
         self.screen = screen
@@ -242,6 +246,11 @@ class Relay:
             messages = plan(entries, endpoints)
             # After the log read, on the same connection: the state it judges includes the batch.
             covered = await self.screen.apply(conn, messages) if self.screen is not None else {}
+        if messages.deliveries:
+            # Each delivery's schedule lives in PostgreSQL before its message goes out, so one the
+            # broker loses is sent again by the scheduler's sweep once its lease runs out.
+            async with self.engine.begin() as conn:
+                await register(conn, messages.deliveries, self.clock.now(), self.delivery_lease)
         # Hand over first, then move the checkpoint: a crash in between re-sends, never drops.
         await asyncio.to_thread(self.send, messages)
         if self.screen is not None:

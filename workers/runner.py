@@ -18,7 +18,7 @@ from dramatiq import Broker, Worker
 from ledger.clock import Clock
 from ledger.service import Ledger
 from ledger.settings import Settings
-from workers.actors import Actors, declare, relay_sender
+from workers.actors import Actors, declare, delivery_sender, relay_sender
 from workers.broker import broker_url, make_broker
 from workers.context import LedgerContext, WorkerContext, set_context
 from workers.relay import AlertScreen, Relay
@@ -41,6 +41,7 @@ class Background:
             webhook_min_backoff_ms=settings.webhook_min_backoff_ms,
             webhook_max_backoff_ms=settings.webhook_max_backoff_ms)
         self.context = WorkerContext(settings, clock=clock)
+        self.context.send_delivery = delivery_sender(self.actors)
         set_context(self.context)
         self.worker: Worker | None = None
 
@@ -59,10 +60,12 @@ class Background:
 
     def relay(self, ledger: Ledger) -> Relay:
         return Relay(ledger.engine, relay_sender(self.actors),
-                     screen=AlertScreen(ledger.clock, lambda: ledger.card))
+                     screen=AlertScreen(ledger.clock, lambda: ledger.card), clock=ledger.clock,
+                     delivery_lease=self.context.webhook_schedule.queue_lease)
 
     def scheduler(self, ledger: Ledger, clock: Clock | None = None) -> Scheduler:
-        return Scheduler(ledger, self.actors.execute_commands.send, clock)
+        return Scheduler(ledger, self.actors.execute_commands.send, clock, deliver=delivery_sender(self.actors),
+                         webhook_schedule=self.context.webhook_schedule)
 
     def close(self) -> None:
         self.stop_worker()

@@ -2,11 +2,12 @@
 
 Each tick finds what is due now: every uncharged hour of every running deployment whose paid
 time has run out (in order, so a tick after downtime catches up each missed hour once), monthly
-allowances, grant and reservation expiry, and yesterday's / last week's spend summaries. Every command carries a key
+allowances, grant and reservation expiry, yesterday's / last week's spend summaries, and webhook
+deliveries that are due and not in flight (``webhooks.claim_due``). Every command carries a key
 derived from what it is about (``deployment:{id}:hour:{n}``, ``allowance:{cycle}``,
 ``alert:daily_summary:...``), so two schedulers at once, or a tick repeated after a crash, can
-only replay. A lease (an advisory lock) keeps a second scheduler idle while one runs, to save
-the work, not for safety.
+only replay; a delivery is claimed under a row lock that a second sweep skips. A lease (an
+advisory lock) keeps a second scheduler idle while one runs, to save the work, not for safety.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ledger.clock import Clock, add_months
 from ledger.money import credits_to_exact_ucr, floor_ucr
 from ledger.service import Ledger
 from ledger.state import hour_due_at
+from workers import webhooks
 from workers.commands import dump
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,8 @@ class Tick:
     allowances: int = 0
     expiries: int = 0
     summaries: int = 0
+    #: Webhook deliveries sent again from PostgreSQL (due, not in flight: the broker lost them).
+    webhooks: int = 0
     skipped: bool = False
     commands: list[c.Command] = field(default_factory=list)
 
@@ -78,10 +82,15 @@ def cycle_at(opened_at: datetime, now: datetime) -> int:
 class Scheduler:
     """Finds due work each tick and sends it as keyed command batches through ``send``."""
 
-    def __init__(self, ledger: Ledger, send: Callable[[list[list[Any]]], object], clock: Clock | None = None) -> None:
+    def __init__(self, ledger: Ledger, send: Callable[[list[list[Any]]], object], clock: Clock | None = None, *,
+                 deliver: Callable[[webhooks.Due, timedelta], object] | None = None,
+                 webhook_schedule: webhooks.Schedule | None = None) -> None:
         self.ledger = ledger
         self.send = send
         self.clock = clock or ledger.clock
+        #: Hands a webhook delivery to the broker (``None``: this scheduler sweeps none).
+        self.deliver = deliver
+        self.webhook_schedule = webhook_schedule or webhooks.Schedule()
         #: Summary periods already sent by this process: the scan over a day's events runs once
         #: per period, not every tick (a restart or the other scheduler repeats it once; the
         #: keys make that a replay).
@@ -136,6 +145,13 @@ class Scheduler:
         # Only once they were handed over: a failed send leaves them for the next tick.
         self._summarised |= self._pending_periods
         self._pending_periods = set()
+        if self.deliver is not None:
+            # Claimed (in flight for the lease) and committed first, then handed over: a failed
+            # send leaves them to the sweep after the lease runs out.
+            due = await webhooks.sweep(self.ledger.engine, now, self.webhook_schedule)
+            for d in due:
+                await asyncio.to_thread(self.deliver, d, timedelta(0))
+            t.webhooks = len(due)
         return t
 
     async def _summaries(self, now: datetime) -> list[c.Command]:
@@ -166,9 +182,9 @@ class Scheduler:
         while not stop.is_set():
             try:
                 t = await self.tick()
-                if t.commands:
-                    log.info("scheduler: %d hours, %d allowances, %d expiries, %d summaries sent",
-                             t.hours, t.allowances, t.expiries, t.summaries)
+                if t.commands or t.webhooks:
+                    log.info("scheduler: %d hours, %d allowances, %d expiries, %d summaries, %d webhooks sent",
+                             t.hours, t.allowances, t.expiries, t.summaries, t.webhooks)
             except Exception as exc:  # the next tick finds the same work again: nothing is lost
                 log.warning("scheduler tick failed: %s: %s", type(exc).__name__, exc)
             with contextlib.suppress(TimeoutError):
