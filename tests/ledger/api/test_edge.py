@@ -138,6 +138,8 @@ def test_the_connection_stays_usable_after_every_kind_of_error(live: tuple[str, 
         ("POST", "/v1/usage", {**bearer(key), "Content-Type": "application/json"}, b'{"events": [', 400),
         ("POST", "/v1/usage", bearer(key), b"events=1", 415),
         ("POST", "/v1/usage", {"Content-Type": "application/json"}, b"{}", 401),
+        ("POST", "/v1/no-such-route", {"Content-Type": "application/json"}, b'{"unread": true}' * 5000, 404),
+        ("DELETE", "/v1/me", bearer(key), None, 405),
     ]
     with httpx.Client(base_url=base) as client:
         for method, path, headers, content, status in errors:
