@@ -23,6 +23,8 @@ from sqlalchemy.pool import NullPool
 
 from ledger.db import make_engine, migrate, to_async_url
 from ledger.embedded import start_embedded_postgres, start_embedded_redis, stop_embedded_postgres
+from ledger.rate_cards import store_rate_card
+from tests.cards import frozen_rate_card
 
 
 def with_database(url: str, name: str) -> str:
@@ -124,11 +126,22 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def template_database(server_url: str) -> AsyncIterator[str]:
-    """Name of a migrated database kept pristine: only ever copied, never connected to."""
+    """Name of a migrated database kept pristine: only ever copied, never connected to.
+
+    It holds the test suite's frozen rate card (``tests/data/rates.toml``) as its current
+    version, so every copy (and every server a test starts on one) prices with it, whatever the
+    shipped sample's prices are.
+    """
     await drop_orphaned_databases(server_url)
     name = await create_database(server_url, "credits_tmpl")
     try:
-        await asyncio.to_thread(migrate, with_database(server_url, name))
+        url = with_database(server_url, name)
+        await asyncio.to_thread(migrate, url)
+        engine = make_engine(url, pool_size=1)
+        try:
+            await store_rate_card(engine, frozen_rate_card(), "tests/data/rates.toml")
+        finally:
+            await engine.dispose()  # nothing may stay connected to a template
         yield name
     finally:
         await drop_database(server_url, name)

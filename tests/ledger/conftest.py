@@ -30,7 +30,7 @@ def clock() -> ManualClock:
 
 @pytest_asyncio.fixture(loop_scope="session", scope="session")
 async def rate_card(engine: AsyncEngine) -> RateCard:
-    """The shipped sample card, loaded into the session database once."""
+    """The test suite's frozen card (``tests/data/rates.toml``), the session database's current version."""
     return await ensure_rate_card(engine)
 
 

@@ -20,7 +20,7 @@ def kinds(events: list[Event]) -> list[tuple[str, int]]:
 
 
 async def spend(ledger: Ledger, account: str, credits: int, **attribution: str) -> None:
-    # email costs 0.001 credits per message in the sample card
+    # email costs 0.001 credits per message in the test suite's frozen card
     await ledger.execute(c.Meter(account_id=account, operation="email", quantity=credits * 1000,
                                  attribution=Attribution(**attribution)))
 

@@ -38,7 +38,7 @@ async def test_forecast_counts_the_window_and_nothing_older(ledger: Ledger, cloc
                                  occurred_at=T0 - timedelta(days=1)))
     await ledger.execute(c.Charge(account_id=account, operation="email", quantity=4_000))
     b = await ledger.balance(account, forecast=True)
-    per_email = 1_000  # µcr: the sample card's email rate
+    per_email = 1_000  # µcr: the frozen test card's email rate
     burned = 7_000 * per_email
     start, _ = burn_window(clock.now())
     assert b.runout_at == runout_at(clock.now(), b.available_ucr, burned, clock.now() - start)

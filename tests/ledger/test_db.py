@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import text
 
 from ledger.db import head_revision, make_engine, migrate, to_async_url
+from tests.cards import frozen_rate_card
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -114,9 +115,8 @@ async def test_a_burst_wider_than_the_pool_waits_instead_of_opening_sessions(fre
 
 def test_a_pool_with_no_room_beside_the_writer_is_refused(fresh_database_url: str) -> None:
     from ledger.clock import SystemClock
-    from ledger.rates import sample_rate_card
     from ledger.service import Ledger
 
     engine = make_engine(fresh_database_url, pool_size=2)
     with pytest.raises(ValueError, match="raise CREDITS_POOL_SIZE"):
-        Ledger(engine, SystemClock(), sample_rate_card(), concurrency=2)
+        Ledger(engine, SystemClock(), frozen_rate_card(), concurrency=2)

@@ -1,8 +1,8 @@
 """decide: given events, when a command, then events. Pure: no database, no clock, no random ids.
 
 State is built by folding events (``execute`` returns the fold, checked against ``fold``), the
-context has a fixed ``now``, the shipped sample card and ids 1, 2, 3... Every amount is worked
-out by hand from ``ledger/data/rates.toml`` (1 credit = 1,000,000 µcr).
+context has a fixed ``now``, the test suite's frozen card and ids 1, 2, 3... Every amount is worked
+out by hand from ``tests/data/rates.toml`` (1 credit = 1,000,000 µcr).
 """
 
 from __future__ import annotations
@@ -59,9 +59,10 @@ from ledger.events import (
 from ledger.money import MAX_SPEND_UCR, MAX_UCR
 from ledger.rates import CustomAmount, RateCard, sample_rate_card
 from ledger.state import AccountState
+from tests.cards import frozen_rate_card
 
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
-CARD = sample_rate_card()
+CARD = frozen_rate_card()
 ACCT = "acct-1"
 C = 1_000_000  # µcr per credit
 MINUTE = timedelta(minutes=1)
@@ -676,7 +677,7 @@ def clawback(purchase_id: UUID, amount_ucr: int | None = None, *, force: bool = 
 
 
 def test_the_sample_card_promises_a_30_day_refund_window() -> None:
-    assert CARD.refund_window_days == 30  # Lux: unused purchased credits refundable within 30 days
+    assert sample_rate_card().refund_window_days == 30  # Lux: unused purchased credits refundable within 30 days
 
 
 def test_refund_inside_the_window_takes_back_the_unused_purchase() -> None:

@@ -26,10 +26,11 @@ from ledger.money import (
     fraction_to_decimal_str,
     parse_credits,
 )
-from ledger.rates import Operation, Rate, RateCard, price, sample_rate_card
+from ledger.rates import Operation, Rate, RateCard, price
+from tests.cards import frozen_rate_card
 
 PERS = (1, 60, 1000, 1_000_000)
-CARD = sample_rate_card()
+CARD = frozen_rate_card()
 
 rates = st.decimals(min_value=0, max_value=1000, places=8, allow_nan=False, allow_infinity=False)
 quantities = st.integers(min_value=1, max_value=MAX_QUANTITY)
@@ -42,7 +43,7 @@ def exact_ucr(rate: Decimal, quantity: int, per: int) -> Fraction:
 
 
 def card_with(rate: Decimal, per: int, minimum: Decimal = Decimal(0), *, extra: Rate | None = None) -> RateCard:
-    """The sample card plus one operation ``x`` priced at ``rate`` per ``per`` units (and maybe a 2nd dimension)."""
+    """The frozen test card plus one operation ``x`` priced at ``rate`` per ``per`` units (maybe a 2nd dimension)."""
     op_rates = {"units": Rate(credits=rate, per=per)}
     if extra is not None:
         op_rates["extras"] = extra

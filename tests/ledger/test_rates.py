@@ -1,7 +1,9 @@
 """The rate card: the shipped sample covers every seed product, prices worked out by hand, bad input refused.
 
-Every price below is derived by hand from ``ledger/data/rates.toml`` (1 credit = 1,000,000 µcr;
-a charge is summed exactly and rounded up once, then floored at the session minimum).
+The sample's own figures are checked against ``ledger/data/rates.toml`` (``SAMPLE``). Every other
+price below is derived by hand from the test suite's frozen card, ``tests/data/rates.toml``
+(``CARD``; 1 credit = 1,000,000 µcr; a charge is summed exactly and rounded up once, then floored
+at the session minimum), so the pricing logic's tests keep their figures when the sample changes.
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ from ledger.rates import (
     parse_rate_card,
     price,
     sample_rate_card,
-    sample_rate_card_text,
 )
+from tests.cards import frozen_rate_card, frozen_rate_card_text
 
-CARD = sample_rate_card()
-TEXT = sample_rate_card_text()
+SAMPLE = sample_rate_card()
+CARD = frozen_rate_card()
+TEXT = frozen_rate_card_text()
 
 
 def charge(slug: str, quantity: int | None = None, **quantities: int) -> int:
@@ -41,11 +44,11 @@ def charge(slug: str, quantity: int | None = None, **quantities: int) -> int:
 
 
 def test_sample_card_parses_with_a_version_and_upgrade_url() -> None:
-    assert isinstance(CARD, RateCard)
-    assert CARD.version == "2026-11-01"
-    assert CARD.currency == "USD"
-    assert CARD.upgrade_url.startswith("https://")
-    assert CARD.default_plan in CARD.plans
+    assert isinstance(SAMPLE, RateCard)
+    assert SAMPLE.version == "2026-11-01"
+    assert SAMPLE.currency == "USD"
+    assert SAMPLE.upgrade_url.startswith("https://")
+    assert SAMPLE.default_plan in SAMPLE.plans
 
 
 @pytest.mark.parametrize(
@@ -67,14 +70,14 @@ def test_sample_card_parses_with_a_version_and_upgrade_url() -> None:
     ],
 )
 def test_sample_card_covers_every_seed_product(slug: str, dimension: str, credits: str, per: int) -> None:
-    rate = CARD.operation(slug).rates[dimension]
+    rate = SAMPLE.operation(slug).rates[dimension]
     assert rate.credits == Decimal(credits)
     assert isinstance(rate.credits, Decimal)  # exact, never a float
     assert rate.per == per
 
 
 def test_instance_types_are_priced_per_hour() -> None:
-    instances = {slug: op for slug, op in CARD.operations.items() if op.kind == "instance"}
+    instances = {slug: op for slug, op in SAMPLE.operations.items() if op.kind == "instance"}
     assert "gpu-s" in instances
     for op in instances.values():
         assert op.unit == "hours"
@@ -82,40 +85,40 @@ def test_instance_types_are_priced_per_hour() -> None:
 
 
 def test_sample_card_has_session_minimums() -> None:
-    assert CARD.operation("voice_minute").minimum == Decimal("0.013")
-    assert CARD.operation("training_h100_per_minute").minimum == Decimal("0.665")
-    assert CARD.operation("email").minimum == 0
+    assert SAMPLE.operation("voice_minute").minimum == Decimal("0.013")
+    assert SAMPLE.operation("training_h100_per_minute").minimum == Decimal("0.665")
+    assert SAMPLE.operation("email").minimum == 0
 
 
 def test_sample_card_packs_custom_amount_plans_and_coupons() -> None:
-    builder = CARD.pack("builder")
+    builder = SAMPLE.pack("builder")
     assert (builder.credits, builder.bonus, builder.price_cents) == (Decimal(50), Decimal(5), 5000)
-    assert CARD.pack("scale").bonus == Decimal(30)
-    assert any(p.bonus > 0 for p in CARD.packs.values())
-    assert CARD.custom_amount.min_cents == 100  # minimum $1
-    assert CARD.custom_amount.credits_per_dollar == Decimal(1)
-    pro = CARD.plan("pro")
+    assert SAMPLE.pack("scale").bonus == Decimal(30)
+    assert any(p.bonus > 0 for p in SAMPLE.packs.values())
+    assert SAMPLE.custom_amount.min_cents == 100  # minimum $1
+    assert SAMPLE.custom_amount.credits_per_dollar == Decimal(1)
+    pro = SAMPLE.plan("pro")
     assert pro.monthly_credits == Decimal(25)
     assert pro.signup_credits == Decimal(5)
     assert pro.signup_credits_expire_days == 30
     assert pro.rate_limit_per_minute == 600
     assert pro.concurrent_runs == 5
-    assert CARD.plan("free").monthly_credits == 0
-    assert CARD.plan("free").signup_credits == Decimal(5)
-    assert CARD.plan("team").monthly_credits == Decimal(150)
-    assert CARD.budget_defaults.warn_pct == 80
-    assert CARD.budget_defaults.critical_pct == 95
-    welcome = CARD.coupons["WELCOME10"]
+    assert SAMPLE.plan("free").monthly_credits == 0
+    assert SAMPLE.plan("free").signup_credits == Decimal(5)
+    assert SAMPLE.plan("team").monthly_credits == Decimal(150)
+    assert SAMPLE.budget_defaults.warn_pct == 80
+    assert SAMPLE.budget_defaults.critical_pct == 95
+    welcome = SAMPLE.coupons["WELCOME10"]
     assert (welcome.credits, welcome.max_redemptions, welcome.grant_expires_days) == (Decimal(10), 10000, 30)
-    assert CARD.coupons["LAUNCH50"].expires_at == datetime(2027, 6, 30, 23, 59, 59, tzinfo=UTC)
-    assert CARD.coupons["EXPIRED2025"].expires_at is not None
+    assert SAMPLE.coupons["LAUNCH50"].expires_at == datetime(2027, 6, 30, 23, 59, 59, tzinfo=UTC)
+    assert SAMPLE.coupons["EXPIRED2025"].expires_at is not None
 
 
 def test_unknown_pack_and_plan() -> None:
     with pytest.raises(UnknownPack):
-        CARD.pack("mega")
+        SAMPLE.pack("mega")
     with pytest.raises(UnknownPlan):
-        CARD.plan("enterprise")
+        SAMPLE.plan("enterprise")
 
 
 # ---- prices worked out by hand ---------------------------------------------------------------
@@ -327,7 +330,7 @@ def test_a_boolean_per_is_refused() -> None:
 
 def test_a_derived_card_never_reuses_a_cached_price() -> None:
     """``model_copy`` shares the price cache: a changed rate or version must still price afresh."""
-    card = sample_rate_card()
+    card = frozen_rate_card()
     first = price(card, "email", {"messages": 3})
     assert price(card, "email", {"messages": 3}) is first  # cached on this card
 
@@ -344,7 +347,7 @@ def test_a_derived_card_never_reuses_a_cached_price() -> None:
 
 
 def test_a_card_in_use_still_equals_its_stored_content() -> None:
-    card = sample_rate_card()
+    card = frozen_rate_card()
     price(card, "email", {"messages": 1})
     assert RateCard.model_validate(card.model_dump()).model_dump() == card.model_dump()
 

@@ -57,9 +57,10 @@ from ledger.errors import (
 )
 from ledger.events import Attribution, Draw, Event
 from ledger.money import MAX_UCR
-from ledger.rates import parse_rate_card, sample_rate_card_text
+from ledger.rates import parse_rate_card
 from ledger.service import Ledger
 from ledger.store import Outcome
+from tests.cards import frozen_rate_card_text
 from tests.conftest import create_database, drop_database, with_database
 
 T = TypeVar("T")
@@ -69,9 +70,9 @@ FAR = datetime.max.replace(tzinfo=UTC)
 #: DESIGN.md: after expiry, promotion, allowance, refund, purchase.
 RANK = {"promotion": 0, "allowance": 1, "refund": 2, "purchase": 3}
 
-#: The sample card plus a coupon with a tiny global stock (so "used up" happens across examples).
+#: The test suite's frozen card plus a coupon with a tiny global stock (so "used up" happens across examples).
 CARD = parse_rate_card(
-    sample_rate_card_text() + '\n[coupons.TINY]\ncredits = "3"\nmax_redemptions = 3\ngrant_expires_days = 1\n'
+    frozen_rate_card_text() + '\n[coupons.TINY]\ncredits = "3"\nmax_redemptions = 3\ngrant_expires_days = 1\n'
 )
 
 
@@ -407,7 +408,7 @@ class Model:
                 raise Refused(PurchaseRejected)
             credits, bonus = ucr(CARD.packs[pack].credits), ucr(CARD.packs[pack].bonus)
         elif kind == "custom":
-            if not 100 <= cents <= 10_000_000:  # $1 to $100,000 on the sample card
+            if not 100 <= cents <= 10_000_000:  # $1 to $100,000 on the frozen test card
                 raise Refused(PurchaseRejected)
             credits = cents * C // 100  # 1 credit per dollar
         else:

@@ -12,7 +12,7 @@ import httpx
 from typer.testing import CliRunner
 
 from ledger.cli.app import app as cli_app
-from ledger.rates import sample_rate_card_text
+from tests.cards import frozen_rate_card_text
 from tests.ledger.api.conftest import bearer
 from tests.ledger.api.live import live_server, operator_key_for
 
@@ -26,8 +26,8 @@ rates.units = { credits = "1.5" }
 
 
 def new_card_file(tmp_path: Path, version: str) -> Path:
-    """The sample card as a new version with one more operation."""
-    text = re.sub(r'^version = ".*"$', f'version = "{version}"', sample_rate_card_text(), count=1, flags=re.M)
+    """The test suite's frozen card as a new version with one more operation."""
+    text = re.sub(r'^version = ".*"$', f'version = "{version}"', frozen_rate_card_text(), count=1, flags=re.M)
     path = tmp_path / "rates-new.toml"
     path.write_text(text + PROBE)
     return path

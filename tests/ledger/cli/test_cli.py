@@ -24,8 +24,8 @@ from ledger.clock import SystemClock
 from ledger.db import head_revision, make_engine
 from ledger.events import UsageMetered
 from ledger.rate_cards import ensure_rate_card
-from ledger.rates import sample_rate_card_text
 from ledger.service import Ledger
+from tests.cards import frozen_rate_card_text
 
 T = TypeVar("T")
 ROW = re.compile(r"^\s+(\d+)\s+\d{4}-\d\d-\d\d \d\d:\d\d\s", re.MULTILINE)
@@ -104,11 +104,11 @@ def test_rates_load_new_version_keeps_old_usage_on_its_version(
         assert isinstance(event, UsageMetered)
         return event.rate_card_version
 
-    assert with_ledger(meter) == "2026-11-01"
+    assert with_ledger(meter) == "test-2026-11-01"
 
     new_card = tmp_path / "rates-2026-12.toml"
-    new_card.write_text(sample_rate_card_text()
-                        .replace('version = "2026-11-01"', 'version = "2026-12-01"')
+    new_card.write_text(frozen_rate_card_text()
+                        .replace('version = "test-2026-11-01"', 'version = "2026-12-01"')
                         .replace('credits = "2.50",  per = 1_000_000', 'credits = "2.00",  per = 1_000_000'))
     loaded = cli("rates", "load", str(new_card))
     assert loaded.exit_code == 0, loaded.output
@@ -118,27 +118,27 @@ def test_rates_load_new_version_keeps_old_usage_on_its_version(
 
     listed = cli("rates", "list")
     assert listed.exit_code == 0, listed.output
-    assert re.search(r"1\s+2026-11-01\s", listed.stdout) and re.search(r"2\s+2026-12-01\s.*current", listed.stdout)
+    assert re.search(r"1\s+test-2026-11-01\s", listed.stdout) and re.search(r"2\s+2026-12-01\s.*current", listed.stdout)
     shown = cli("rates", "show")
     assert "rate card 2026-12-01 (current)" in shown.stdout and "2.00 per 1,000,000 input_tokens" in shown.stdout
-    old = cli("rates", "show", "--version", "2026-11-01")
-    assert "rate card 2026-11-01 (stored)" in old.stdout and "2.50 per 1,000,000 input_tokens" in old.stdout
+    old = cli("rates", "show", "--version", "test-2026-11-01")
+    assert "rate card test-2026-11-01 (stored)" in old.stdout and "2.50 per 1,000,000 input_tokens" in old.stdout
 
     # New usage is priced with the new version; the first event still says it used the old one.
     assert with_ledger(meter) == "2026-12-01"
     versions = query(fresh_database_url, "SELECT data->>'rate_card_version', amount_ucr FROM events"
                                          " WHERE type = 'UsageMetered' ORDER BY version")
-    assert versions == [("2026-11-01", -2_500_000), ("2026-12-01", -2_000_000)]
+    assert versions == [("test-2026-11-01", -2_500_000), ("2026-12-01", -2_000_000)]
 
 
 @pytest.mark.parametrize(
     ("content", "expected"),
     [
         ("version = \n", "not valid TOML"),
-        (sample_rate_card_text().replace('unit = "messages"\nrates.messages = { credits = "0.001" }',
+        (frozen_rate_card_text().replace('unit = "messages"\nrates.messages = { credits = "0.001" }',
                                          'unit = "messages"\nrates.messages = { credits = "-1" }'),
          "operations.email.rates.messages.credits"),
-        (sample_rate_card_text().replace('default_plan = "free"', 'default_plan = "gold"'),
+        (frozen_rate_card_text().replace('default_plan = "free"', 'default_plan = "gold"'),
          "default_plan 'gold' is not a plan"),
     ],
 )
@@ -149,18 +149,18 @@ def test_broken_rate_card_prints_one_error_and_stores_nothing(
     bad.write_text(content)
     line = one_error_line(cli("rates", "load", str(bad)))
     assert expected in line and str(bad) in line
-    assert query(fresh_database_url, "SELECT count(*) FROM rate_cards") == [(0,)]
+    # Only what the test database was made with: the frozen card.
+    assert query(fresh_database_url, "SELECT version FROM rate_cards") == [("test-2026-11-01",)]
 
 
 def test_rate_card_same_version_different_content_is_refused(
     cli: Callable[..., Result], fresh_database_url: str, tmp_path: Path
 ) -> None:
-    assert cli("rates", "list").exit_code == 0  # loads the shipped sample, version 2026-11-01
-    changed = tmp_path / "changed.toml"
-    changed.write_text(sample_rate_card_text().replace('credits = "0.0075"', 'credits = "0.0080"'))
+    changed = tmp_path / "changed.toml"  # the test database's current version, edited
+    changed.write_text(frozen_rate_card_text().replace('credits = "0.0075"', 'credits = "0.0080"'))
     line = one_error_line(cli("rates", "load", str(changed)))
     assert "already loaded with different content" in line
-    assert query(fresh_database_url, "SELECT version FROM rate_cards") == [("2026-11-01",)]
+    assert query(fresh_database_url, "SELECT version FROM rate_cards") == [("test-2026-11-01",)]
 
 
 def test_missing_rate_card_file(cli: Callable[..., Result], tmp_path: Path) -> None:
