@@ -181,12 +181,14 @@ async def fresh_database_url(server_url: str, template_database: str) -> AsyncIt
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def empty_database_url(server_url: str) -> AsyncIterator[str]:
-    """URL of a brand-new database with no schema at all (for migration tests)."""
+    """URL of a brand-new database with no schema at all (for migration tests, and the docs' examples:
+    a reader's first run migrates it and stores the shipped sample card)."""
     name = await create_database(server_url, "credits_empty")
     try:
         yield with_database(server_url, name)
     finally:
         await drop_database(server_url, name)
+        await drop_database(server_url, f"{name}_demo")  # as for fresh_database_url
 
 
 @pytest.fixture(scope="session")

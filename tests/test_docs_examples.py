@@ -5,8 +5,9 @@ The rules:
 - Every fenced block names its language. ``sh`` blocks run in bash under ``set -euo pipefail``,
   ``python`` blocks with this interpreter, ``sql`` blocks on the database; an untagged block
   fails the test, so no command hides from it.
-- Blocks run in document order (README.md, then docs/*.md by name) on one fresh database, as a
-  reader following along would: a later block may use what an earlier one made (docs/workers.md's
+- Blocks run in document order (README.md, then docs/*.md by name) on one brand-new, empty
+  database (the first command migrates it and stores the shipped sample card, not the tests'
+  frozen one), as a reader following along would: a later block may use what an earlier one made (docs/workers.md's
   producer charges the README's ``acme``). Where the docs first start ``credits serve`` (a
   skipped block, below), the test starts its own, in the default mode (API, relay, worker,
   scheduler) on a free port, and stops it at the end. The blocks' environment points at that
@@ -45,6 +46,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ledger.cli.app import app
+from ledger.rates import sample_rate_card
 from tests.ledger.api.live import free_port
 from tests.ledger.cli.test_cli import query
 
@@ -151,6 +153,7 @@ def http_tour(out: str, database_url: str) -> None:
     account, charge, balance = json_documents(out)
     assert account["id"] == "acme", account
     assert charge["id"] and charge["amount_ucr"] > 0, charge
+    assert charge["rate_card_version"] == sample_rate_card().version, "priced with the shipped card, as a reader's"
     assert balance["balance_ucr"] == charge["balance_after_ucr"], (charge, balance)
 
 
@@ -290,9 +293,9 @@ def test_the_commands_of_skipped_blocks_parse() -> None:
 
 
 @pytest.mark.slow
-def test_every_example_runs_as_written(fresh_database_url: str, redis_url: str, tmp_path: Path) -> None:
+def test_every_example_runs_as_written(empty_database_url: str, redis_url: str, tmp_path: Path) -> None:
     port = free_port()
-    env = environment(fresh_database_url, redis_url, tmp_path / "data", port)
+    env = environment(empty_database_url, redis_url, tmp_path / "data", port)
     server: Server | None = None
     failures = []
     try:
@@ -300,7 +303,7 @@ def test_every_example_runs_as_written(fresh_database_url: str, redis_url: str, 
             if server is None and block.not_run and any(w[:2] == ["credits", "serve"] for w in commands(block.code)):
                 server = start_server(env, port, tmp_path / "serve.log")  # where the reader starts theirs
             if block.lang in RUN and block.not_run is None:
-                problem = run_block(block, env, f"127.0.0.1:{port}", fresh_database_url)
+                problem = run_block(block, env, f"127.0.0.1:{port}", empty_database_url)
                 if problem is not None:
                     failures.append(f"{block} ({block.lang}): {problem}")
     finally:
