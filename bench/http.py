@@ -5,7 +5,7 @@ Run ``python -m bench.http [--runs 5] [--seconds 3] [--client-procs 1] [--serve-
 [--database-url URL] [--redis-url URL] [--out PATH] [--profile-server DIR]``.
 
 It drops and recreates a scratch database (``credits_bench_http``), migrates it, opens 1,000
-accounts on plan ``team``, grants each 50 credits (see ``FUNDING_UCR``), makes one operator key
+accounts on plan ``team``, grants each 5,000 credits (see ``FUNDING_UCR``), makes one operator key
 (``create_operator_key``), and for each of ``--runs`` runs (``VACUUM ANALYZE`` and ``CHECKPOINT``
 first, untimed; the order of the three blocks rotates every run) measures:
 
@@ -97,12 +97,14 @@ DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 PLAN = "team"  # 3,000 requests/min per account: ~1-6 per account per second here, never refused
 OPERATION = "gpt-4o-mini"
-#: Each account's grant: 50 credits (plus the plan's 20 signup credits), ~100,000 average charges,
-#: so no charge is ever refused. Not 10⁹ like write_path: ``GET /balance`` forecasts the run-out date
-#: as ``now + 7 days * available / spent in 7 days``, which overflows ``datetime`` (a 500) once the
-#: ratio passes ~416,000 weeks. With at most 70 credits and every charge costing >= 210 µcr (>= 1,000
-#: input and >= 100 output tokens), the ratio stays below 333,000 from an account's first charge on.
-FUNDING_UCR = 50_000_000
+#: Each account's grant: 5,000 credits (plus the plan's 2,000 signup credits), ~100,000 average
+#: charges, so no charge is ever refused. Not 10⁹ like write_path: ``GET /balance`` forecasts the
+#: run-out date as ``now + 7 days * available / spent in 7 days``, which overflows ``datetime`` (a 500)
+#: once the ratio passes ~416,000 weeks. With at most 7,000 credits and every charge costing >= 21,000
+#: µcr (>= 1,000 input and >= 100 output tokens), the ratio stays below 333,000 from an account's first
+#: charge on. (50 credits before the sample card's prices went × 100 with 1 credit = $0.01: the same
+#: number of charges.)
+FUNDING_UCR = 5_000_000_000
 MIN_INPUT_TOKENS, MIN_OUTPUT_TOKENS = 1_000, 100
 CALLERS = 64
 WORKERS = (1, 2)

@@ -87,8 +87,10 @@ BENCH_DB = "credits_bench_workers"
 DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 ACCOUNTS = [f"wacct-{i:04d}" for i in range(1_000)]
-INSTANCE = "cpu-s"  # 0.05 credits an hour
+INSTANCE = "cpu-s"  # 5 credits an hour on the sample card
 OPERATION = "email"
+#: What one email costs on the sample card (1 credit).
+EMAIL_UCR = 1_000_000
 #: Commands per ``execute_many`` while setting up (the writer never splits a group).
 SETUP_CHUNK = 500
 #: How often the sweep's completion is polled, s.
@@ -102,7 +104,7 @@ SWEEP_AIM_S = 10.0
 LAG_AIM_S = 1.0
 #: The limited accounts' agent and its per-run limit: 8 one-email events reach 100 % (7 reach 80 %).
 LIMITED_AGENT = "bench-agent"
-RUN_LIMIT_UCR = 8_000
+RUN_LIMIT_UCR = 8 * EMAIL_UCR
 
 
 # ---- CPU per process group -------------------------------------------------------------------------
@@ -732,7 +734,7 @@ class WorkersBench:
         w = result["writer"]
         # Each limited account whose run reached 8 events crossed 80 % and 100 % of its run limit.
         per_account = Counter(result["limited_events"])
-        expected = sum((n * 1000 * 100 >= 80 * RUN_LIMIT_UCR) + (n * 1000 >= RUN_LIMIT_UCR)
+        expected = sum((n * EMAIL_UCR * 100 >= 80 * RUN_LIMIT_UCR) + (n * EMAIL_UCR >= RUN_LIMIT_UCR)
                        for n in per_account.values())
         return RelayRun(len(result["events"]), len(lag_commit), idle_s, self.args.seconds, lag_commit, lag_recorded,
                         wait, probe.empty_reads, (backlog[0], backlog[1]), alerts, expected, self.args.consumers,

@@ -152,9 +152,12 @@ def service(out: str, database_url: str) -> None:
 def http_tour(out: str, database_url: str) -> None:
     account, charge, balance = json_documents(out)
     assert account["id"] == "acme", account
-    assert charge["id"] and charge["amount_ucr"] > 0, charge
     assert charge["rate_card_version"] == sample_rate_card().version, "priced with the shipped card, as a reader's"
+    # The sample card's gpt-4o: 1,200 × 250 / 1M + 350 × 1,000 / 1M = 0.65 credits.
+    assert charge["id"] and charge["amount_ucr"] == 650_000, charge
     assert balance["balance_ucr"] == charge["balance_after_ucr"], (charge, balance)
+    # Pro opens with 500 signup and 2,500 monthly credits; the README's SDK example shows what is left.
+    assert balance["balance"] == "2999.350000", balance
 
 
 def operator_key(out: str, database_url: str) -> None:

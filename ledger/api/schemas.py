@@ -415,7 +415,7 @@ class CouponIn(WriteBody):
 
 class GrantIn(WriteBody):
     model_config = examples(
-        amount="25",
+        amount="2500",
         source="promotion",
         expires_at="2027-01-31T00:00:00Z",
         reason="support goodwill",
@@ -478,7 +478,7 @@ class DeploymentList(Out):
 # ---- controls ------------------------------------------------------------------------------
 
 class BudgetIn(WriteBody):
-    model_config = examples(monthly_limit="500", warn_pct=80, critical_pct=95, hard_stop=True)
+    model_config = examples(monthly_limit="5000", warn_pct=80, critical_pct=95, hard_stop=True)
 
     #: Null clears the budget.
     monthly_limit: CreditsText | None = None
@@ -499,7 +499,7 @@ class BudgetOut(Out):
 
 
 class LimitIn(WriteBody):
-    model_config = examples(per_run="2", per_day="20", per_month="300")
+    model_config = examples(per_run="200", per_day="2000", per_month="30000")
 
     per_run: CreditsText | None = None
     per_run_ucr: Ucr | None = None

@@ -61,6 +61,7 @@ from ledger.events import (
     UsageMetered,
 )
 from ledger.money import UCR_PER_CREDIT, format_credits
+from ledger.rates import price
 from ledger.service import Ledger
 from ledger.settings import Settings, load_settings
 from ledger.store import Result
@@ -69,7 +70,10 @@ from ledger.verify import verify
 AI, GPU, MSG = "ai", "gpu", "msg"
 LABELS = {AI: "AI tokens", GPU: "GPU hours", MSG: "Messaging"}
 PLANS = {AI: "pro", GPU: "team", MSG: "pro"}
-BUDGET_UCR = 40 * UCR_PER_CREDIT
+BUDGET_UCR = 4_000 * UCR_PER_CREDIT  # $40 at the sample card's 100 credits per dollar
+
+#: Emails the newsletter sends beyond what the messaging account's balance covers.
+NEWSLETTER_OVER = 1_000
 
 AGENTS = ("support-bot", "research-agent", "sales-assistant")
 MEMBERS = ("alice", "bob", "carol")
@@ -117,6 +121,7 @@ class Demo:
     ai_spent_ucr: int = 0
     alerts: set[int] = field(default_factory=set)
     in_debt: set[str] = field(default_factory=set)
+    newsletter_emails: int = 0
     #: While the month runs, notes print above its progress bar.
     progress: Progress | None = None
 
@@ -129,6 +134,11 @@ class Demo:
     def hours(self) -> int:
         """Hours in the simulated month."""
         return calendar.monthrange(self.start.year, self.start.month)[1] * 24
+
+    @property
+    def newsletter_hour(self) -> int:
+        """10:00 on the month's last day."""
+        return self.hours - 14
 
     # ---- what happens when ---------------------------------------------------------------------
 
@@ -157,17 +167,17 @@ class Demo:
                 c.RedeemCoupon(account_id=ai, code="WELCOME10", idempotency_key="demo:coupon"),
                 c.SetBudget(account_id=ai, monthly_limit_ucr=BUDGET_UCR, warn_pct=80, critical_pct=95,
                             idempotency_key="demo:budget"),
-                c.SetLimit(account_id=ai, scope="agent", subject="research-agent", per_day_ucr=5 * UCR_PER_CREDIT,
+                c.SetLimit(account_id=ai, scope="agent", subject="research-agent", per_day_ucr=500 * UCR_PER_CREDIT,
                            idempotency_key="demo:limit"),
                 self._purchase(GPU, 2, kind="pack", pack_id="scale"),
                 self._purchase(GPU, 3, kind="custom", cents_paid=30000),
                 c.StartDeployment(account_id=gpu, deployment_id="inference-api", instance_type="gpu-s",
                                   idempotency_key="demo:start:inference-api"),
-                self._purchase(MSG, 4, kind="custom", cents_paid=4000),
+                self._purchase(MSG, 4, kind="custom", cents_paid=30000),
                 c.RedeemCoupon(account_id=msg, code="WELCOME10", idempotency_key="demo:coupon"),
             ]
         if h == at(2, 9):
-            out.append(c.GrantCredits(account_id=ai, amount_ucr=15 * UCR_PER_CREDIT, source="promotion",
+            out.append(c.GrantCredits(account_id=ai, amount_ucr=1_500 * UCR_PER_CREDIT, source="promotion",
                                       expires_at=now + timedelta(days=14), reason="design partner credits",
                                       idempotency_key="demo:operator-grant"))
         if h == at(3, 10):
@@ -198,16 +208,16 @@ class Demo:
             out.append(c.IssueRefund(account_id=msg, direction="clawback", purchase_id=mistake,
                                      reason="refunded in Stripe: bought twice", idempotency_key="stripe:re_demo_1"))
         if h == at(15, 11):
-            out.append(c.IssueRefund(account_id=gpu, direction="credit", amount_ucr=5 * UCR_PER_CREDIT,
+            out.append(c.IssueRefund(account_id=gpu, direction="credit", amount_ucr=500 * UCR_PER_CREDIT,
                                      reason="training run failed on a bad node", idempotency_key="demo:refund:1"))
         if h == at(18, 8):
             out.append(self._purchase(GPU, 6, kind="pack", pack_id="builder"))
         if h == at(20, 10):
             out.append(self._purchase(AI, 7, kind="custom", cents_paid=2500))
-        if h == at(27, 10):
-            # A newsletter blast: metered, never refused, so it runs the account into debt; the
-            # next allowance pays the debt first.
-            out.append(c.Meter(account_id=msg, operation="email", quantity=30_000,
+        if h == self.newsletter_hour:
+            # A newsletter blast to more subscribers than the balance covers: metered, never
+            # refused, so it runs the account into debt; the next allowance pays the debt first.
+            out.append(c.Meter(account_id=msg, operation="email", quantity=self.newsletter_emails,
                                attribution=Attribution(flow="newsletter"), idempotency_key="demo:newsletter"))
         if h == self.hours:
             out += [c.GrantAllowance(account_id=a, cycle=1, idempotency_key="allowance:1") for a in (ai, gpu, msg)]
@@ -272,6 +282,11 @@ class Demo:
     async def step(self, h: int) -> None:
         """Set the clock to hour ``h`` and submit everything due then in one group commit."""
         self.clock.set(self.start + h * HOUR)
+        if h == self.newsletter_hour:
+            # Sized from the balance, whatever the month's usage: what it covers and 1,000 emails more.
+            available = (await self.ledger.balance(self.ids[MSG], recent=0)).available_ucr
+            email = price(self.ledger.card, "email", {"messages": 1}).amount_ucr
+            self.newsletter_emails = max(available, 0) // email + NEWSLETTER_OVER
         first = self.scheduled(h)
         touched = {cmd.deployment_id for cmd in first if isinstance(
             cmd, c.StartDeployment | c.StopDeployment | c.PauseDeployment | c.ResumeDeployment)}

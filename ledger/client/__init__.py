@@ -2,7 +2,7 @@
 
 >>> from ledger.client import Client, PaymentRequiredError
 >>> with Client("http://localhost:8000", api_key="cl_live_...") as client:  # doctest: +SKIP
-...     client.credits.balance().available            # "24.876500": decimal strings, and *_ucr integers
+...     client.credits.balance().available            # "2999.350000": decimal strings, and *_ucr integers
 ...     client.usage.charge("gpt-4o", quantities={"input_tokens": 1200, "output_tokens": 350})
 ...     for entry in client.credits.iter():           # every entry, newest first, cursor-stable
 ...         print(entry.amount, entry.operation)

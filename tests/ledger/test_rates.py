@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from ledger.errors import InvalidQuantity, RateCardError, UnknownOperation, UnknownPack, UnknownPlan
-from ledger.money import MAX_QUANTITY
+from ledger.money import MAX_QUANTITY, UCR_PER_CREDIT
 from ledger.rates import (
     RateCard,
     coupon_code,
@@ -40,12 +40,12 @@ def charge(slug: str, quantity: int | None = None, **quantities: int) -> int:
     return amount
 
 
-# ---- the sample card ---------------------------------------------------------------------------
+# ---- the sample card: the seed products' own figures (1 credit = $0.01) --------------------
 
 
 def test_sample_card_parses_with_a_version_and_upgrade_url() -> None:
     assert isinstance(SAMPLE, RateCard)
-    assert SAMPLE.version == "2026-11-01"
+    assert SAMPLE.version == "2026-12-01"
     assert SAMPLE.currency == "USD"
     assert SAMPLE.upgrade_url.startswith("https://")
     assert SAMPLE.default_plan in SAMPLE.plans
@@ -54,19 +54,24 @@ def test_sample_card_parses_with_a_version_and_upgrade_url() -> None:
 @pytest.mark.parametrize(
     ("slug", "dimension", "credits", "per"),
     [
-        ("gpt-4o", "input_tokens", "2.50", 1_000_000),
-        ("gpt-4o", "output_tokens", "10.00", 1_000_000),
-        ("claude-sonnet-4", "input_tokens", "3.00", 1_000_000),
-        ("claude-sonnet-4", "output_tokens", "15.00", 1_000_000),
-        ("claude-haiku", "input_tokens", "0.00025", 1_000),
-        ("claude-haiku", "output_tokens", "0.00125", 1_000),
-        ("email", "messages", "0.001", 1),
-        ("sms", "messages", "0.0075", 1),
-        ("voice_minute", "seconds", "0.013", 60),
-        ("voice_synthesis_1k_chars", "characters", "0.30", 1_000),
-        ("training_h100_per_minute", "minutes", "0.0665", 1),
-        ("image_generate", "images", "0.04", 1),
-        ("gpu-s", "hours", "0.80", 1),
+        ("gpt-4o", "input_tokens", "250", 1_000_000),  # LenserFight, per 1M tokens
+        ("gpt-4o", "output_tokens", "1000", 1_000_000),
+        ("gpt-4o-mini", "input_tokens", "15", 1_000_000),
+        ("gpt-4o-mini", "output_tokens", "60", 1_000_000),
+        ("claude-sonnet-4", "input_tokens", "300", 1_000_000),
+        ("claude-sonnet-4", "output_tokens", "1500", 1_000_000),
+        ("claude-haiku", "input_tokens", "0.025", 1_000),  # Lux, per 1K tokens
+        ("claude-haiku", "output_tokens", "0.125", 1_000),
+        ("email", "messages", "1", 1),
+        ("sms", "messages", "2", 1),
+        ("voice_minute", "seconds", "5", 60),  # 5 a minute, billed per second
+        ("voice_synthesis_1k_chars", "characters", "1", 1_000),
+        ("training_h100_per_minute", "minutes", "6.65", 1),  # Pictograph
+        ("image_generate", "images", "4", 1),
+        ("cpu-s", "hours", "5", 1),  # the GPU seed's instances
+        ("gpu-s", "hours", "80", 1),
+        ("gpu-m", "hours", "240", 1),
+        ("gpu-l", "hours", "399", 1),
     ],
 )
 def test_sample_card_covers_every_seed_product(slug: str, dimension: str, credits: str, per: int) -> None:
@@ -78,40 +83,58 @@ def test_sample_card_covers_every_seed_product(slug: str, dimension: str, credit
 
 def test_instance_types_are_priced_per_hour() -> None:
     instances = {slug: op for slug, op in SAMPLE.operations.items() if op.kind == "instance"}
-    assert "gpu-s" in instances
+    assert set(instances) == {"cpu-s", "gpu-s", "gpu-m", "gpu-l"}
     for op in instances.values():
         assert op.unit == "hours"
         assert op.rates["hours"].per == 1
 
 
 def test_sample_card_has_session_minimums() -> None:
-    assert SAMPLE.operation("voice_minute").minimum == Decimal("0.013")
-    assert SAMPLE.operation("training_h100_per_minute").minimum == Decimal("0.665")
+    assert SAMPLE.operation("voice_minute").minimum == Decimal(5)  # one minute
+    assert SAMPLE.operation("training_h100_per_minute").minimum == Decimal("66.5")  # ten minutes
     assert SAMPLE.operation("email").minimum == 0
+    assert price(SAMPLE, "voice_minute", {"seconds": 7}).amount_ucr == 5 * UCR_PER_CREDIT
+    assert price(SAMPLE, "voice_minute", {"seconds": 90}).amount_ucr == 7_500_000  # per second beyond it
 
 
 def test_sample_card_packs_custom_amount_plans_and_coupons() -> None:
-    builder = SAMPLE.pack("builder")
-    assert (builder.credits, builder.bonus, builder.price_cents) == (Decimal(50), Decimal(5), 5000)
-    assert SAMPLE.pack("scale").bonus == Decimal(30)
-    assert any(p.bonus > 0 for p in SAMPLE.packs.values())
+    # The GPU seed's packs: $5 -> 500 credits ... $100 -> 10,000, no bonus.
+    gpu_packs = {p.id: (p.price_cents, p.credits, p.bonus)
+                 for p in SAMPLE.packs.values() if p.id.startswith("credits-")}
+    assert gpu_packs == {f"credits-{n}": (n, Decimal(n), Decimal(0)) for n in (500, 1000, 2500, 5000, 10000)}
+    # LenserFight's, the larger ones with a bonus.
+    assert {i: (SAMPLE.pack(i).price_cents, SAMPLE.pack(i).credits, SAMPLE.pack(i).bonus)
+            for i in ("starter", "builder", "scale")} == {
+        "starter": (1000, Decimal(1000), 0), "builder": (5000, Decimal(5000), Decimal(500)),
+        "scale": (20000, Decimal(20000), Decimal(3000))}
     assert SAMPLE.custom_amount.min_cents == 100  # minimum $1
-    assert SAMPLE.custom_amount.credits_per_dollar == Decimal(1)
+    assert SAMPLE.custom_amount.credits_per_dollar == Decimal(100)
+    free = SAMPLE.plan("free")
+    assert (free.price_cents, free.monthly_credits, free.signup_credits) == (0, Decimal(1000), Decimal(500))
     pro = SAMPLE.plan("pro")
-    assert pro.monthly_credits == Decimal(25)
-    assert pro.signup_credits == Decimal(5)
+    assert (pro.price_cents, pro.monthly_credits, pro.signup_credits) == (2000, Decimal(2500), Decimal(500))
     assert pro.signup_credits_expire_days == 30
     assert pro.rate_limit_per_minute == 600
     assert pro.concurrent_runs == 5
-    assert SAMPLE.plan("free").monthly_credits == 0
-    assert SAMPLE.plan("free").signup_credits == Decimal(5)
-    assert SAMPLE.plan("team").monthly_credits == Decimal(150)
+    team = SAMPLE.plan("team")
+    assert (team.price_cents, team.monthly_credits, team.signup_credits) == (10000, Decimal(15000), Decimal(2000))
     assert SAMPLE.budget_defaults.warn_pct == 80
     assert SAMPLE.budget_defaults.critical_pct == 95
+    assert SAMPLE.budget_defaults.low_balance == Decimal(500)
     welcome = SAMPLE.coupons["WELCOME10"]
-    assert (welcome.credits, welcome.max_redemptions, welcome.grant_expires_days) == (Decimal(10), 10000, 30)
+    assert (welcome.credits, welcome.max_redemptions, welcome.grant_expires_days) == (Decimal(1000), 10000, 30)
+    assert SAMPLE.coupons["LAUNCH50"].credits == Decimal(5000)
     assert SAMPLE.coupons["LAUNCH50"].expires_at == datetime(2027, 6, 30, 23, 59, 59, tzinfo=UTC)
     assert SAMPLE.coupons["EXPIRED2025"].expires_at is not None
+    assert SAMPLE.refund_window_days == 30
+
+
+def test_the_sample_keeps_every_name_the_frozen_test_card_has() -> None:
+    """Docs, the demo and the tests name operations, packs, plans and coupons: the sample keeps them all."""
+    assert set(CARD.operations) <= set(SAMPLE.operations)
+    assert set(CARD.packs) <= set(SAMPLE.packs)
+    assert set(CARD.plans) == set(SAMPLE.plans)
+    assert set(CARD.coupons) == set(SAMPLE.coupons)
 
 
 def test_unknown_pack_and_plan() -> None:

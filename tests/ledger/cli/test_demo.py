@@ -18,6 +18,7 @@ from ledger.clock import SystemClock
 from ledger.db import make_engine, migrate, recreate_database
 from ledger.errors import InvalidRequest
 from ledger.rate_cards import ensure_rate_card
+from ledger.rates import sample_rate_card
 from ledger.service import Ledger
 from tests.conftest import drop_database
 
@@ -28,6 +29,15 @@ async def log_of(url: str) -> list[Any]:
         async with engine.connect() as conn:
             return [tuple(r) for r in (await conn.execute(text(
                 "SELECT position, account_id, type, idempotency_key FROM events ORDER BY position"))).all()]
+    finally:
+        await engine.dispose()
+
+
+async def rows(url: str, sql: str) -> set[tuple[Any, ...]]:
+    engine = make_engine(url, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            return {tuple(r) for r in (await conn.execute(text(sql))).all()}
     finally:
         await engine.dispose()
 
@@ -59,6 +69,12 @@ async def test_the_demo_leaves_the_served_database_alone(fresh_database_url: str
         await open_account(demo_url, "left-over")
         assert await run_demo("t1")  # verify is clean
         demo_log = await log_of(demo_url)
+        # Priced with the shipped sample, and the month makes sense at its prices: the newsletter's
+        # debt is paid by the next month's allowance, so no account ends the month in debt.
+        assert await rows(demo_url, "SELECT DISTINCT data->>'rate_card_version' FROM events"
+                                    " WHERE type = 'UsageMetered'") == {(sample_rate_card().version,)}
+        assert await rows(demo_url, "SELECT account_id, status, debt_ucr FROM accounts") == {
+            (f"demo-t1-{p}", "active", 0) for p in ("ai", "gpu", "msg")}
         # ``--demo`` reads the demo's database; without it, the ledger's (which has no demo account).
         cli = CliRunner()
         for args, code in ((["balance", "--demo", "demo-t1-ai"], 0), (["verify", "--demo"], 0),
