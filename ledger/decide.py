@@ -473,13 +473,44 @@ def _charge_hour(b: _Builder, cmd: c.ChargeDeploymentHour) -> None:
            deployment_id=d.deployment_id, hour_index=cmd.hour_index)
 
 
+def _charge_used_hours(b: _Builder, deployment_id: str) -> None:
+    """Before a running deployment's clock stops (a stop or a pause): charge every hour due by now
+    that no scheduler charged (it was down or behind), each with its own hour index, dated when it
+    fell due.
+
+    The running time was used, so these are metered: never refused for lack of credits, the unpaid
+    rest becomes debt. ``hours_charged`` is the one count this and ``ChargeDeploymentHour`` advance,
+    under the account's lock: a scheduler's charge of the same hour that lands first leaves it out
+    here, and one that lands after is refused (the deployment is no longer running, or the hour is
+    already charged), so each hour index is charged once.
+    """
+    d = b.state.deployments[deployment_id]
+    due = d.hours_due(b.ctx.now)
+    if not due:
+        return
+    assert d.segment_started_at is not None  # running
+    p = _hour_price(b.ctx.card, d.instance_type)
+    _expire_due(b)
+    attribution = Attribution(deployment=d.deployment_id)
+    for n in due:
+        # As ``_charge_hour`` dates it: when it fell due, never before this running segment.
+        when = max(hour_due_at(d.segment_started_at, d.used, n), d.segment_started_at)
+        _debit(b, p, attribution=attribution, gated=False, occurred_at=when, deployment_id=d.deployment_id,
+               hour_index=n)
+
+
 def _stop(b: _Builder, cmd: c.StopDeployment) -> None:
     _deployment(b, cmd.deployment_id, "running", "paused")
+    # A paused deployment's clock stopped at the pause, which charged what was due then (or its
+    # hour was refused, which is what paused it): nothing more is owed.
+    if b.state.deployments[cmd.deployment_id].status == "running":
+        _charge_used_hours(b, cmd.deployment_id)
     b.emit(DeploymentStopped, deployment_id=cmd.deployment_id)
 
 
 def _pause(b: _Builder, cmd: c.PauseDeployment) -> None:
     _deployment(b, cmd.deployment_id, "running")
+    _charge_used_hours(b, cmd.deployment_id)
     b.emit(DeploymentPaused, deployment_id=cmd.deployment_id, reason=cmd.reason)
 
 
@@ -542,6 +573,7 @@ def _pause_for_debt(b: _Builder, cmd: c.PauseForDebt) -> None:
         return
     for d in sorted(b.state.deployments.values(), key=lambda d: d.deployment_id):
         if d.status == "running":
+            _charge_used_hours(b, d.deployment_id)
             b.emit(DeploymentPaused, deployment_id=d.deployment_id, reason="in_debt")
 
 

@@ -98,6 +98,17 @@ class Deployment:
         # A clock that stepped back never gives time back.
         return self.used + max(now - self.segment_started_at, timedelta(0))
 
+    def hours_due(self, now: datetime) -> range:
+        """The hour indexes due by ``now`` and not charged yet, in order, by ``hour_due_at``'s rule.
+
+        While paused or stopped the clock stands still: hour n is due once n hours are used.
+        """
+        start = self.segment_started_at or now
+        n = self.hours_charged
+        while hour_due_at(start, self.used, n) <= now:
+            n += 1
+        return range(self.hours_charged, n)
+
 
 def hour_due_at(segment_started_at: datetime, used: timedelta, hour_index: int) -> datetime:
     """When hour ``hour_index`` of a deployment running since ``segment_started_at`` is due.

@@ -888,14 +888,16 @@ def test_a_pause_across_an_hour_boundary_charges_nothing_while_paused() -> None:
     assert hours(s) == [0, 1]
 
 
-def test_resume_after_the_paid_time_is_used_charges_the_next_hour_gated() -> None:
+def test_resume_after_an_unpaid_hour_paused_it_charges_that_hour_gated() -> None:
     s = free_account()  # 5 credits: six hours of gpu-s
     s.when(dep(c.StartDeployment, instance_type="gpu-s"))
     s.at(T0 + 30 * MINUTE).when(dep(c.PauseDeployment))
     s.at(T0 + HOUR).when(dep(c.ResumeDeployment))
-    # Hour 1 falls due at 1:30; paused at 1:40 before the scheduler came by: 70 minutes used of 60 paid.
-    s.at(T0 + 100 * MINUTE).when(dep(c.PauseDeployment))
     s.when(charge("email", 3700))  # 0.5 credits left
+    # Hour 1 falls due at 1:30 and cannot be paid when the scheduler comes by at 1:40: it pauses the
+    # deployment (70 minutes used of 60 paid), and a refused hour stays unpaid while paused.
+    paused = only(s.at(T0 + 100 * MINUTE).when(dep(c.ChargeDeploymentHour, hour_index=1)), DeploymentPaused)
+    assert paused.reason == "insufficient_balance"
     refused = s.at(T0 + 2 * HOUR).refused(dep(c.ResumeDeployment), PaymentRequired)
     assert (refused.required_ucr, refused.reason) == (800_000, "insufficient_balance")
     s.when(purchase())
@@ -906,6 +908,115 @@ def test_resume_after_the_paid_time_is_used_charges_the_next_hour_gated() -> Non
     s.at(T0 + 170 * MINUTE - timedelta(seconds=1)).refused(dep(c.ChargeDeploymentHour, hour_index=2), InvalidState)
     s.at(T0 + 170 * MINUTE).when(dep(c.ChargeDeploymentHour, hour_index=2))
     assert hours(s) == [0, 1, 2]
+
+
+def test_stopping_a_deployment_paused_for_an_unpaid_hour_charges_nothing() -> None:
+    s = free_account()
+    s.when(dep(c.StartDeployment, instance_type="gpu-s"))
+    s.when(charge("email", 4200))  # 0 credits left after hour 0
+    s.at(T0 + HOUR + timedelta(seconds=10))
+    assert types(s.when(dep(c.ChargeDeploymentHour, hour_index=1))) == ["DeploymentPaused"]
+    assert types(s.at(T0 + 3 * HOUR).when(dep(c.StopDeployment))) == ["DeploymentStopped"]
+    assert hours(s) == [0] and s.state.debt_ucr == 0
+
+
+# ---- hours the scheduler missed: charged when the clock stops ------------------------------------
+
+
+def missed_hours(s: Scenario) -> Scenario:
+    """gpu-s (0.80 an hour) started at T0, hour 1 charged at 1:00, then the scheduler is down while
+    it runs another 3 h 20 min: hours 2, 3 and 4 (due at 2:00, 3:00, 4:00) are unpaid at 4:20."""
+    s.when(dep(c.StartDeployment, instance_type="gpu-s"))
+    s.at(T0 + HOUR).when(dep(c.ChargeDeploymentHour, hour_index=1))
+    return s.at(T0 + 4 * HOUR + 20 * MINUTE)
+
+
+def test_stop_charges_the_hours_the_scheduler_missed() -> None:
+    s = missed_hours(funded())  # 15 credits
+    events = s.when(dep(c.StopDeployment, idempotency_key="stop-d1"))
+    assert types(events) == ["UsageMetered"] * 3 + ["DeploymentStopped"]
+    charged = [e for e in events if isinstance(e, UsageMetered)]
+    # Each hour with its own index, dated when it fell due; metered: the running time was used.
+    assert [(e.hour_index, e.occurred_at, e.gated, e.cost_ucr, e.debt_added_ucr) for e in charged] == [
+        (n, T0 + n * HOUR, False, 800_000, 0) for n in (2, 3, 4)]
+    assert hours(s) == [0, 1, 2, 3, 4]
+    d = s.state.deployments["d1"]
+    assert (d.status, d.hours_charged, d.used, d.credits_ucr) == ("stopped", 5, 4 * HOUR + 20 * MINUTE, 5 * 800_000)
+    # The scheduler, back, finds nothing to charge: the deployment is stopped.
+    for n in (2, 3, 4, 5):
+        s.refused(dep(c.ChargeDeploymentHour, hour_index=n), InvalidState)
+    assert s.state.balance_ucr == 15 * C - 5 * 800_000
+
+
+@pytest.mark.parametrize("before_stop", [0, 1, 2, 3])
+def test_a_scheduler_tick_racing_the_stop_charges_each_hour_once(before_stop: int) -> None:
+    """A tick found hours 2, 3 and 4 due; ``before_stop`` of its charges commit before the stop, the
+    rest after it: in every order each hour index is charged exactly once."""
+    s = missed_hours(funded())
+    tick = [dep(c.ChargeDeploymentHour, hour_index=n, idempotency_key=f"deployment:d1:hour:{n}") for n in (2, 3, 4)]
+    for cmd in tick[:before_stop]:
+        assert only(s.when(cmd), UsageMetered).hour_index == cmd.hour_index
+    stop = s.when(dep(c.StopDeployment))
+    assert [e.hour_index for e in stop if isinstance(e, UsageMetered)] == [2, 3, 4][before_stop:]
+    for cmd in tick[before_stop:]:
+        s.refused(cmd, InvalidState)
+    assert hours(s) == [0, 1, 2, 3, 4]
+    assert s.state.deployments["d1"].credits_ucr == 5 * 800_000
+
+
+def test_stop_with_no_credits_left_still_stops_and_the_missed_hours_become_debt() -> None:
+    s = free_account()  # 5 credits
+    s.when(dep(c.StartDeployment, instance_type="gpu-s"))
+    s.at(T0 + HOUR).when(dep(c.ChargeDeploymentHour, hour_index=1))
+    s.when(charge("email", 3400))  # 3.40 credits: nothing left
+    s.when(c.SetBudget(account_id=ACCT, monthly_limit_ucr=5 * C, hard_stop=True))  # used up as well
+    s.at(T0 + 4 * HOUR + 20 * MINUTE)
+    s.refused(dep(c.ChargeDeploymentHour, hour_index=2, pause_if_unpaid=False), PaymentRequired)  # gated
+    events = s.when(dep(c.StopDeployment))
+    assert types(events) == ["UsageMetered"] * 3 + ["DeploymentStopped"]
+    assert [(e.hour_index, e.debt_added_ucr) for e in events if isinstance(e, UsageMetered)] == [
+        (2, 800_000), (3, 800_000), (4, 800_000)]
+    assert (s.state.debt_ucr, s.state.balance_ucr, s.state.status) == (3 * 800_000, -3 * 800_000, "in_debt")
+    assert s.state.deployments["d1"].status == "stopped"
+
+
+def test_stop_within_the_paid_time_charges_nothing() -> None:
+    """Running time, not wall time: paused from 1:30 to 3:00, hour 2 falls due at 3:30 (2 h used)."""
+    for stop_at, charged in ((T0 + 210 * MINUTE - timedelta(microseconds=1), [0, 1]),
+                             (T0 + 210 * MINUTE, [0, 1, 2])):  # due at its mark, as a tick then would
+        s = funded()
+        s.when(dep(c.StartDeployment, instance_type="gpu-s"))
+        s.at(T0 + HOUR).when(dep(c.ChargeDeploymentHour, hour_index=1))
+        s.at(T0 + 90 * MINUTE).when(dep(c.PauseDeployment))
+        s.at(T0 + 3 * HOUR).when(dep(c.ResumeDeployment))
+        events = s.at(stop_at).when(dep(c.StopDeployment))
+        assert types(events)[-1] == "DeploymentStopped"
+        assert hours(s) == charged
+
+
+def test_pause_charges_the_hours_the_scheduler_missed_and_resume_then_charges_nothing() -> None:
+    s = missed_hours(funded())
+    events = s.when(dep(c.PauseDeployment))
+    assert types(events) == ["UsageMetered"] * 3 + ["DeploymentPaused"]
+    assert hours(s) == [0, 1, 2, 3, 4]
+    for n in (2, 3, 4, 5):  # late or racing scheduler charges: paused, or already charged
+        s.refused(dep(c.ChargeDeploymentHour, hour_index=n), InvalidState)
+    # 4 h 20 min used of 5 h paid: resuming charges nothing; hour 5 is due 40 minutes of running later.
+    assert types(s.at(T0 + 6 * HOUR).when(dep(c.ResumeDeployment))) == ["DeploymentResumed"]
+    for n in (2, 3, 4):
+        s.refused(dep(c.ChargeDeploymentHour, hour_index=n), InvalidState)
+    s.at(T0 + 400 * MINUTE - timedelta(microseconds=1)).refused(dep(c.ChargeDeploymentHour, hour_index=5), InvalidState)
+    s.at(T0 + 400 * MINUTE).when(dep(c.ChargeDeploymentHour, hour_index=5))
+    assert hours(s) == [0, 1, 2, 3, 4, 5]
+
+
+def test_a_pause_for_debt_charges_the_hours_the_scheduler_missed() -> None:
+    s = missed_hours(free_account())  # 3.40 credits left after hours 0 and 1
+    s.when(meter("email", 4000))  # 0.60 of debt
+    events = s.when(c.PauseForDebt(account_id=ACCT))
+    assert types(events) == ["UsageMetered"] * 3 + ["DeploymentPaused"]
+    assert hours(s) == [0, 1, 2, 3, 4]
+    assert s.state.debt_ucr == 600_000 + 3 * 800_000
 
 
 @settings(max_examples=100, deadline=None)

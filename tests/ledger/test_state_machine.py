@@ -494,13 +494,29 @@ class Model:
         d.hours += 1
         self.debit(d.hourly, Attribution(deployment=dep), gated=True, deployment_id=dep, hour_index=d.hours - 1)
 
+    def charge_used_hours(self, dep: str) -> None:
+        """As a running deployment's clock stops: every hour due and not charged, metered (never refused)."""
+        d = self.deployments[dep]
+        due = [n for n in range(d.hours, d.hours + 1 + d.used_at(self.now) // timedelta(hours=1))
+               if d.segment_start + timedelta(hours=n) - d.used <= self.now]
+        if not due:
+            return
+        self.expire_due()
+        for n in due:
+            d.hours += 1
+            self.debit(d.hourly, Attribution(deployment=dep), gated=False, deployment_id=dep, hour_index=n,
+                       occurred=max(d.segment_start + timedelta(hours=n) - d.used, d.segment_start))
+
     def pause(self, dep: str) -> None:
         d = self._deployment(dep, "running")
+        self.charge_used_hours(dep)
         d.used, d.status = d.used_at(self.now), "paused"
         self.emit("DeploymentPaused", fields={"reason": "paused_by_user"})
 
     def stop(self, dep: str) -> None:
         d = self._deployment(dep, "running", "paused")
+        if d.status == "running":  # a paused one's clock stopped at the pause
+            self.charge_used_hours(dep)
         d.used, d.status = d.used_at(self.now), "stopped"
         self.emit("DeploymentStopped")
 

@@ -15,8 +15,9 @@ from ledger.service import Ledger
 from ledger.verify import verify_account
 from tests.ledger.conftest import T0
 from tests.workers.conftest import drain
+from workers.commands import dump
 from workers.runner import Background
-from workers.scheduler import cycle_at
+from workers.scheduler import Scheduler, cycle_at
 
 CREDIT = 1_000_000
 
@@ -125,6 +126,54 @@ async def test_paid_time_survives_pauses_two_schedulers_at_once_and_a_restart(
     await at(460, c.StopDeployment(account_id=acct, deployment_id=dep))
     assert await both_tick(600) == [0, 1, 2, 3, 4, 5]
     assert (await verify_account(wledger.engine, acct)).clean
+
+
+async def test_a_stop_charges_the_hours_the_scheduler_missed_once_even_racing_a_tick(
+        background: Background, wledger: Ledger, clock: ManualClock) -> None:
+    """The scheduler charges hour 1 at 1:00, then is down while the deployments run on to 4:20:
+    each stop charges hours 2, 3 and 4 once, whichever of a racing tick's charges land first."""
+    acct, broke = "racer", "broke"
+    for a in (acct, broke):
+        await wledger.execute(c.OpenAccount(account_id=a, name=a, plan="free"))  # 5 credits
+    await wledger.execute(c.GrantCredits(account_id=acct, amount_ucr=100 * CREDIT, source="purchase", reason="t"))
+    deployments = [(acct, "quiet"), (acct, "raced"), (acct, "half"), (broke, "broke")]
+    for a, dep in deployments:
+        await wledger.execute(c.StartDeployment(account_id=a, deployment_id=dep, instance_type="gpu-s"))
+    scheduler = background.scheduler(wledger)
+    background.start_worker(threads=2)
+    clock.set(T0 + timedelta(hours=1))
+    await scheduler._tick(clock.now())
+    drain(background)
+    await wledger.execute(c.Charge(account_id=broke, operation="email", quantity=3400))  # 0 credits left
+
+    def stop(a: str, dep: str) -> c.StopDeployment:
+        return c.StopDeployment(account_id=a, deployment_id=dep, idempotency_key=f"stop-{dep}")
+
+    # Down until 4:20. Then a tick finds hours 2, 3 and 4 of every deployment due, and its message
+    # reaches the worker only after the stops commit, except "half"'s hour 2, which lands first.
+    clock.set(T0 + timedelta(hours=4, minutes=20))
+    racing = await Scheduler(wledger, lambda batch: None, clock)._tick(clock.now())
+    assert racing.hours == 4 * 3
+    await wledger.execute(stop(acct, "quiet"))
+    await wledger.execute(stop(acct, "raced"))
+    await wledger.execute(next(cmd for cmd in racing.commands
+                               if isinstance(cmd, c.ChargeDeploymentHour) and cmd.deployment_id == "half"))
+    await wledger.execute(stop(acct, "half"))
+    stopped = await wledger.execute(stop(broke, "broke"))  # never refused for lack of credits
+    assert [e.type for e in stopped.events] == ["UsageMetered"] * 3 + ["DeploymentStopped"]
+    background.actors.execute_commands.send([dump(cmd) for cmd in racing.commands])
+    drain(background)
+    clock.set(T0 + timedelta(hours=6))
+    assert (await scheduler._tick(clock.now())).hours == 0
+    drain(background)
+
+    every = list(range(5))
+    assert await hours_by_deployment(wledger, acct) == {"quiet": every, "raced": every, "half": every}
+    assert await hours_by_deployment(wledger, broke) == {"broke": every}
+    balance = await wledger.balance(broke)
+    assert (balance.debt_ucr, balance.status) == (3 * 800_000, "in_debt")
+    for a in (acct, broke):
+        assert (await verify_account(wledger.engine, a)).clean
 
 
 def test_cycle_at_counts_whole_months() -> None:
