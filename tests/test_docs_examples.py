@@ -41,13 +41,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from typer.testing import CliRunner
 
 from ledger.cli.app import app
 from ledger.rates import sample_rate_card
-from tests.ledger.api.live import free_port
+from tests.ledger.api.live import free_port, wait_until_ready
 from tests.ledger.cli.test_cli import query
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -209,18 +208,8 @@ def start_server(env: dict[str, str], port: int, log: Path) -> Server:
         proc = subprocess.Popen(["credits", "serve", "--port", str(port), "--log-level", "warning"], env=env,
                                 cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT)
     server = Server(proc, log)
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return server
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            proc.wait()
-            raise AssertionError(f"credits serve did not become ready:\n{server.log_tail()}")
-        time.sleep(0.1)
+    wait_until_ready(proc, port, output=server.log_tail)
+    return server
 
 
 def stop_server(server: Server) -> None:

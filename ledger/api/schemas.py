@@ -29,9 +29,10 @@ _CREDITS_PATTERN = r"^\s*-?[0-9]+(\.[0-9]{1,6})?\s*$"
 
 
 def whole_credits(value: object) -> object:
-    """A JSON integer is a whole number of credits (``10`` -> ``"10"``); a float or a boolean is refused."""
-    if isinstance(value, bool | float):
-        raise ValueError('credits are a decimal string ("12.5") or a whole number (12), not a JSON float or boolean')
+    """A JSON integer is a whole number of credits (``10`` -> ``"10"``); a fractional number or a boolean is refused."""
+    if isinstance(value, bool | float):  # float-ok: refused, never converted
+        raise ValueError('credits are a decimal string ("12.5") or a whole number (12),'
+                         ' not a JSON float or boolean')  # float-ok: the refusal's message
     return str(value) if isinstance(value, int) else value
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,6 +27,25 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def wait_until_ready(proc: subprocess.Popen[Any], port: int, *, output: Callable[[], str],
+                     timeout_s: float = 120) -> None:
+    """Return once the server process ``proc`` answers ``/readyz`` on ``port``; if it exits or the
+    time runs out, kill it and fail with what ``output`` says it printed."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            printed = output()
+            proc.wait()
+            raise AssertionError(f"credits serve did not become ready:\n{printed}")
+        time.sleep(0.1)
 
 
 @contextmanager

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from ledger.embedded import start_embedded_postgres, stop_embedded_postgres
-from tests.ledger.api.live import free_port
+from tests.ledger.api.live import free_port, wait_until_ready
 from tests.ledger.cli.test_cli import query
 from tests.ledger.cli.test_demo_embedded import REPO_ROOT, credits_command, run_credits
 
@@ -30,18 +30,8 @@ CLEAN_EXIT = (0,)
 def start_serve(env: dict[str, str], port: int) -> subprocess.Popen[str]:
     proc = subprocess.Popen([*credits_command(), "serve", "--port", str(port), "--log-level", "warning"],
                             env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            out = proc.communicate()[0]
-            raise AssertionError(f"credits serve did not become ready:\n{out}")
-        time.sleep(0.1)
+    wait_until_ready(proc, port, output=lambda: proc.communicate()[0])
+    return proc
 
 
 def embedded_redis_pid(data_dir: Path) -> int:
