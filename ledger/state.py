@@ -103,11 +103,7 @@ class Deployment:
 
         While paused or stopped the clock stands still: hour n is due once n hours are used.
         """
-        start = self.segment_started_at or now
-        n = self.hours_charged
-        while hour_due_at(start, self.used, n) <= now:
-            n += 1
-        return range(self.hours_charged, n)
+        return hours_due(self.segment_started_at or now, self.used, self.hours_charged, now)
 
 
 def hour_due_at(segment_started_at: datetime, used: timedelta, hour_index: int) -> datetime:
@@ -118,6 +114,14 @@ def hour_due_at(segment_started_at: datetime, used: timedelta, hour_index: int) 
     ``decide`` both ask this, so they cannot disagree on which hours are due.
     """
     return segment_started_at + hour_index * HOUR - used
+
+
+def hours_due(segment_started_at: datetime, used: timedelta, hours_charged: int, now: datetime) -> range:
+    """The hour indexes from ``hours_charged`` on that are due by ``now`` (``hour_due_at``), in order."""
+    n = hours_charged
+    while hour_due_at(segment_started_at, used, n) <= now:
+        n += 1
+    return range(hours_charged, n)
 
 
 @dataclass(frozen=True, slots=True)

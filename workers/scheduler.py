@@ -27,7 +27,7 @@ from ledger.alerts import previous_periods
 from ledger.clock import Clock, add_months
 from ledger.money import credits_to_exact_ucr, floor_ucr
 from ledger.service import Ledger
-from ledger.state import hour_due_at
+from ledger.state import hours_due
 from workers import webhooks
 from workers.commands import dump
 
@@ -62,12 +62,9 @@ def due_hours(rows: Sequence[Any], now: datetime) -> list[c.ChargeDeploymentHour
     for r in rows:
         if r.segment_started_at is None:
             continue
-        used = timedelta(microseconds=r.used_us)
-        n = r.hours_charged
-        while hour_due_at(r.segment_started_at, used, n) <= now:
-            out.append(c.ChargeDeploymentHour(account_id=r.account_id, deployment_id=r.deployment_id, hour_index=n,
-                                              idempotency_key=f"deployment:{r.deployment_id}:hour:{n}"))
-            n += 1
+        due = hours_due(r.segment_started_at, timedelta(microseconds=r.used_us), r.hours_charged, now)
+        out += [c.ChargeDeploymentHour(account_id=r.account_id, deployment_id=r.deployment_id, hour_index=n,
+                                       idempotency_key=f"deployment:{r.deployment_id}:hour:{n}") for n in due]
     return out
 
 
