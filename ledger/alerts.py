@@ -76,6 +76,9 @@ class AlertView:
     def counter(self, key: CounterKey) -> int:
         return self.counters.get(key, 0)
 
+    def loaded_counters(self) -> Mapping[CounterKey, int]:
+        return self.counters
+
 
 #: The writer checks an alert on the full state, checks before it on a view: same conditions.
 Subject = AccountState | AlertView
@@ -115,7 +118,7 @@ def due_alerts(state: Subject, now: datetime, card: RateCard) -> list[AlertSpec]
                 if facts(state, spec, card) is not None:
                     due.append(spec)
         if lim.per_run_ucr is not None:
-            for (cscope, csubject, cperiod) in sorted(state.counters):
+            for (cscope, csubject, cperiod) in sorted(state.loaded_counters()):
                 if (cscope, csubject) == (scope, subject) and cperiod.startswith("R"):
                     for pct in _pcts(b.warn_pct, 100):
                         spec = AlertSpec("agent_limit" if scope == "agent" else "member_limit", scope, subject,

@@ -181,12 +181,16 @@ def check_spend(state: AccountState, cost_ucr: int, attribution: Attribution, no
 def _check_spend_range(state: AccountState, cost_ucr: int, attribution: Attribution, when: datetime,
                        deployment_id: str | None) -> None:
     """Refuse a debit that would take a spend counter it adds to, or its deployment's total, past
-    ``MAX_SPEND_UCR``: those are BIGINT columns the store increments, and every one of them is in
-    the state (the store loads the counters of every debit)."""
-    for key in spend_keys(attribution, when):
-        if state.counter(key) + cost_ucr > MAX_SPEND_UCR:
-            raise OutOfRange(f"spend counter {'/'.join(k for k in key if k)} would pass"
-                             f" {format_credits(MAX_SPEND_UCR)} credits, the most one holds")
+    ``MAX_SPEND_UCR``: those are BIGINT columns the store increments.
+
+    Every counter is a part of what the account ever spent, so while that plus the debit stays
+    within the bound none can pass it and none is read; past it each counter is checked (the
+    store loads them when asked: ``CountersNotLoaded``)."""
+    if state.spent_ucr + cost_ucr > MAX_SPEND_UCR:
+        for key in spend_keys(attribution, when):
+            if state.counter(key) + cost_ucr > MAX_SPEND_UCR:
+                raise OutOfRange(f"spend counter {'/'.join(k for k in key if k)} would pass"
+                                 f" {format_credits(MAX_SPEND_UCR)} credits, the most one holds")
     d = state.deployments.get(deployment_id) if deployment_id is not None else None
     if d is not None and d.credits_ucr + cost_ucr > MAX_SPEND_UCR:
         raise OutOfRange(f"deployment {d.deployment_id!r} would pass {format_credits(MAX_SPEND_UCR)} credits in all")

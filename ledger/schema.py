@@ -90,6 +90,9 @@ accounts = Table(
     Column("balance_ucr", BigInteger, nullable=False),
     Column("debt_ucr", BigInteger, nullable=False),
     Column("reserved_ucr", BigInteger, nullable=False),
+    # Everything the account ever spent, held at MAX_UCR: every spend counter is a part of it, so
+    # while it stays small no debit can take a counter past MAX_SPEND_UCR (migration 0009).
+    Column("spent_ucr", BigInteger, nullable=False, server_default="0"),
     Column("version", BigInteger, nullable=False),
     Column("last_hash", LargeBinary, nullable=False),
     Column("settings", JSONB, nullable=False),

@@ -36,6 +36,7 @@ from ledger.events import (
     UsageMetered,
 )
 from ledger.grants import Grant
+from ledger.money import MAX_UCR
 from ledger.rates import coupon_code
 
 CounterKey = tuple[str, str, str]  # (scope, subject, period)
@@ -151,7 +152,12 @@ class AccountState:
     budget: Budget = Budget()
     grants: Mapping[UUID, Grant] = field(default_factory=dict)
     limits: Mapping[LimitKey, Limit] = field(default_factory=dict)
-    counters: Mapping[CounterKey, int] = field(default_factory=dict)
+    #: The spend counters a decision may read, or ``None`` when the store did not load them (most
+    #: debits never need them: see ``spent_ucr``). Reading one then raises ``CountersNotLoaded``.
+    counters: Mapping[CounterKey, int] | None = field(default_factory=dict)
+    #: Everything the account ever spent (every ``UsageMetered.cost_ucr``), held at ``MAX_UCR``.
+    #: Each spend counter is a part of it, so it bounds them all without loading any.
+    spent_ucr: int = 0
     reservations: Mapping[UUID, Reservation] = field(default_factory=dict)
     deployments: Mapping[str, Deployment] = field(default_factory=dict)
     #: Codes this account redeemed, as ``coupon_code`` compares them.
@@ -172,7 +178,20 @@ class AccountState:
         return self.balance_ucr - self.reserved_ucr
 
     def counter(self, key: CounterKey) -> int:
-        return self.counters.get(key, 0)
+        return self.loaded_counters().get(key, 0)
+
+    def loaded_counters(self) -> Mapping[CounterKey, int]:
+        if self.counters is None:
+            raise CountersNotLoaded(self.account_id)
+        return self.counters
+
+
+class CountersNotLoaded(Exception):
+    """A decision needs spend counters the store did not load: it loads them and decides again."""
+
+    def __init__(self, account_id: str) -> None:
+        super().__init__(account_id)
+        self.account_id = account_id
 
 
 def spend_keys(attribution: Attribution, when: datetime) -> tuple[CounterKey, ...]:
@@ -216,16 +235,19 @@ def apply(s: AccountState, e: Event) -> AccountState:
     # The most frequent event first: each case is an isinstance through pydantic's ABCMeta.
     match e:
         case UsageMetered():
-            counters = dict(s.counters)
-            for key in spend_keys(e.attribution, e.occurred_at):
-                counters[key] = counters.get(key, 0) + e.cost_ucr
+            counters = s.counters
+            if counters is not None:
+                counters = dict(counters)
+                for key in spend_keys(e.attribution, e.occurred_at):
+                    counters[key] = counters.get(key, 0) + e.cost_ucr
             deployments = s.deployments
             if e.deployment_id is not None and e.hour_index is not None:
                 d = s.deployments[e.deployment_id]
                 deployments = {**deployments, d.deployment_id: replace(
                     d, hours_charged=d.hours_charged + 1, credits_ucr=d.credits_ucr + e.cost_ucr)}
             s = replace(s, grants=_draw(s, e.draws), debt_ucr=s.debt_ucr + e.debt_added_ucr,
-                        counters=counters, deployments=deployments)
+                        counters=counters, spent_ucr=min(s.spent_ucr + e.cost_ucr, MAX_UCR),
+                        deployments=deployments)
         case AccountOpened():
             s = replace(s, exists=True, name=e.name, plan=e.plan, status="active", opened_at=e.occurred_at)
         case PlanChanged():

@@ -16,7 +16,7 @@ import re
 import time
 import weakref
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -49,6 +49,7 @@ from ledger.state import (
     AccountState,
     Budget,
     CounterKey,
+    CountersNotLoaded,
     Deployment,
     Limit,
     Purchase,
@@ -175,26 +176,42 @@ _SPENDING: tuple[type[c.Command], ...] = (c.Charge, c.Meter, c.Reserve, c.Settle
                                           c.ResumeDeployment, c.ChargeDeploymentHour)
 
 
-def _spend_counter_keys(commands: Sequence[c.Command], now: datetime) -> set[tuple[str, CounterKey]]:
-    """The spend counters the batch's debits add to and its gates read, per account.
+def _counter_keys(commands: Sequence[c.Command], states: Mapping[str, AccountState], accounts: set[str],
+                  now: datetime) -> list[tuple[str, CounterKey]]:
+    """Every spend counter the batch's commands on ``accounts`` may read, per account.
 
-    A usage command's at its ``occurred_at`` (metered usage may be backdated), the others' at
-    ``now``; an hour charge caught up across a day or month is completed once its deployment is
-    loaded. Attributions repeat, so ``spend_keys`` runs once per distinct one.
+    A debit's (and a gate's) at its ``occurred_at`` (metered usage may be backdated), else at
+    ``now``; an hour charge caught up across a day or month also adds to the period it fell due
+    in. An alert check reads the account's month and every limited subject's day and month.
+    Attributions repeat, so ``spend_keys`` runs once per distinct one.
     """
     out: set[tuple[str, CounterKey]] = set()
     seen: dict[tuple[str | None, str | None, str | None, datetime], tuple[CounterKey, ...]] = {}
     for cmd in commands:
-        if type(cmd) not in _SPENDING:
+        a = cmd.account_id
+        if a not in accounts:
             continue
-        attr: Attribution = getattr(cmd, "attribution", None) or _NO_ATTR
-        when: datetime = getattr(cmd, "occurred_at", None) or now
-        memo = (attr.agent, attr.member, attr.run, when)
-        keys = seen.get(memo)
-        if keys is None:
-            keys = seen[memo] = spend_keys(attr, when)
-        out.update((cmd.account_id, k) for k in keys)
-    return out
+        if type(cmd) in _SPENDING:
+            attr: Attribution = getattr(cmd, "attribution", None) or _NO_ATTR
+            when: datetime = getattr(cmd, "occurred_at", None) or now
+            memo = (attr.agent, attr.member, attr.run, when)
+            keys = seen.get(memo)
+            if keys is None:
+                keys = seen[memo] = spend_keys(attr, when)
+            out.update((a, k) for k in keys)
+        if type(cmd) is c.ChargeDeploymentHour:
+            d = states[a].deployments.get(cmd.deployment_id)
+            if d is not None and d.segment_started_at is not None:
+                due = max(hour_due_at(d.segment_started_at, d.used, cmd.hour_index), d.segment_started_at)
+                out.update((a, k) for k in spend_keys(_NO_ATTR, due))
+        elif type(cmd) is c.RaiseAlert:
+            out.update([(a, ("account", "", month_key(now))), (a, (cmd.scope, cmd.subject, cmd.period))])
+        elif type(cmd) is c.CheckAlerts:
+            out.add((a, ("account", "", month_key(now))))
+            out.update((a, k) for k in spend_keys(cmd.attribution, now))
+            out.update((a, (scope, subject, period)) for scope, subject in states[a].limits
+                       for period in (day_key(now), month_key(now)))
+    return sorted(out)
 
 
 class EventStore:
@@ -400,8 +417,21 @@ class EventStore:
         if not pg.is_in_transaction():  # else the previous batch's COMMIT opened it
             await pg.execute(_BEGIN)
         loaded = await self._load(pg, commands, account_ids, now, card, lock=True)
-        states = loaded.states
+        while True:
+            try:
+                return self._decide(commands, loaded, now, card)
+            except CountersNotLoaded as asked:
+                # A debit near MAX_SPEND_UCR, or a gate the load did not foresee, reads spend
+                # counters: load that account's (still under its lock) and decide the batch again.
+                await self._load_counters(pg, loaded, commands, {asked.account_id}, now)
+
+    def _decide(
+        self, commands: Sequence[c.Command], loaded: _Loaded, now: datetime, card: RateCard,
+    ) -> tuple[list[Result | None], dict[int, tuple[str, int, int]], _Writes | None]:
+        """Decide every command of the batch in order on ``loaded`` (left unchanged)."""
+        states = dict(loaded.states)
         original = dict(states)
+        coupon_stock = dict(loaded.coupon_stock)
         results: list[Result | None] = [None] * len(commands)
         replays: dict[int, tuple[str, int, int]] = {}
         batch_keys: dict[tuple[str, str], tuple[bytes, int]] = {}
@@ -411,7 +441,7 @@ class EventStore:
         redeemed: list[tuple[str, str, UUID]] = []
         api_keys = _ApiKeyWrites()
 
-        ctx = Context(now=now, card=card, new_id=new_uuid, coupon_stock=loaded.coupon_stock)
+        ctx = Context(now=now, card=card, new_id=new_uuid, coupon_stock=coupon_stock)
         for i, cmd in enumerate(commands):
             acct = cmd.account_id
             key = cmd.idempotency_key
@@ -448,8 +478,8 @@ class EventStore:
                 new_events.append((e, version, prev_hash, data_json))
                 # Exact type checks: isinstance on pydantic models goes through ABCMeta.
                 if type(e) is CouponApplied:
-                    stock = loaded.coupon_stock.get(e.code)
-                    loaded.coupon_stock[e.code] = None if stock is None else stock - 1
+                    stock = coupon_stock.get(e.code)
+                    coupon_stock[e.code] = None if stock is None else stock - 1
                     redeemed.append((acct, e.code, e.event_id))
                 elif type(e) is ApiKeyCreated or type(e) is ApiKeyRevoked:
                     api_keys.add(cmd, e, now)
@@ -474,6 +504,7 @@ class EventStore:
         """The state ``command`` would be decided on, read without locks (for dry runs)."""
         pg: Pg = (await conn.get_raw_connection()).driver_connection
         loaded = await self._load(pg, [command], [command.account_id], now, card, lock=False)
+        await self._load_counters(pg, loaded, [command], {command.account_id}, now)
         state = loaded.states.get(command.account_id)
         if state is None:
             raise UnknownAccount(command.account_id)
@@ -484,32 +515,22 @@ class EventStore:
         card: RateCard, *, lock: bool,
     ) -> _Loaded:
         out = _Loaded()
-        # The accounts' locks (``lock``), then the accounts, their live grants, their limits, the
-        # batch's idempotency keys and the spend counters its debits add to, in one round trip
-        # (migration 0007's function): grants, limits, keys and counters come back as arrays of
-        # rows, decoded by asyncpg in binary. The keys are
+        # The accounts' locks (``lock``), then the accounts, their live grants, their limits and
+        # the batch's idempotency keys, in one round trip (migration 0009's function): grants,
+        # limits and keys come back as arrays of rows, decoded by asyncpg in binary. The keys are
         # probed by (account, key) pair, one index lookup each. Limits are read for every account
         # (an index probe, nearly always finding none) rather than in a second round trip only
         # when a command names an agent or a member.
         keyed = [(cmd.account_id, cmd.idempotency_key) for cmd in commands if cmd.idempotency_key]
-        # The spend counters every debit adds to (and a gate reads) come in the same round trip:
-        # ``decide`` refuses a debit that would take one past ``MAX_SPEND_UCR``.
-        asked = _spend_counter_keys(commands, now)
-        spends = sorted(asked)
-        rows = await pg.fetch("SELECT * FROM credits_lock_and_load($1, $2, $3, $4, $5, $6, $7, $8)",
+        rows = await pg.fetch("SELECT * FROM credits_lock_and_load($1, $2, $3, $4)",
                               [lock_key(a) for a in account_ids] if lock else [], account_ids,
-                              [a for a, _ in keyed], [k for _, k in keyed],
-                              [a for a, _ in spends], [k[0] for _, k in spends], [k[1] for _, k in spends],
-                              [k[2] for _, k in spends])
+                              [a for a, _ in keyed], [k for _, k in keyed])
         account_rows = {r["account_id"]: r for r in rows}
         budgets = {a: Budget(**r["settings"]["budget"]) if "budget" in r["settings"] else Budget()
                    for a, r in account_rows.items()}
         grants: dict[str, dict[UUID, Grant]] = defaultdict(dict)
         limits: dict[str, dict[tuple[str, str], Limit]] = defaultdict(dict)
-        counters: dict[str, dict[CounterKey, int]] = defaultdict(dict)
         for a, r in account_rows.items():
-            if r["counters"]:
-                counters[a] = {(scope, subject, period): spent for scope, subject, period, spent in r["counters"]}
             # Row fields in ``Grant``'s own order: grant_id, source, original, remaining, expiry, granted.
             grants[a] = {g[0]: Grant(*g) for g in r["grants"]}
             if r["limits"]:
@@ -580,37 +601,6 @@ class EventStore:
                     dr["credits_ucr"], dr["segment_started_at"], timedelta(microseconds=dr["used_us"]),
                     dr["paused_reason"], dr["started_at"])
 
-        # Alert checks read the account's month and every limited subject's day and month; an
-        # hour charge caught up after downtime adds to the counters of the period it fell due in.
-        counter_keys: list[tuple[str, CounterKey]] = []
-        for cmd in of(c.CheckAlerts, c.RaiseAlert):
-            a = cmd.account_id
-            if a not in account_rows:
-                continue
-            counter_keys.append((a, ("account", "", month_key(now))))
-            if type(cmd) is c.RaiseAlert:
-                counter_keys.append((a, (cmd.scope, cmd.subject, cmd.period)))
-            else:
-                counter_keys += [(a, k) for k in spend_keys(cmd.attribution, now)]
-                counter_keys += [(a, (scope, subject, period)) for scope, subject in limits[a]
-                                 for period in (day_key(now), month_key(now))]
-        for cmd in of(c.ChargeDeploymentHour):
-            d = deployments[cmd.account_id].get(cmd.deployment_id)
-            if d is not None and d.segment_started_at is not None:
-                due = max(hour_due_at(d.segment_started_at, d.used, cmd.hour_index), d.segment_started_at)
-                counter_keys += [(cmd.account_id, k) for k in spend_keys(_NO_ATTR, due)]
-        counter_keys = [ak for ak in set(counter_keys) if ak not in asked]
-        if counter_keys:
-            for cr in (await _fetch(pg, (
-                "SELECT s.account_id, s.scope, s.subject, s.period, s.spent_ucr FROM spend_counters s"
-                " JOIN unnest(CAST(:a AS text[]), CAST(:s AS text[]), CAST(:j AS text[]), CAST(:p AS text[]))"
-                " AS q(a, s2, j, p) ON s.account_id = q.a AND s.scope = q.s2 AND s.subject = q.j"
-                " AND s.period = q.p"),
-                {"a": [a for a, _ in counter_keys], "s": [k[0] for _, k in counter_keys],
-                 "j": [k[1] for _, k in counter_keys], "p": [k[2] for _, k in counter_keys]},
-            )):
-                counters[cr["account_id"]][(cr["scope"], cr["subject"], cr["period"])] = cr["spent_ucr"]
-
         redeemed: dict[str, set[str]] = defaultdict(set)
         coupon_cmds = of(c.RedeemCoupon)
         if coupon_cmds:
@@ -640,10 +630,34 @@ class EventStore:
                 account_id=a, exists=True, name=r["name"], plan=r["plan"], status=r["status"], version=r["version"],
                 last_hash=bytes(r["last_hash"]), opened_at=r["opened_at"], debt_ucr=r["debt_ucr"],
                 reserved_ucr=r["reserved_ucr"], allowance_cycle=r["settings"].get("allowance_cycle", -1),
-                budget=budgets[a], grants=grants[a], limits=limits[a], counters=counters[a],
+                spent_ucr=r["spent_ucr"], budget=budgets[a], grants=grants[a], limits=limits[a], counters=None,
                 reservations=reservations[a], deployments=deployments[a],
                 coupons_redeemed=frozenset(redeemed[a]), purchases=purchases[a])
+        # Spend counters, for the accounts whose budget, limits or alert checks read them (a debit
+        # needs them only near MAX_SPEND_UCR: ``ledger.decide._check_spend_range``).
+        gated = {a for a, st in out.states.items() if st.budget.monthly_limit_ucr is not None or st.limits}
+        gated.update(cmd.account_id for cmd in of(c.CheckAlerts, c.RaiseAlert))
+        await self._load_counters(pg, out, commands, gated, now)
         return out
+
+    async def _load_counters(self, pg: Pg, loaded: _Loaded, commands: Sequence[c.Command], accounts: set[str],
+                             now: datetime) -> None:
+        """Load into ``loaded`` every spend counter the batch's commands on ``accounts`` may read."""
+        accounts = {a for a in accounts if a in loaded.states}
+        keys = _counter_keys(commands, loaded.states, accounts, now)
+        found: dict[str, dict[CounterKey, int]] = defaultdict(dict)
+        if keys:
+            for cr in (await _fetch(pg, (
+                "SELECT s.account_id, s.scope, s.subject, s.period, s.spent_ucr FROM spend_counters s"
+                " JOIN unnest(CAST(:a AS text[]), CAST(:s AS text[]), CAST(:j AS text[]), CAST(:p AS text[]))"
+                " AS q(a, s2, j, p) ON s.account_id = q.a AND s.scope = q.s2 AND s.subject = q.j"
+                " AND s.period = q.p"),
+                {"a": [a for a, _ in keys], "s": [k[0] for _, k in keys],
+                 "j": [k[1] for _, k in keys], "p": [k[2] for _, k in keys]},
+            )):
+                found[cr["account_id"]][(cr["scope"], cr["subject"], cr["period"])] = cr["spent_ucr"]
+        for a in accounts:
+            loaded.states[a] = replace(loaded.states[a], counters=found[a])
 
 
 _NO_ATTR = c.Charge.model_fields["attribution"].default
@@ -841,20 +855,23 @@ def _write_state(
     if opened:
         w.add(
             "INSERT INTO accounts (account_id, name, plan, status, balance_ucr, debt_ucr, reserved_ucr,"
-            " version, last_hash, settings, opened_at, updated_at) SELECT o.*, CAST(:now AS timestamptz) FROM ("
+            " spent_ucr, version, last_hash, settings, opened_at, updated_at)"
+            " SELECT o.*, CAST(:now AS timestamptz) FROM ("
             + _rows_from("a text", "n text", "p text", "st text", "b bigint", "d bigint", "r bigint",
-                         "v bigint", "h bytea", "s jsonb", "o timestamptz") + ") AS o",
+                         "sp bigint", "v bigint", "h bytea", "s jsonb", "o timestamptz") + ") AS o",
             {"now": now, "rows": _rows((s.account_id, s.name, s.plan, s.status, s.balance_ucr, s.debt_ucr,
-                                        s.reserved_ucr, s.version, s.last_hash, orjson.Fragment(_settings(s)),
-                                        s.opened_at) for s in opened)})
+                                        s.reserved_ucr, s.spent_ucr, s.version, s.last_hash,
+                                        orjson.Fragment(_settings(s)), s.opened_at) for s in opened)})
     if updated:
         w.add(
             "UPDATE accounts SET plan = u.p, status = u.st, balance_ucr = u.b, debt_ucr = u.d,"
-            " reserved_ucr = u.r, version = u.v, last_hash = u.h, settings = u.s, updated_at = :now FROM ("
-            + _rows_from("a text", "p text", "st text", "b bigint", "d bigint", "r bigint", "v bigint",
-                         "h bytea", "s jsonb") + ") AS u WHERE accounts.account_id = u.a",
+            " reserved_ucr = u.r, spent_ucr = u.sp, version = u.v, last_hash = u.h, settings = u.s,"
+            " updated_at = :now FROM ("
+            + _rows_from("a text", "p text", "st text", "b bigint", "d bigint", "r bigint", "sp bigint",
+                         "v bigint", "h bytea", "s jsonb") + ") AS u WHERE accounts.account_id = u.a",
             {"now": now, "rows": _rows((s.account_id, s.plan, s.status, s.balance_ucr, s.debt_ucr, s.reserved_ucr,
-                                        s.version, s.last_hash, orjson.Fragment(_settings(s))) for s in updated)})
+                                        s.spent_ucr, s.version, s.last_hash, orjson.Fragment(_settings(s)))
+                                       for s in updated)})
 
     grant_rows, res_rows, dep_rows, limit_rows = [], [], [], []
     for s in changed:

@@ -157,8 +157,8 @@ async def _load_inline(conn: AsyncConnection, ids: list[str]) -> _Inline:
     async def rows(sql: str) -> Sequence[Any]:
         return (await conn.execute(text(sql), p)).all()
 
-    for r in await rows("SELECT account_id, name, plan, status, balance_ucr, debt_ucr, reserved_ucr, version,"
-                        " last_hash, settings FROM accounts WHERE account_id = ANY(:ids)"):
+    for r in await rows("SELECT account_id, name, plan, status, balance_ucr, debt_ucr, reserved_ucr, spent_ucr,"
+                        " version, last_hash, settings FROM accounts WHERE account_id = ANY(:ids)"):
         out.accounts[r.account_id] = r
     for r in await rows("SELECT account_id, grant_id, source, original_ucr, remaining_ucr, expires_at"
                         " FROM grants WHERE account_id = ANY(:ids)"):
@@ -298,6 +298,7 @@ def _finish(r: _Replay, inline: _Inline, report: VerifyReport) -> None:
     _money(bad, "balance", row.balance_ucr, s.balance_ucr)
     _money(bad, "debt", row.debt_ucr, s.debt_ucr)
     _money(bad, "reserved", row.reserved_ucr, s.reserved_ucr)
+    _money(bad, "spent", row.spent_ucr, s.spent_ucr)
     _money(bad, "balance of the last event", row.balance_ucr, r.balance_after)
     settings = row.settings or {}
     _compare(bad, "allowance cycle", settings.get("allowance_cycle"), s.allowance_cycle)

@@ -58,7 +58,7 @@ from ledger.events import (
 )
 from ledger.money import MAX_SPEND_UCR, MAX_UCR
 from ledger.rates import CustomAmount, RateCard, sample_rate_card
-from ledger.state import AccountState
+from ledger.state import AccountState, CountersNotLoaded
 from tests.cards import frozen_rate_card
 
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
@@ -1062,8 +1062,10 @@ def test_a_balance_beyond_max_ucr_is_refused() -> None:
 
 
 def near_the_spend_bound(s: Scenario, room: int, *keys: tuple[str, str, str]) -> Scenario:
-    """``s`` with ``keys`` (spend counters, as the store loads them) ``room`` µcr below MAX_SPEND_UCR."""
-    s.state = replace(s.state, counters={**s.state.counters, **{k: MAX_SPEND_UCR - room for k in keys}})
+    """``s`` with ``keys`` (spend counters, as the store loads them) ``room`` µcr below MAX_SPEND_UCR,
+    and what the account ever spent at least that much (each counter is a part of it)."""
+    s.state = replace(s.state, counters={**s.state.loaded_counters(), **{k: MAX_SPEND_UCR - room for k in keys}},
+                      spent_ucr=max(s.state.spent_ucr, MAX_SPEND_UCR - room))
     return s
 
 
@@ -1113,6 +1115,38 @@ def test_spend_counters_never_pass_the_bound(room: int, messages: int) -> None:
         assert s.state.counter(day) == cost
     else:
         s.refused(meter("email", messages), OutOfRange)
+
+
+def test_far_below_the_bound_a_debit_reads_no_spend_counter() -> None:
+    """What the account ever spent bounds every counter: with room under it, counters the store
+    did not load are never asked for, and the debit adds to what was spent."""
+    s = funded()
+    s.state = replace(s.state, counters=None, spent_ucr=MAX_SPEND_UCR - 1000)
+    s.when(meter("email", 1))  # 1,000 µcr: exactly to the bound
+    assert s.state.counters is None and s.state.spent_ucr == MAX_SPEND_UCR
+
+
+def test_near_the_bound_a_debit_asks_for_its_counters() -> None:
+    s = funded()
+    s.state = replace(s.state, counters=None, spent_ucr=MAX_SPEND_UCR - 999)
+    with pytest.raises(CountersNotLoaded) as asked:
+        s.when(meter("email", 1))
+    assert asked.value.account_id == ACCT
+
+
+def test_what_was_spent_in_other_periods_does_not_refuse_a_debit() -> None:
+    """Past the bound in all, a debit is still decided on its own counters, exactly."""
+    s = funded()
+    s.state = replace(s.state, spent_ucr=MAX_UCR)  # counters loaded: this month's are empty
+    s.when(meter("email", 1))
+    assert s.state.counter(("account", "", "M2026-11")) == 1000 and s.state.spent_ucr == MAX_UCR
+
+
+def test_what_was_spent_is_held_at_max_ucr() -> None:
+    s = funded()
+    s.state = replace(s.state, spent_ucr=MAX_UCR - 10)
+    s.when(meter("email", 1))
+    assert s.state.spent_ucr == MAX_UCR
 
 
 def test_the_largest_single_credit_is_accepted() -> None:

@@ -216,3 +216,32 @@ async def test_migration_0006_backfills_each_deployments_running_time_used(fresh
         assert (await verify(engine)).clean
     finally:
         await engine.dispose()
+
+
+async def test_migration_0009_backfills_what_each_account_ever_spent(fresh_database_url: str) -> None:
+    """``spent_ucr`` is restored from the log exactly as the fold derives it, so verify stays clean."""
+    engine = make_engine(fresh_database_url)
+    spent = text("SELECT account_id, spent_ucr FROM accounts ORDER BY 1")
+    try:
+        service = Ledger(engine, ManualClock(T0), await ensure_rate_card(engine))
+        await service.start()
+        try:
+            for a, messages in (("idle", 0), ("busy", 7), ("huge", 10**15)):
+                await service.execute(c.OpenAccount(account_id=a, name=a, plan="free"))
+                if messages:
+                    await service.execute(c.Meter(account_id=a, operation="email", quantity=messages))
+                    await service.execute(c.Meter(account_id=a, operation="email", quantity=messages))
+        finally:
+            await service.stop()
+        async with engine.connect() as conn:
+            before = (await conn.execute(spent)).all()
+        assert before == [("busy", 14_000), ("huge", 2 * 10**18), ("idle", 0)]
+
+        await engine.dispose()
+        await asyncio.to_thread(command.downgrade, alembic_config(fresh_database_url), "0008")
+        await asyncio.to_thread(migrate, fresh_database_url)
+        async with engine.connect() as conn:
+            assert (await conn.execute(spent)).all() == before
+        assert (await verify(engine)).clean
+    finally:
+        await engine.dispose()

@@ -57,6 +57,7 @@ from ledger.rates import RateCard, coupon_code
 from ledger.service import Ledger
 from ledger.state import AccountState, apply
 from ledger.store import EventStore, Outcome, Result, _literal, lock_key, read_versions
+from ledger.verify import verify
 from tests.ledger._charger import check_stream
 from tests.ledger.conftest import T0, OpenAccount, one_batch
 
@@ -443,7 +444,8 @@ async def test_inline_state_matches_a_fold_of_the_events(
         version = await _version(engine, account)
         events: list[Event] = await read_versions(conn, account, 1, version)
         row = (await conn.execute(text(
-            "SELECT balance_ucr, debt_ucr, reserved_ucr, status, plan, version FROM accounts WHERE account_id = :a"),
+            "SELECT balance_ucr, debt_ucr, reserved_ucr, spent_ucr, status, plan, version FROM accounts"
+            " WHERE account_id = :a"),
             {"a": account})).one()
         grants = {r.grant_id: (r.source, r.original_ucr, r.remaining_ucr, r.expires_at)
                   for r in (await conn.execute(text(
@@ -472,11 +474,12 @@ async def test_inline_state_matches_a_fold_of_the_events(
     assert {"UsageMetered", "DebtSettled", "GrantExpired", "CreditsReleased", "RefundIssued"} <= kinds
     assert any(isinstance(e, UsageMetered) and e.debt_added_ucr > 0 for e in events)
 
-    assert (row.balance_ucr, row.debt_ucr, row.reserved_ucr, row.status, row.plan, row.version) == (
-        state.balance_ucr, state.debt_ucr, state.reserved_ucr, state.status, state.plan, version)
+    assert (row.balance_ucr, row.debt_ucr, row.reserved_ucr, row.spent_ucr, row.status, row.plan, row.version) == (
+        state.balance_ucr, state.debt_ucr, state.reserved_ucr, state.spent_ucr, state.status, state.plan, version)
+    assert state.spent_ucr == counters[("account", "", "M2026-11")] > 0  # every debit fell in November
     assert grants == {g.grant_id: (g.source, g.original_ucr, g.remaining_ucr, g.expires_at)
                       for g in state.grants.values()}
-    assert counters == dict(state.counters)
+    assert counters == dict(state.loaded_counters())
     assert counters[("agent", "bot", "D2026-11-01")] > 0 and counters[("member", "ann", "M2026-11")] > 0
     assert reservations == {r.reservation_id: (r.held_ucr, r.status) for r in state.reservations.values()}
     assert limits == {k: (v.per_run_ucr, v.per_day_ucr, v.per_month_ucr) for k, v in state.limits.items()}
@@ -932,3 +935,44 @@ async def test_the_spend_bound_holds_on_every_counter_the_store_keeps(ledger: Le
         largest = (await conn.execute(text("SELECT max(spent_ucr) FROM spend_counters WHERE account_id = :a"),
                                       {"a": account})).scalar_one()
     assert MAX_SPEND_UCR - hourly < largest <= MAX_SPEND_UCR
+
+
+async def test_a_batch_decided_again_with_the_counters_it_asked_for(fresh_database_url: str) -> None:
+    """An account near the spend bound makes its debit ask for counters the load skipped: the
+    store loads them and decides the whole batch again from what it loaded, so the other
+    accounts' commands (a coupon taking the last redemption) are decided once, as if in order."""
+    engine = make_engine(fresh_database_url)
+    service = Ledger(engine, ManualClock(T0), await ensure_rate_card(engine), concurrency=1)
+    await service.start()
+    try:
+        for a in ("near", "plain"):
+            await service.execute(c.OpenAccount(account_id=a, name=a, plan="free"))
+        for _ in range(2):  # 2 x 10^18 µcr spent: the bound is 2^61 ~ 2.3 x 10^18
+            await service.execute(c.Meter(account_id="near", operation="email", quantity=10**15))
+        room = MAX_SPEND_UCR - 2 * 10**18
+        async with engine.begin() as conn:  # LAUNCH50 has one redemption left
+            await conn.execute(text("INSERT INTO coupons (code, max_redemptions, redeemed_count)"
+                                    " VALUES ('LAUNCH50', 500, 499) ON CONFLICT (code) DO UPDATE"
+                                    " SET redeemed_count = 499"))
+        results = await one_batch(service, [
+            c.Meter(account_id="plain", operation="email", quantity=1),
+            c.RedeemCoupon(account_id="plain", code="LAUNCH50"),
+            c.Meter(account_id="near", operation="email", quantity=room // 1000 + 1),
+            c.Meter(account_id="near", operation="email", quantity=room // 1000),
+            c.Meter(account_id="plain", operation="email", quantity=2),
+        ])
+        assert [type(r).__name__ for r in results] == ["Outcome", "Outcome", "OutOfRange", "Outcome", "Outcome"]
+        assert isinstance(results[1], Outcome) and type(results[1].events[0]) is CouponApplied
+        async with engine.connect() as conn:
+            spent = dict((await conn.execute(text("SELECT account_id, spent_ucr FROM accounts"))).all())
+            month = dict((await conn.execute(text(
+                "SELECT account_id, spent_ucr FROM spend_counters WHERE scope = 'account' AND period = 'M2026-11'"),
+            )).all())
+            redeemed = await conn.scalar(text("SELECT redeemed_count FROM coupons WHERE code = 'LAUNCH50'"))
+        assert month["near"] == spent["near"] == 2 * 10**18 + room // 1000 * 1000 <= MAX_SPEND_UCR
+        assert month["plain"] == spent["plain"] == 3_000
+        assert redeemed == 500
+        assert (await verify(engine)).clean
+    finally:
+        await service.stop()
+        await engine.dispose()

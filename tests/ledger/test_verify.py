@@ -143,6 +143,13 @@ async def test_edited_inline_balance(world: World) -> None:
     assert {m.account_id for m in report.mismatches} == {"mix-ai"}
 
 
+async def test_edited_spent_total(world: World) -> None:
+    """What an account ever spent lets a debit skip its counters: a wrong one is caught."""
+    await _tamper(world.engine, "UPDATE accounts SET spent_ucr = spent_ucr - 1 WHERE account_id = 'mix-ai'")
+    report = await verify(world.engine)
+    assert [(m.account_id, m.what) for m in report.mismatches] == [("mix-ai", "spent")]
+
+
 async def test_edited_event_amount(world: World) -> None:
     await _tamper(world.engine, "UPDATE events SET amount_ucr = amount_ucr - 1000000"
                                 " WHERE account_id = 'mix-msg' AND version = 3", bypass_trigger=True)
