@@ -964,8 +964,8 @@ async def test_a_batch_decided_again_with_the_counters_it_asked_for(fresh_databa
         assert [type(r).__name__ for r in results] == ["Outcome", "Outcome", "OutOfRange", "Outcome", "Outcome"]
         assert isinstance(results[1], Outcome) and type(results[1].events[0]) is CouponApplied
         async with engine.connect() as conn:
-            spent = dict((await conn.execute(text("SELECT account_id, spent_ucr FROM accounts"))).all())
-            month = dict((await conn.execute(text(
+            spent: dict[str, int] = dict((await conn.execute(text("SELECT account_id, spent_ucr FROM accounts"))).all())
+            month: dict[str, int] = dict((await conn.execute(text(
                 "SELECT account_id, spent_ucr FROM spend_counters WHERE scope = 'account' AND period = 'M2026-11'"),
             )).all())
             redeemed = await conn.scalar(text("SELECT redeemed_count FROM coupons WHERE code = 'LAUNCH50'"))
