@@ -17,7 +17,7 @@ times per call and never longer than ``max_retry_after_s`` a time. Money is ``in
 decimal strings, never floats.
 """
 
-from ledger.client.client import AsyncClient, Client
+from ledger.client.async_client import AsyncClient
 from ledger.client.errors import (
     AccountRequiredError,
     AuthenticationError,
@@ -57,6 +57,7 @@ from ledger.client.models import (
     format_credits,
     to_ucr,
 )
+from ledger.client.sync_client import Client
 
 __all__ = [
     "UCR_PER_CREDIT",

@@ -26,8 +26,9 @@ from decimal import Decimal
 from types import TracebackType
 from typing import Any, overload
 
-from ledger.client.client import AsyncClient, Client
+from ledger.client.async_client import AsyncClient
 from ledger.client.models import Balance, to_ucr
+from ledger.client.sync_client import Client
 
 __all__ = ["AsyncGate", "Gate", "gate"]
 

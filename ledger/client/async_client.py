@@ -1,0 +1,198 @@
+"""``AsyncClient``: the same API over ``httpx.AsyncClient``, a thin transport for the flows in ``exchange``.
+
+Its namespaces are ``Client``'s, awaitable; each method is a one-line adapter to a ``Call``
+(``calls``), run by ``AsyncClient._run``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
+from types import TracebackType
+from typing import Any, Self, TypeVar, overload
+from uuid import UUID
+
+import httpx
+
+from ledger.client import calls
+from ledger.client.calls import Attributes, Call, Quantities
+from ledger.client.exchange import ClientCore, Done, Flow, Outcome, Sleep, advance
+from ledger.client.models import (
+    Account,
+    Balance,
+    Charge,
+    Deployment,
+    Entry,
+    EntryPage,
+    Estimate,
+    Grant,
+    Me,
+    Release,
+    Reservation,
+    Settlement,
+    UsageEvent,
+    UsageResult,
+)
+
+T = TypeVar("T")
+
+
+class AsyncClient(ClientCore[httpx.AsyncBaseTransport]):
+    """The ledger's HTTP API, for ``asyncio``: the same namespaces as ``Client``, awaitable.
+
+    >>> async with AsyncClient("https://ledger.example.com", "cl_live_...") as client:  # doctest: +SKIP
+    ...     async for entry in client.credits.iter():
+    ...         print(entry.amount)
+    """
+
+    _http: httpx.AsyncClient
+
+    def _open(self, transport: httpx.AsyncBaseTransport | None, **options: Any) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=transport, **options)
+
+    def _namespaces(self) -> None:
+        self.credits = AsyncCredits(self)
+        self.usage = AsyncUsage(self)
+        self.reservations = AsyncReservations(self)
+        self.deployments = AsyncDeployments(self)
+        self.coupons = AsyncCoupons(self)
+        self.accounts = AsyncAccounts(self)
+
+    async def aclose(self) -> None:
+        if self._owns_http:
+            await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.aclose()
+
+    async def me(self) -> Me:
+        return await self._run(calls.me())
+
+    async def gate(self, min_credits: str | Decimal | int | None = None, *, min_ucr: int | None = None) -> bool:
+        """Whether the available balance is at least ``min_credits`` (or ``min_ucr`` µcr).
+
+        >>> if await client.gate("5"):  # doctest: +SKIP
+        ...     await run_paid_phase()
+        """
+        return await self._drive(self._gate(min_credits, min_ucr))
+
+    async def _run(self, call: Call[T]) -> T:
+        return await self._drive(self._exchange(call))
+
+    async def _drive(self, flow: Flow[T]) -> T:
+        """Run ``flow`` to its end: send what it asks, sleep when it says."""
+        outcome: Outcome = None
+        while not isinstance(step := advance(flow, outcome), Done):
+            if isinstance(step, Sleep):
+                await asyncio.sleep(step.seconds)
+                outcome = None
+                continue
+            try:
+                outcome = await self._http.send(step.request)
+            except httpx.TransportError as exc:
+                outcome = exc  # thrown into the flow, where it waits for the answer
+        return step.value
+
+
+class _AsyncNamespace:
+    def __init__(self, client: AsyncClient) -> None:
+        self._c = client
+
+
+class AsyncCredits(_AsyncNamespace):
+    async def balance(self) -> Balance:
+        return await self._c._run(calls.balance())
+
+    async def history(self, limit: int = 50, offset: int = 0, *, cursor: str | None = None) -> EntryPage:
+        return await self._c._run(calls.ledger(limit, offset, cursor))
+
+    def iter(self, page_size: int = 100) -> AsyncIterator[Entry]:
+        """Every entry, newest first, exactly those that existed at the first page (cursor-stable)."""
+        first = calls.ledger(limit=page_size)
+
+        async def entries() -> AsyncIterator[Entry]:
+            call: Call[EntryPage] | None = first
+            while call is not None:
+                page = await self._c._run(call)
+                for entry in page.data:
+                    yield entry
+                call = calls.next_page(page, page_size)
+        return entries()
+
+    async def estimate(self, operation: str, quantity: int | None = None, quantities: Quantities | None = None, *,
+                       attribution: Attributes | None = None) -> Estimate:
+        return await self._c._run(calls.estimate(operation, quantity, quantities, attribution))
+
+
+class AsyncUsage(_AsyncNamespace):
+    async def charge(self, operation: str, quantity: int | None = None, quantities: Quantities | None = None, *,
+                     attribution: Attributes | None = None, idempotency_key: str | None = None) -> Charge:
+        return await self._c._run(calls.charge(operation, quantity, quantities, attribution, idempotency_key))
+
+    @overload
+    async def record(self, events: Sequence[UsageEvent | Mapping[str, Any]], /) -> list[UsageResult]: ...
+
+    @overload
+    async def record(self, operation: str, /, quantity: int | None = None, *,
+                     quantities: Quantities | None = None, attribution: Attributes | None = None,
+                     occurred_at: datetime | str | None = None, idempotency_key: str | None = None,
+                     account_id: str | None = None) -> UsageResult: ...
+
+    async def record(self, events: str | Sequence[UsageEvent | Mapping[str, Any]], /, quantity: int | None = None,
+                     *, quantities: Quantities | None = None, attribution: Attributes | None = None,
+                     occurred_at: datetime | str | None = None, idempotency_key: str | None = None,
+                     account_id: str | None = None) -> list[UsageResult] | UsageResult:
+        return await self._c._drive(self._c._record(events, quantity, quantities, attribution, occurred_at,
+                                                    idempotency_key, account_id))
+
+
+class AsyncReservations(_AsyncNamespace):
+    async def create(self, operation: str, quantity: int | None = None, quantities: Quantities | None = None, *,
+                     amount: str | None = None, amount_ucr: int | None = None, ttl_s: int | None = None,
+                     attribution: Attributes | None = None, idempotency_key: str | None = None) -> Reservation:
+        return await self._c._run(calls.reserve(operation, quantity, quantities, amount, amount_ucr, ttl_s,
+                                                attribution, idempotency_key))
+
+    async def settle(self, reservation_id: str | UUID, quantity: int | None = None,
+                     quantities: Quantities | None = None, *, attribution: Attributes | None = None,
+                     idempotency_key: str | None = None) -> Settlement:
+        return await self._c._run(calls.settle(reservation_id, quantity, quantities, attribution, idempotency_key))
+
+    async def release(self, reservation_id: str | UUID, *, idempotency_key: str | None = None) -> Release:
+        return await self._c._run(calls.release(reservation_id, idempotency_key))
+
+
+class AsyncDeployments(_AsyncNamespace):
+    async def start(self, deployment_id: str, instance_type: str, *,
+                    idempotency_key: str | None = None) -> Deployment:
+        return await self._c._run(calls.start_deployment(deployment_id, instance_type, idempotency_key))
+
+    async def stop(self, deployment_id: str, *, idempotency_key: str | None = None) -> Deployment:
+        return await self._c._run(calls.deployment_action(deployment_id, "stop", idempotency_key))
+
+    async def pause(self, deployment_id: str, *, reason: str | None = None,
+                    idempotency_key: str | None = None) -> Deployment:
+        return await self._c._run(calls.deployment_action(deployment_id, "pause", idempotency_key, reason))
+
+    async def resume(self, deployment_id: str, *, idempotency_key: str | None = None) -> Deployment:
+        return await self._c._run(calls.deployment_action(deployment_id, "resume", idempotency_key))
+
+    async def list(self) -> builtins.list[Deployment]:
+        return await self._c._run(calls.deployments())
+
+
+class AsyncCoupons(_AsyncNamespace):
+    async def redeem(self, code: str, *, idempotency_key: str | None = None) -> Grant:
+        return await self._c._run(calls.redeem(code, idempotency_key))
+
+
+class AsyncAccounts(_AsyncNamespace):
+    async def get(self, account_id: str | None = None) -> Account:
+        return await self._c._run(calls.account(account_id))
