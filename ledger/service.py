@@ -17,14 +17,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import QueuePool
 
 from ledger import commands as c
-from ledger.alerts import due_alerts, load_views, run_counters, unfired
+from ledger.alert_views import load_views, unfired
+from ledger.alerts import due_alerts, run_counters
 from ledger.clock import Clock, add_months, day_key, month_key
 from ledger.decide import Context, execute, price_usage
 from ledger.errors import InvalidRequest, InvalidState, LedgerError, NotFound, PaymentRequired, UnknownAccount
-from ledger.events import Attribution, Event, event_from_row
-from ledger.money import credits_to_exact_ucr, floor_ucr
+from ledger.events import Attribution, BudgetSet, Event, LimitSet, UsageMetered, event_from_row
+from ledger.money import credits_to_exact_ucr, floor_ucr, format_credits
 from ledger.rate_cards import latest_rate_card_version, rate_card_version, store_rate_card
-from ledger.rates import Price, RateCard
+from ledger.rates import Price, RateCard, price
 from ledger.store import EVENT_COLUMNS, EventStore, Outcome, Result, new_uuid, row_to_event
 from ledger.writer import GroupCommitWriter
 
@@ -69,6 +70,20 @@ class DeploymentView:
     credits_ucr: int
     paused_reason: str | None
     started_at: datetime
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Why an entry cost what it did (``Ledger.explain``)."""
+
+    version: int
+    entry: Event
+    #: The entry's price on the rate-card version it records (None: not priced usage, or that
+    #: version no longer prices its operation).
+    price: Price | None
+    rounding: str
+    #: The budget and limits in force when it was recorded, and whether each could refuse it.
+    limits_checked: list[dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -278,6 +293,21 @@ class Ledger:
             raise NotFound(f"no entry {event_id} in account {account_id!r}")
         return row.version, row_to_event(row)
 
+    async def explain(self, account_id: str, event_id: Any) -> Explanation:
+        """Why an entry cost what it did: its price on the card version it records, the rounding,
+        and the budget and limits in force (the latest setting of each before it)."""
+        version, e = await self.entry(account_id, event_id)
+        if not isinstance(e, UsageMetered):
+            return Explanation(version, e, None, "none: this entry is not priced usage", [])
+        async with self.engine.connect() as conn:
+            card = await rate_card_version(conn, e.rate_card_version)
+            rules = (await conn.execute(text(
+                f"SELECT {EVENT_COLUMNS} FROM events WHERE account_id = :a AND version < :v"
+                " AND type IN ('BudgetSet', 'LimitSet') ORDER BY version"), {"a": account_id, "v": version})).all()
+        p = price(card, e.operation, e.quantities) if card is not None and e.operation in card.operations else None
+        return Explanation(version, e, p, rounding(e, p.minimum_ucr if p else None),
+                           limits_in_force(e, [row_to_event(r) for r in rules]))
+
     async def deployments(self, account_id: str, deployment_id: str | None = None) -> list[DeploymentView]:
         """The account's deployments (newest first), or just ``deployment_id``."""
         async with self.engine.connect() as conn:
@@ -366,3 +396,41 @@ class Ledger:
         except PaymentRequired as refused:
             return Estimate(p, False, refused.remaining_ucr, refused.reason)
         return Estimate(p, True, after.available_ucr + p.amount_ucr, None)
+
+
+def rounding(e: UsageMetered, minimum_ucr: int | None) -> str:
+    """How the entry's exact cost became the µcr it was charged."""
+    exact = e.exact_cost
+    if minimum_ucr and e.cost_ucr == minimum_ucr:
+        return f"exact {exact} µcr is below the session minimum: charged the minimum {minimum_ucr} µcr"
+    if "." in exact or "…" in exact:
+        return f"exact {exact} µcr rounded up to {e.cost_ucr} µcr (charges never round down)"
+    return f"exact {exact} µcr: no rounding needed"
+
+
+def limits_in_force(e: UsageMetered, rules: Sequence[Event]) -> list[dict[str, Any]]:
+    """The budget and agent/member limits that applied to ``e``, given the account's
+    ``BudgetSet``/``LimitSet`` events before it in order (the latest setting of each wins)."""
+    checked: list[dict[str, Any]] = [{"rule": "available_balance", "applies": e.gated,
+                                      "note": "gated: refused unless the available balance covers the cost"
+                                      if e.gated else "metered: never refused; a shortfall becomes debt"}]
+    budget: BudgetSet | None = None
+    limits: dict[tuple[str, str], LimitSet] = {}
+    for r in rules:
+        if isinstance(r, BudgetSet):
+            budget = r
+        elif isinstance(r, LimitSet):
+            limits[(r.scope, r.subject)] = r
+    if budget is not None and budget.monthly_limit_ucr is not None:
+        checked.append({"rule": "monthly_budget", "limit": format_credits(budget.monthly_limit_ucr),
+                        "limit_ucr": budget.monthly_limit_ucr, "hard_stop": budget.hard_stop,
+                        "applies": e.gated and budget.hard_stop})
+    for scope, subject in (("agent", e.attribution.agent), ("member", e.attribution.member)):
+        lim = limits.get((scope, subject or ""))
+        if subject and lim is not None:
+            for period in ("per_run", "per_day", "per_month"):
+                value = getattr(lim, f"{period}_ucr")
+                if value is not None:
+                    checked.append({"rule": f"{scope}_limit", "subject": subject, "period": period,
+                                    "limit": format_credits(value), "limit_ucr": value, "applies": e.gated})
+    return checked

@@ -26,7 +26,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ledger.alerts import AlertSpec, due_alerts, load_views, run_counters, unfired
+from ledger.alert_views import load_views, unfired
+from ledger.alerts import AlertSpec, due_alerts, run_counters
 from ledger.clock import Clock, SystemClock
 from ledger.events import (
     Attribution,

@@ -6,7 +6,8 @@ import asyncio
 from datetime import timedelta
 
 from ledger import commands as c
-from ledger.alerts import due_alerts, facts, load_views, run_counters
+from ledger.alert_views import load_views
+from ledger.alerts import due_alerts, facts, run_counters
 from ledger.clock import ManualClock
 from ledger.events import AlertRaised, Attribution, DeploymentPaused, Event
 from ledger.service import Ledger

@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Query
-from sqlalchemy import text
 
 from ledger.api import render
 from ledger.api import schemas as s
 from ledger.api.deps import RT, Reader
 from ledger.api.lean import LeanRoute
 from ledger.errors import InvalidRequest
-from ledger.events import BudgetSet, DebtSettled, LimitSet, UsageMetered
+from ledger.events import DebtSettled, UsageMetered
 from ledger.money import format_credits
-from ledger.rate_cards import rate_card_version
-from ledger.rates import price
-from ledger.store import EVENT_COLUMNS, row_to_event
 
 router = APIRouter(tags=["balance"], responses=s.ERRORS, route_class=LeanRoute)
 
@@ -72,62 +68,19 @@ async def ledger(account: str, rt: RT, who: Reader,
 async def explain(account: str, entry_id: UUID, rt: RT, who: Reader) -> s.ExplainOut:
     """Why an entry cost what it did: its rate-card version and rates, the quantities, the exact
     product before rounding, the rounding, the grants drawn in order, and the limits in force."""
-    version, e = await rt.ledger.entry(account, entry_id)
-    entry = render.entry(version, e)
+    x = await rt.ledger.explain(account, entry_id)
+    e, entry = x.entry, render.entry(x.version, x.entry)
     if not isinstance(e, UsageMetered):
         return s.ExplainOut(
             entry=entry, operation=entry.operation, rate_card_version=None, rates=[], quantities={},
             exact_cost=None, minimum=None, minimum_ucr=None, charged=format_credits(e.amount_ucr),
-            charged_ucr=e.amount_ucr, rounding="none: this entry is not priced usage",
+            charged_ucr=e.amount_ucr, rounding=x.rounding,
             grants=render.draws(e) if isinstance(e, DebtSettled) else [], debt_added="0.000000", debt_added_ucr=0,
-            limits_checked=[], gated=None)
-    async with rt.ledger.engine.connect() as conn:
-        card = await rate_card_version(conn, e.rate_card_version)
-        rules = (await conn.execute(text(
-            f"SELECT {EVENT_COLUMNS} FROM events WHERE account_id = :a AND version < :v"
-            " AND type IN ('BudgetSet', 'LimitSet') ORDER BY version"), {"a": account, "v": version})).all()
-    lines: list[s.PriceLineOut] = []
-    minimum_ucr = None
-    if card is not None and e.operation in card.operations:
-        p = price(card, e.operation, e.quantities)
-        lines, minimum_ucr = render.price_lines(p), p.minimum_ucr
-    exact = e.exact_cost
-    if minimum_ucr and e.cost_ucr == minimum_ucr:
-        rounding = f"exact {exact} µcr is below the session minimum: charged the minimum {minimum_ucr} µcr"
-    elif "." in exact or "…" in exact:
-        rounding = f"exact {exact} µcr rounded up to {e.cost_ucr} µcr (charges never round down)"
-    else:
-        rounding = f"exact {exact} µcr: no rounding needed"
+            limits_checked=x.limits_checked, gated=None)
     return s.ExplainOut(
-        entry=entry, operation=e.operation, rate_card_version=e.rate_card_version, rates=lines,
-        quantities=e.quantities, exact_cost=exact, **render.money_pair("minimum", minimum_ucr),
-        charged=format_credits(e.cost_ucr), charged_ucr=e.cost_ucr, rounding=rounding,
+        entry=entry, operation=e.operation, rate_card_version=e.rate_card_version,
+        rates=render.price_lines(x.price) if x.price else [], quantities=e.quantities, exact_cost=e.exact_cost,
+        **render.money_pair("minimum", x.price.minimum_ucr if x.price else None),
+        charged=format_credits(e.cost_ucr), charged_ucr=e.cost_ucr, rounding=x.rounding,
         grants=render.draws(e), debt_added=format_credits(e.debt_added_ucr), debt_added_ucr=e.debt_added_ucr,
-        limits_checked=_limits_in_force(e, [row_to_event(r) for r in rules]), gated=e.gated)
-
-
-def _limits_in_force(e: UsageMetered, rules: list[Any]) -> list[dict[str, Any]]:
-    """The budget and agent/member limits that applied to ``e`` (the latest setting before it)."""
-    checked: list[dict[str, Any]] = [{"rule": "available_balance", "applies": e.gated,
-                                      "note": "gated: refused unless the available balance covers the cost"
-                                      if e.gated else "metered: never refused; a shortfall becomes debt"}]
-    budget: BudgetSet | None = None
-    limits: dict[tuple[str, str], LimitSet] = {}
-    for r in rules:
-        if isinstance(r, BudgetSet):
-            budget = r
-        elif isinstance(r, LimitSet):
-            limits[(r.scope, r.subject)] = r
-    if budget is not None and budget.monthly_limit_ucr is not None:
-        checked.append({"rule": "monthly_budget", "limit": format_credits(budget.monthly_limit_ucr),
-                        "limit_ucr": budget.monthly_limit_ucr, "hard_stop": budget.hard_stop,
-                        "applies": e.gated and budget.hard_stop})
-    for scope, subject in (("agent", e.attribution.agent), ("member", e.attribution.member)):
-        lim = limits.get((scope, subject or ""))
-        if subject and lim is not None:
-            for period in ("per_run", "per_day", "per_month"):
-                value = getattr(lim, f"{period}_ucr")
-                if value is not None:
-                    checked.append({"rule": f"{scope}_limit", "subject": subject, "period": period,
-                                    "limit": format_credits(value), "limit_ucr": value, "applies": e.gated})
-    return checked
+        limits_checked=x.limits_checked, gated=e.gated)
