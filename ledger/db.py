@@ -76,9 +76,9 @@ def make_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
         pool_size=pool_size,
         # No overflow: an overflow connection is closed as soon as it is handed back to a full
         # pool, so any burst wider than the pool opened and closed a PostgreSQL session per
-        # request (a fork, authentication, cold catalog caches, re-prepared statements). Under
-        # 64 concurrent balance reads that churn cost ~0.6 cores and halved the reads served
-        # (454 -> 711 reads/s, p99 480 -> 180 ms, 1 worker); callers now queue for a connection.
+        # request (a fork, authentication, cold catalog caches, re-prepared statements), which
+        # under concurrent balance reads cost more than queueing does (docs/benchmarks.md, "At
+        # `89d8ffd`"); callers now queue for a connection.
         max_overflow=0,
         # Named in pg_stat_activity so operators can tell the ledger's sessions apart.
         # asyncpg's prepared-statement cache stays at its default (on): the hot path repeats a

@@ -331,8 +331,8 @@ def next_delay(moved: int, batch: int, delay: float, busy_s: float, idle_s: floa
 
     A full batch: none (there is more). Some events: ``busy_s``, since under a steady load the
     next read right away mostly finds nothing (the newest events are still above the oldest
-    transaction in flight) and a long sleep then is what an event waits: with a fixed 0.2 s,
-    the lag p99 was 286 ms at 1,000 events/s, with 0.01 s 37 ms. Nothing: twice the last
+    transaction in flight) and a long sleep then is what an event waits (the lag figures are in
+    docs/benchmarks.md, "Workers"). Nothing: twice the last
     delay, up to ``idle_s``, so an idle relay still polls only every ``idle_s``.
     """
     if moved >= batch:

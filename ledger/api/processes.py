@@ -2,9 +2,8 @@
 
 uvicorn's multi-worker mode hands one listening socket to every process, and whichever process
 wakes first accepts every connection waiting. Keep-alive connections opened together (a proxy's
-upstream pool, a load generator) then split unevenly and stay that way: 64 connections split
-11/53 to 31/33 between 2 workers in six tries, so one process did up to 83 % of the work while
-the other idled. Here each process gets its own socket, bound to the same port with
+upstream pool, a load generator) then split unevenly and stay that way, so one process does
+most of the work while the other idles (measured in docs/benchmarks.md). Here each process gets its own socket, bound to the same port with
 ``SO_REUSEPORT``, and the kernel spreads new connections over the sockets by a hash of their
 addresses (what nginx's ``reuseport`` and gunicorn's ``--reuse-port`` do).
 

@@ -100,9 +100,9 @@ class RateLimiter:
     The hot path (:meth:`hit`) is one ``EVALSHA`` of ``limits``' own sliding-window script on
     ``limits``' own key names, sent as pre-encoded bytes on a redis-py connection this class
     checks out itself. Going through ``limits``' strategy, storage and bridge and redis-py's
-    ``Redis.evalsha`` and connection pool cost ~190 µs of CPU per request in a busy API process
-    (argument encoding, two timeout contexts and a task per call, the pool's lock, socket poll
-    and metrics); this path costs a fraction of that, and the counters are the same keys, so
+    ``Redis.evalsha`` and connection pool did far more work per request (argument encoding, two
+    timeout contexts and a task per call, the pool's lock, socket poll and metrics; figures in
+    docs/benchmarks.md, "What changed on the API side"), and the counters are the same keys, so
     ``limits`` still reads them for the refusal's ``Retry-After`` and for ``remaining``.
     """
 
