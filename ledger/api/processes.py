@@ -3,9 +3,10 @@
 uvicorn's multi-worker mode hands one listening socket to every process, and whichever process
 wakes first accepts every connection waiting. Keep-alive connections opened together (a proxy's
 upstream pool, a load generator) then split unevenly and stay that way, so one process does
-most of the work while the other idles (measured in docs/benchmarks.md). Here each process gets its own socket, bound to the same port with
-``SO_REUSEPORT``, and the kernel spreads new connections over the sockets by a hash of their
-addresses (what nginx's ``reuseport`` and gunicorn's ``--reuse-port`` do).
+most of the work while the other idles (measured in docs/benchmarks.md). Here each process
+gets its own socket, bound to the same port with ``SO_REUSEPORT``, and the kernel spreads new
+connections over the sockets by a hash of their addresses (what nginx's ``reuseport`` and
+gunicorn's ``--reuse-port`` do).
 
 The parent binds every socket (so a port in use is one clear error, before any process starts)
 and keeps them open, so connections that reach a process that died wait in its socket's queue
