@@ -21,7 +21,6 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger import commands as c
-from ledger import store as store_module
 from ledger.clock import ManualClock
 from ledger.db import make_engine
 from ledger.errors import (
@@ -56,7 +55,9 @@ from ledger.rate_cards import ensure_rate_card
 from ledger.rates import RateCard, coupon_code
 from ledger.service import Ledger
 from ledger.state import AccountState, apply
-from ledger.store import EventStore, Outcome, Result, _literal, lock_key, read_versions
+from ledger.store import EventStore, Outcome, Result, lock_key, read_versions
+from ledger.store import connections as store_connections
+from ledger.store.sql import literal
 from ledger.verify import verify
 from tests.ledger._charger import check_stream
 from tests.ledger.conftest import T0, OpenAccount, one_batch
@@ -684,7 +685,7 @@ async def test_a_quiet_store_ends_the_open_transactions(
 ) -> None:
     """After ``IDLE_TRANSACTION_S`` without a batch the kept connections are plain idle sessions
     again (nothing in pg_stat_activity looks leaked), and the next batch opens its own."""
-    monkeypatch.setattr(store_module, "IDLE_TRANSACTION_S", 0.05)
+    monkeypatch.setattr(store_connections, "IDLE_TRANSACTION_S", 0.05)
     a = await open_account(credits_ucr=10 * UCR)
     before = await _version(engine, a)
     store = EventStore(engine, clock, lambda: rate_card)
@@ -723,7 +724,7 @@ async def test_closing_the_store_leaves_no_transaction_on_pooled_connections(
             await conn.close()
 
 
-@pytest.mark.parametrize("inline_max", [store_module._INLINE_MAX, 0], ids=["write-with-commit", "large-write"])
+@pytest.mark.parametrize("inline_max", [store_connections.INLINE_MAX, 0], ids=["write-with-commit", "large-write"])
 async def test_a_failure_after_the_commit_is_not_a_failed_batch(
     engine: AsyncEngine, clock: ManualClock, rate_card: RateCard, open_account: OpenAccount,
     monkeypatch: pytest.MonkeyPatch, inline_max: int,
@@ -733,8 +734,8 @@ async def test_a_failure_after_the_commit_is_not_a_failed_batch(
     With the write in the same message, the store finds the batch's first event in the log; a
     large write goes in its own round trip, and then a transaction still open after the error
     says the COMMIT succeeded (a COMMIT that fails ends its transaction)."""
-    monkeypatch.setattr(store_module, "_INLINE_MAX", inline_max)
-    monkeypatch.setattr(store_module, "_COMMIT_AND_BEGIN", "COMMIT; BEGIN; SELECT 1 / 0")
+    monkeypatch.setattr(store_connections, "INLINE_MAX", inline_max)
+    monkeypatch.setattr(store_connections, "COMMIT_AND_BEGIN", "COMMIT; BEGIN; SELECT 1 / 0")
     a = await open_account(credits_ucr=10 * UCR)
     before = await _version(engine, a)
     store = EventStore(engine, clock, lambda: rate_card)
@@ -771,19 +772,19 @@ async def test_a_literal_reads_back_exactly(engine: AsyncEngine, value: str | da
             await pg.execute(f"SET LOCAL standard_conforming_strings = {conforming}")
             assert await pg.fetchval("SHOW standard_conforming_strings") == conforming
             if isinstance(value, datetime):
-                back = await pg.fetchval(f"SELECT CAST({_literal(value)} AS timestamptz)")
+                back = await pg.fetchval(f"SELECT CAST({literal(value)} AS timestamptz)")
                 assert back == (value if value.tzinfo is not None else value.replace(tzinfo=UTC))
             elif isinstance(value, int):
-                assert await pg.fetchval(f"SELECT CAST({_literal(value)} AS bigint)") == value
+                assert await pg.fetchval(f"SELECT CAST({literal(value)} AS bigint)") == value
             else:
-                assert await pg.fetchval(f"SELECT CAST({_literal(value)} AS text)") == value
+                assert await pg.fetchval(f"SELECT CAST({literal(value)} AS text)") == value
     finally:
         await pg.close()
 
 
 def test_a_literal_refuses_what_text_cannot_hold() -> None:
     with pytest.raises(ValueError, match="NUL"):
-        _literal("a\x00'; DROP TABLE events; --")
+        literal("a\x00'; DROP TABLE events; --")
 
 
 async def test_a_commit_the_server_refuses_is_known_not_to_have_landed(
@@ -829,7 +830,7 @@ async def test_a_batch_without_events_commits_in_its_own_round_trip_and_is_told_
     event to look for afterwards: its write and its COMMIT go in separate round trips. A failure
     after that COMMIT leaves the next transaction open, while a failed COMMIT leaves none: the
     batch committed, its result stands and the key is kept."""
-    monkeypatch.setattr(store_module, "_COMMIT_AND_BEGIN", "COMMIT; BEGIN; SELECT 1 / 0")
+    monkeypatch.setattr(store_connections, "COMMIT_AND_BEGIN", "COMMIT; BEGIN; SELECT 1 / 0")
     a = await open_account(credits_ucr=10 * UCR)
     before = await _version(engine, a)
     store = EventStore(engine, clock, lambda: rate_card)

@@ -1,0 +1,210 @@
+"""The store's writes: one batch's events and the inline state they changed, as one statement.
+
+Each table gets one multi-row statement (its rows as one JSON parameter, ``sql.rows_from``); they
+run together as data-modifying CTEs of a single statement (they touch different rows, so their
+order does not matter). Only rows that differ from what was loaded are written.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import timedelta
+from functools import lru_cache
+from typing import Any
+from uuid import UUID
+
+import orjson
+
+from ledger.chain import canonical_json
+from ledger.events import UsageMetered
+from ledger.planner import WritePlan
+from ledger.state import AccountState, Budget, spend_keys
+from ledger.store.sql import Pg, fetch, renamed, rows, rows_from
+
+#: A deployment's running time used is stored as whole microseconds (``deployments.used_us``).
+_MICROSECOND = timedelta(microseconds=1)
+
+
+class Writes:
+    """Statements collected for one round trip: each becomes a data-modifying CTE."""
+
+    def __init__(self, first_event: tuple[str, int, UUID] | None = None) -> None:
+        self.parts: list[str] = []
+        self.params: dict[str, Any] = {}
+        #: The batch's first new event (account, version, id): it is in the log iff the batch committed.
+        self.first_event = first_event
+
+    def add(self, sql: str, params: dict[str, Any]) -> None:
+        n = len(self.parts)
+        self.parts.append(renamed(sql, n))
+        self.params.update({f"w{n}_{k}": v for k, v in params.items()})
+
+    def size(self) -> int:
+        """The characters of the statement's text parameters (the rows' JSON)."""
+        return sum(len(v) for v in self.params.values() if type(v) is str)
+
+    def statement(self) -> str:
+        ctes = ", ".join(f"w{i} AS ({sql})" for i, sql in enumerate(self.parts))
+        return f"WITH {ctes} SELECT 1"
+
+    async def run(self, pg: Pg) -> None:
+        if self.parts:
+            await fetch(pg, self.statement(), self.params)
+
+
+def collect(plan: WritePlan) -> Writes:
+    """The batch's write plan as one statement."""
+    w = Writes(plan.first_event)
+    if plan.events:
+        _insert_events(w, plan)
+    _write_state(w, plan)
+    _write_api_keys(w, plan)
+    return w
+
+
+def _insert_events(w: Writes, plan: WritePlan) -> None:
+    w.add(
+        "INSERT INTO events (account_id, version, event_id, type, schema_version, data, idempotency_key,"
+        " amount_ucr, balance_after_ucr, occurred_at, recorded_at, hash) "
+        + rows_from("a text", "v bigint", "id uuid", "t text", "sv smallint", "d jsonb", "k text",
+                    "amt bigint", "bal bigint", "occ timestamptz", "rec timestamptz", "h bytea"),
+        {"rows": rows((e.account_id, v, e.event_id, e.type, e.schema_version, orjson.Fragment(data_json),
+                       e.idempotency_key, e.amount_ucr, e.balance_after_ucr, e.occurred_at, e.recorded_at, h)
+                      for e, v, h, data_json in plan.events)})
+
+
+def _write_api_keys(w: Writes, plan: WritePlan) -> None:
+    """``api_keys`` rows created or revoked by the batch."""
+    if plan.api_keys_created:
+        w.add(
+            "INSERT INTO api_keys (key_id, account_id, role, name, prefix, secret_sha256, created_at) "
+            + rows_from("ki text", "ka text", "kr text", "kn text", "kp text", "ks bytea", "kt timestamptz"),
+            {"rows": rows(plan.api_keys_created)})
+    if plan.api_keys_revoked:
+        # Scoped to the account, so a command can only ever revoke its own account's key.
+        w.add(
+            "UPDATE api_keys SET revoked_at = :rnow FROM (" + rows_from("a text", "k text") + ") AS r"
+            " WHERE api_keys.key_id = r.k AND api_keys.account_id = r.a AND api_keys.revoked_at IS NULL",
+            {"rnow": plan.now, "rows": rows(plan.api_keys_revoked)})
+
+
+def _write_state(w: Writes, plan: WritePlan) -> None:
+    """Update the inline state the batch changed, then store its idempotency keys."""
+    now, original, states = plan.now, plan.original, plan.states
+    changed = [s for a, s in states.items() if s.version != (original[a].version if a in original else 0)]
+    opened = [s for s in changed if s.account_id not in original]
+    updated = [s for s in changed if s.account_id in original]
+    if opened:
+        w.add(
+            "INSERT INTO accounts (account_id, name, plan, status, balance_ucr, debt_ucr, reserved_ucr,"
+            " spent_ucr, version, last_hash, settings, opened_at, updated_at)"
+            " SELECT o.*, CAST(:now AS timestamptz) FROM ("
+            + rows_from("a text", "n text", "p text", "st text", "b bigint", "d bigint", "r bigint",
+                         "sp bigint", "v bigint", "h bytea", "s jsonb", "o timestamptz") + ") AS o",
+            {"now": now, "rows": rows((s.account_id, s.name, s.plan, s.status, s.balance_ucr, s.debt_ucr,
+                                        s.reserved_ucr, s.spent_ucr, s.version, s.last_hash,
+                                        orjson.Fragment(_settings(s)), s.opened_at) for s in opened)})
+    if updated:
+        w.add(
+            "UPDATE accounts SET plan = u.p, status = u.st, balance_ucr = u.b, debt_ucr = u.d,"
+            " reserved_ucr = u.r, spent_ucr = u.sp, version = u.v, last_hash = u.h, settings = u.s,"
+            " updated_at = :now FROM ("
+            + rows_from("a text", "p text", "st text", "b bigint", "d bigint", "r bigint", "sp bigint",
+                         "v bigint", "h bytea", "s jsonb") + ") AS u WHERE accounts.account_id = u.a",
+            {"now": now, "rows": rows((s.account_id, s.plan, s.status, s.balance_ucr, s.debt_ucr, s.reserved_ucr,
+                                        s.spent_ucr, s.version, s.last_hash, orjson.Fragment(_settings(s)))
+                                       for s in updated)})
+
+    grant_rows, res_rows, dep_rows, limit_rows = [], [], [], []
+    for s in changed:
+        before = original.get(s.account_id) or AccountState(account_id=s.account_id)
+        grant_rows += [(s.account_id, g.grant_id, g.source, g.original_ucr, g.remaining_ucr, g.expires_at,
+                        g.granted_at) for gid, g in s.grants.items() if before.grants.get(gid) != g]
+        res_rows += [(s.account_id, r.reservation_id, r.operation, r.held_ucr, r.status, r.expires_at,
+                      r.created_at) for rid, r in s.reservations.items() if before.reservations.get(rid) != r]
+        dep_rows += [(s.account_id, d.deployment_id, d.instance_type, d.hourly_ucr, d.status, d.hours_charged,
+                      d.credits_ucr, d.segment_started_at, d.used // _MICROSECOND, d.paused_reason, d.started_at)
+                     for did, d in s.deployments.items() if before.deployments.get(did) != d]
+        limit_rows += [(s.account_id, k[0], k[1], lim.per_run_ucr, lim.per_day_ucr, lim.per_month_ucr)
+                       for k, lim in s.limits.items() if before.limits.get(k) != lim]
+    if grant_rows:
+        w.add(
+            "INSERT INTO grants (account_id, grant_id, source, original_ucr, remaining_ucr, expires_at,"
+            " granted_at) "
+            + rows_from("a text", "g uuid", "s text", "o bigint", "r bigint", "e timestamptz",
+                         "t timestamptz")
+            + " ON CONFLICT (account_id, grant_id) DO UPDATE SET remaining_ucr = excluded.remaining_ucr",
+            {"rows": rows(grant_rows)})
+    if res_rows:
+        w.add(
+            "INSERT INTO reservations (account_id, reservation_id, operation, held_ucr, status, expires_at,"
+            " created_at) "
+            + rows_from("a text", "r uuid", "o text", "h bigint", "s text", "e timestamptz",
+                         "c timestamptz")
+            + " ON CONFLICT (account_id, reservation_id) DO UPDATE SET status = excluded.status",
+            {"rows": rows(res_rows)})
+    if dep_rows:
+        w.add(
+            "INSERT INTO deployments (account_id, deployment_id, instance_type, hourly_ucr, status,"
+            " hours_charged, credits_ucr, segment_started_at, used_us, paused_reason, started_at) "
+            + rows_from("a text", "d text", "i text", "h bigint", "s text", "n bigint", "c bigint",
+                         "ss timestamptz", "u bigint", "pr text", "st timestamptz")
+            + " ON CONFLICT (account_id, deployment_id) DO UPDATE SET status = excluded.status,"
+            " hours_charged = excluded.hours_charged, credits_ucr = excluded.credits_ucr,"
+            " segment_started_at = excluded.segment_started_at,"
+            " used_us = excluded.used_us, paused_reason = excluded.paused_reason",
+            {"rows": rows(dep_rows)})
+    if limit_rows:
+        w.add(
+            "INSERT INTO limits (account_id, scope, subject, per_run_ucr, per_day_ucr, per_month_ucr) "
+            + rows_from("a text", "s text", "j text", "r bigint", "d bigint", "m bigint")
+            + " ON CONFLICT (account_id, scope, subject) DO UPDATE SET per_run_ucr = excluded.per_run_ucr,"
+            " per_day_ucr = excluded.per_day_ucr, per_month_ucr = excluded.per_month_ucr",
+            {"rows": rows(limit_rows)})
+
+    # Spend counters are written as deltas: only the keys a batch gates on are ever loaded.
+    deltas: dict[tuple[str, str, str, str], int] = defaultdict(int)
+    for e, _, _, _ in plan.events:
+        if isinstance(e, UsageMetered):
+            for k in spend_keys(e.attribution, e.occurred_at):
+                deltas[(e.account_id, *k)] += e.cost_ucr
+    if deltas:
+        w.add(
+            "INSERT INTO spend_counters (account_id, scope, subject, period, spent_ucr) "
+            + rows_from("a text", "s text", "j text", "p text", "v bigint")
+            + " ON CONFLICT (account_id, scope, subject, period)"
+            " DO UPDATE SET spent_ucr = spend_counters.spent_ucr + excluded.spent_ucr",
+            {"rows": rows((*k, v) for k, v in deltas.items())})
+
+    if plan.keys:
+        w.add(
+            "INSERT INTO idempotency_keys (account_id, key, request_hash, first_version, last_version,"
+            " created_at) SELECT k.*, CAST(:now AS timestamptz) FROM ("
+            + rows_from("a text", "k text", "h bytea", "f bigint", "l bigint") + ") AS k",
+            {"now": now, "rows": rows(plan.keys)})
+
+    if plan.redeemed:
+        w.add(
+            "INSERT INTO coupon_redemptions (account_id, code, event_id, redeemed_at)"
+            " SELECT r.*, CAST(:now AS timestamptz) FROM (" + rows_from("a text", "c text", "e uuid") + ") AS r",
+            {"now": now, "rows": rows(plan.redeemed)})
+        counts: dict[str, int] = defaultdict(int)
+        for _, code, _ in plan.redeemed:
+            counts[code] += 1
+        w.add(
+            "UPDATE coupons SET redeemed_count = redeemed_count + q.n FROM ("
+            + rows_from("c text", "n int") + ") AS q WHERE coupons.code = q.c",
+            {"rows": rows(counts.items())})
+
+
+def _settings(s: AccountState) -> str:
+    return _settings_json(s.allowance_cycle, s.budget)
+
+
+@lru_cache(maxsize=1024)
+def _settings_json(allowance_cycle: int, b: Budget) -> str:
+    # Cached: nearly every account shares a handful of (cycle, budget) pairs, and every batch
+    # rewrites the settings of each account it touched.
+    return canonical_json({"allowance_cycle": allowance_cycle, "budget": {
+        "monthly_limit_ucr": b.monthly_limit_ucr, "warn_pct": b.warn_pct,
+        "critical_pct": b.critical_pct, "hard_stop": b.hard_stop}})
