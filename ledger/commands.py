@@ -1,42 +1,22 @@
 """Commands: what a caller asks of one account. Frozen and strict (amounts are integers, never floats).
 
-Every command may carry an ``idempotency_key``; ``request_fingerprint`` is what a replay must
-match for the key to return the first result instead of a 409.
+Every command may carry an ``idempotency_key`` (its rules: ``ledger.idempotency``).
 """
 
 from __future__ import annotations
 
-import hashlib
-import unicodedata
 from typing import Literal
 from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from ledger.chain import canonical_json
 from ledger.events import Attribution, GrantSource, no_nul
+
+# MAX_KEY and as_normal_key are re-exported for the schemas that spell keys as commands do.
+from ledger.idempotency import MAX_KEY as MAX_KEY
+from ledger.idempotency import as_normal_key as as_normal_key
+from ledger.idempotency import fingerprint
 from ledger.money import MAX_UCR
-
-#: The longest idempotency key, in characters once normalised.
-MAX_KEY = 255
-
-
-def normal_key(raw: str) -> str:
-    """The one rule for an idempotency key, whatever carried it (a header, a body, a usage item, the
-    queue): surrounding spaces and tabs dropped, as HTTP drops them from a header's value, and
-    Unicode NFC, so one visible key is one key however it was typed. ``ValueError`` if blank or
-    longer than ``MAX_KEY``."""
-    key = unicodedata.normalize("NFC", raw.strip(" \t"))
-    if not key:
-        raise ValueError("an idempotency key must not be blank")
-    if len(key) > MAX_KEY:
-        raise ValueError(f"an idempotency key has at most {MAX_KEY} characters, not {len(key)}")
-    return key
-
-
-def as_normal_key(value: object) -> object:
-    """``normal_key`` as a pydantic before-validator (anything but a string is left to the type check)."""
-    return normal_key(value) if isinstance(value, str) else value
 
 
 class Command(BaseModel):
@@ -49,11 +29,8 @@ class Command(BaseModel):
     _normal_key = field_validator("idempotency_key", mode="before")(as_normal_key)
 
     def fingerprint(self) -> bytes:
-        """sha256 of the request without its key: equal for a true replay, different otherwise."""
-        body = self.model_dump(mode="json", exclude={"idempotency_key"})
-        body["command"] = type(self).__name__
-        # The chain's canonical JSON: the bytes of every key already stored, written faster.
-        return hashlib.sha256(canonical_json(body).encode()).digest()
+        """What a replay must match (``ledger.idempotency.fingerprint``)."""
+        return fingerprint(self)
 
 
 PositiveUcr = Field(gt=0, le=MAX_UCR)

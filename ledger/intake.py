@@ -15,9 +15,9 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, ValidationError
 
 from ledger import commands as c
-from ledger.commands import MAX_KEY, as_normal_key
 from ledger.errors import InvalidRequest, LedgerError, Unavailable, UnknownAccount
 from ledger.events import Attribution, UsageMetered
+from ledger.idempotency import MAX_KEY, as_normal_key
 from ledger.service import Ledger
 
 #: Most items one batch may carry.

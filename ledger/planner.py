@@ -3,8 +3,9 @@
 Pure: no I/O. In: what the store loaded for the batch (``Loaded``) and the commands, in arrival
 order. Out: one result per command and the rows to write (``WritePlan``), or ``NeedsCounters``
 when a decision read spend counters the load skipped (the store loads them and plans again from
-the same ``Loaded``, which planning never changes). It holds the idempotency decisions, the
-decide loop and the hash chain; the store holds the locks, the reads and the writes.
+the same ``Loaded``, which planning never changes). It holds the decide loop, the hash chain
+and applies the idempotency decisions (``ledger.idempotency``); the store holds the locks, the
+reads and the writes.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ import uuid_utils
 from ledger import commands as c
 from ledger.chain import GENESIS, canonical_json, event_hash
 from ledger.decide import Context, execute
-from ledger.errors import IdempotencyConflict, LedgerError
+from ledger.errors import LedgerError
 from ledger.events import ApiKeyCreated, ApiKeyRevoked, CouponApplied, Event, event_data
+from ledger.idempotency import KeyBook, ReplayInBatch, ReplayStored, StoredKey
 from ledger.rates import RateCard
 from ledger.state import AccountState, CountersNotLoaded
 
@@ -39,10 +41,6 @@ class Outcome:
 
 
 Result = Outcome | LedgerError
-
-#: A stored idempotency key: the request's fingerprint and the versions its first result appended.
-StoredKey = tuple[bytes, int, int]
-
 
 @dataclass
 class Loaded:
@@ -112,10 +110,6 @@ def chain_hash(prev: bytes, version: int, e: Event, data_json: str) -> bytes:
     )
 
 
-def _conflict(key: str) -> IdempotencyConflict:
-    return IdempotencyConflict(f"idempotency key {key!r} was used for a different request")
-
-
 def plan_batch(commands: Sequence[c.Command], loaded: Loaded, now: datetime, card: RateCard, *,
                new_id: Callable[[], UUID] = new_uuid) -> Plan | NeedsCounters:
     """Decide every command of the batch in order on ``loaded`` (left unchanged).
@@ -128,7 +122,7 @@ def plan_batch(commands: Sequence[c.Command], loaded: Loaded, now: datetime, car
     w = WritePlan(now=now, original=dict(states), states=states)
     results: list[Result | None] = [None] * len(commands)
     replays: dict[int, tuple[str, int, int]] = {}
-    batch_keys: dict[tuple[str, str], tuple[bytes, int]] = {}
+    keys = KeyBook(loaded.keys)
     heads: dict[str, tuple[int, bytes]] = {}
 
     ctx = Context(now=now, card=card, new_id=new_id, coupon_stock=coupon_stock)
@@ -138,20 +132,16 @@ def plan_batch(commands: Sequence[c.Command], loaded: Loaded, now: datetime, car
         fp = b""
         if key is not None:
             fp = cmd.fingerprint()
-            prior = loaded.keys.get((acct, key))
-            if prior is not None:
-                if prior[0] != fp:
-                    results[i] = _conflict(key)
+            seen = keys.check(acct, key, fp)
+            if seen is not None:
+                if isinstance(seen, ReplayStored):  # read back after the commit
+                    replays[i] = (seen.account_id, seen.first_version, seen.last_version)
+                elif isinstance(seen, ReplayInBatch):
+                    first = results[seen.index]
+                    assert isinstance(first, Outcome)  # only a success records its key
+                    results[i] = Outcome(first.events, True)
                 else:
-                    replays[i] = (acct, prior[1], prior[2])
-                continue
-            earlier = batch_keys.get((acct, key))
-            if earlier is not None:
-                first_result = results[earlier[1]]
-                if earlier[0] != fp:
-                    results[i] = _conflict(key)
-                elif isinstance(first_result, Outcome):
-                    results[i] = Outcome(first_result.events, True)
+                    results[i] = seen
                 continue
         state = states.get(acct) or AccountState(account_id=acct)
         try:
@@ -184,8 +174,8 @@ def plan_batch(commands: Sequence[c.Command], loaded: Loaded, now: datetime, car
         heads[acct] = (version, prev_hash)
         results[i] = Outcome(tuple(events))
         if key is not None:
-            batch_keys[(acct, key)] = (fp, i)
-            w.keys.append((acct, key, fp, first_version + 1, version))
+            keys.record(acct, key, fp, i, first_version + 1, version)
+    w.keys = keys.new
     for acct, (version, head) in heads.items():
         states[acct] = replace(states[acct], version=version, last_hash=head)
     # A keyed command that appended nothing (e.g. nothing was due to expire) still keeps its key.

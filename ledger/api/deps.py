@@ -13,8 +13,8 @@ from fastapi import Depends, Header, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ledger.api.runtime import Runtime
-from ledger.commands import normal_key
-from ledger.errors import InvalidRequest, MalformedRequest, Unauthorized
+from ledger.errors import Unauthorized
+from ledger.idempotency import request_key
 from ledger.keys import Principal, Role
 
 _BEARER_DESCRIPTION = "An API key: `Authorization: Bearer cl_live_...`"
@@ -72,23 +72,8 @@ IdemHeader = Annotated[str | None, Header(
 
 
 def idempotency_key(header: str | None, body_key: str | None) -> str | None:
-    """The request's idempotency key: the header's or the body's (both given, they must agree), by
-    the one rule (``commands.normal_key``). The header's bytes are UTF-8: Starlette hands them over
-    decoded as Latin-1, so they are taken back to bytes first."""
-    try:
-        if header is not None:
-            try:
-                header = header.encode("latin-1").decode("utf-8")
-            except UnicodeDecodeError:
-                raise MalformedRequest("the Idempotency-Key header is not UTF-8") from None
-            header = normal_key(header)
-        if body_key is not None:
-            body_key = normal_key(body_key)
-    except ValueError as exc:
-        raise InvalidRequest(f"Idempotency-Key: {exc}") from None
-    if header is not None and body_key is not None and header != body_key:
-        raise InvalidRequest("the Idempotency-Key header and the body's idempotency_key differ")
-    return header if header is not None else body_key
+    """The request's idempotency key, from its header and its body (``ledger.idempotency.request_key``)."""
+    return request_key(header, body_key)
 
 
 def replayed(response: Response, was_replayed: bool) -> None:

@@ -22,6 +22,7 @@ from ledger import commands as c
 from ledger.clock import day_key, month_key
 from ledger.events import Attribution, Event, event_from_row
 from ledger.grants import Grant
+from ledger.idempotency import StoredKey
 from ledger.planner import Loaded
 from ledger.rates import RateCard, coupon_code
 from ledger.state import (
@@ -115,7 +116,7 @@ async def load(pg: Pg, commands: Sequence[c.Command], account_ids: list[str], no
             limits[a] = {(scope, subject): Limit(run, day, month)
                          for scope, subject, run, day, month in r["limits"]}
         for key, request_hash, first, last in r["keys"] or ():
-            out.keys[(a, key)] = (bytes(request_hash), first, last)
+            out.keys[(a, key)] = StoredKey(bytes(request_hash), first, last)
     # Commands by exact type, found once: isinstance on pydantic models goes through ABCMeta
     # and was a visible share of the write path when every lookup below rescanned the batch.
     by_type: dict[type[c.Command], list[Any]] = defaultdict(list)

@@ -23,6 +23,7 @@ from ledger.clock import month_key
 from ledger.errors import IdempotencyConflict, PaymentRequired
 from ledger.events import UsageMetered, event_data
 from ledger.grants import Grant
+from ledger.idempotency import StoredKey
 from ledger.planner import Loaded, NeedsCounters, Outcome, Plan, chain_hash, plan_batch
 from ledger.state import AccountState, Budget
 from tests.cards import frozen_rate_card
@@ -56,7 +57,7 @@ def _plan(commands: Sequence[c.Command], loaded: Loaded) -> Plan:
 
 def test_a_key_stored_by_an_earlier_batch_is_replayed_from_its_versions() -> None:
     cmd = _charge(key="k1")
-    loaded = Loaded(states={"a": _account()}, keys={("a", "k1"): (cmd.fingerprint(), 3, 4)})
+    loaded = Loaded(states={"a": _account()}, keys={("a", "k1"): StoredKey(cmd.fingerprint(), 3, 4)})
 
     plan = _plan([cmd], loaded)
 
@@ -66,7 +67,7 @@ def test_a_key_stored_by_an_earlier_batch_is_replayed_from_its_versions() -> Non
 
 
 def test_a_stored_key_with_another_request_is_a_conflict() -> None:
-    loaded = Loaded(states={"a": _account()}, keys={("a", "k1"): (_charge(emails=5).fingerprint(), 3, 4)})
+    loaded = Loaded(states={"a": _account()}, keys={("a", "k1"): StoredKey(_charge(emails=5).fingerprint(), 3, 4)})
 
     plan = _plan([_charge(key="k1")], loaded)
 
