@@ -19,7 +19,7 @@ import uuid_utils
 
 from ledger import commands as c
 from ledger.chain import GENESIS, canonical_json, event_hash
-from ledger.decide import Context, execute
+from ledger.decide import Context, decide
 from ledger.errors import LedgerError
 from ledger.events import ApiKeyCreated, ApiKeyRevoked, CouponApplied, Event, event_data
 from ledger.idempotency import KeyBook, ReplayInBatch, ReplayStored, StoredKey
@@ -145,7 +145,7 @@ def plan_batch(commands: Sequence[c.Command], loaded: Loaded, now: datetime, car
                 continue
         state = states.get(acct) or AccountState(account_id=acct)
         try:
-            events, after = execute(state, cmd, ctx)
+            events, after = decide(state, cmd, ctx)
         except CountersNotLoaded as asked:
             return NeedsCounters(asked.account_id)
         except LedgerError as err:

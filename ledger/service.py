@@ -20,7 +20,7 @@ from ledger import commands as c
 from ledger.alert_views import load_views, unfired
 from ledger.alerts import due_alerts, run_counters
 from ledger.clock import Clock, add_months, day_key, month_key
-from ledger.decide import Context, execute, price_usage
+from ledger.decide import Context, decide, price_usage
 from ledger.errors import InvalidRequest, InvalidState, LedgerError, NotFound, PaymentRequired, UnknownAccount
 from ledger.events import Attribution, BudgetSet, Event, LimitSet, UsageMetered, event_from_row
 from ledger.money import credits_to_exact_ucr, floor_ucr, format_credits
@@ -392,7 +392,7 @@ class Ledger:
             state = await self.store.snapshot(conn, cmd, now, self.card)
         ctx = Context(now=now, card=self.card, new_id=new_uuid)
         try:
-            _, after = execute(state, cmd, ctx)
+            _, after = decide(state, cmd, ctx)
         except PaymentRequired as refused:
             return Estimate(p, False, refused.remaining_ucr, refused.reason)
         return Estimate(p, True, after.available_ucr + p.amount_ucr, None)

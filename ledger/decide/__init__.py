@@ -1,4 +1,4 @@
-"""``decide(state, command, ctx) -> events``: every business rule of the write side, pure.
+"""``decide(state, command, ctx) -> (events, state after)``: every business rule of the write side, pure.
 
 Nothing here touches a database or a clock: time, ids, the rate card and the global coupon
 stock come in through ``Context``. A refused command raises a ``LedgerError`` and yields
@@ -23,7 +23,7 @@ from ledger.errors import InvalidRequest, InvalidState, UnknownAccount
 from ledger.events import Event
 from ledger.state import AccountState, apply
 
-__all__ = ["MAX_BACKDATE", "Context", "check_spend", "decide", "execute", "fold", "price_usage"]
+__all__ = ["MAX_BACKDATE", "Context", "check_spend", "decide", "fold", "price_usage"]
 
 _HANDLERS: dict[type[c.Command], Callable[[Builder, Any], None]] = {
     **account.HANDLERS, **credits.HANDLERS, **spending.HANDLERS, **reservations.HANDLERS, **deployments.HANDLERS,
@@ -37,13 +37,12 @@ def _require_account(state: AccountState) -> None:
         raise InvalidState(f"account {state.account_id!r} is closed")
 
 
-def decide(state: AccountState, command: c.Command, ctx: Context) -> list[Event]:
-    """The events ``command`` produces on ``state``, or a ``LedgerError`` if it is refused."""
-    return execute(state, command, ctx)[0]
+def decide(state: AccountState, command: c.Command, ctx: Context) -> tuple[list[Event], AccountState]:
+    """The events ``command`` produces on ``state`` and the state after them (folded once as they
+    are emitted), or a ``LedgerError`` if it is refused.
 
-
-def execute(state: AccountState, command: c.Command, ctx: Context) -> tuple[list[Event], AccountState]:
-    """``decide`` and the state after its events, folded once."""
+    Deciding is not submitting: ``Ledger.execute`` submits a command to be decided and recorded.
+    """
     b = Builder(state, command, ctx)
     if type(command) is c.OpenAccount:
         account.open_account(b, command)

@@ -213,7 +213,7 @@ async def load(pg: Pg, commands: Sequence[c.Command], account_ids: list[str], no
             reservations=reservations[a], deployments=deployments[a],
             coupons_redeemed=frozenset(redeemed[a]), purchases=purchases[a])
     # Spend counters, for the accounts whose budget, limits or alert checks read them (a debit
-    # needs them only near MAX_SPEND_UCR: ``ledger.decide._check_spend_range``).
+    # needs them only near MAX_SPEND_UCR: ``ledger.decide.spending._check_spend_range``).
     gated = {a for a, st in out.states.items() if st.budget.monthly_limit_ucr is not None or st.limits}
     gated.update(cmd.account_id for cmd in of(c.CheckAlerts, c.RaiseAlert))
     await load_counters(pg, out, commands, gated, now)

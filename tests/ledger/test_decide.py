@@ -1,6 +1,6 @@
 """decide: given events, when a command, then events. Pure: no database, no clock, no random ids.
 
-State is built by folding events (``execute`` returns the fold, checked against ``fold``), the
+State is built by folding events (``decide`` returns the fold, checked against ``fold``), the
 context has a fixed ``now``, the test suite's frozen card and ids 1, 2, 3... Every amount is worked
 out by hand from ``tests/data/rates.toml`` (1 credit = 1,000,000 µcr).
 """
@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledger import commands as c
-from ledger.decide import Context, execute, fold
+from ledger.decide import Context, decide, fold
 from ledger.errors import (
     AccountExists,
     CouponRejected,
@@ -125,7 +125,7 @@ class Scenario:
 
     def when(self, cmd: c.Command) -> list[Event]:
         before = self.state
-        events, after = execute(before, cmd, self.ctx())
+        events, after = decide(before, cmd, self.ctx())
         balance = before.balance_ucr
         for e in events:
             assert e.account_id == self.account_id
@@ -145,7 +145,7 @@ class Scenario:
     def refused(self, cmd: c.Command, error: type[E]) -> E:
         before = self.state
         with pytest.raises(error) as info:
-            execute(before, cmd, self.ctx())
+            decide(before, cmd, self.ctx())
         assert self.state is before  # nothing to fold: a refused command has no events
         return info.value
 
