@@ -16,7 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ledger.events import Event
-from ledger.store import EVENT_COLUMNS, row_to_event
+from ledger.rows import EVENT_COLUMNS, row_to_event
 
 
 @dataclass(frozen=True, order=True)

@@ -17,16 +17,19 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import QueuePool
 
 from ledger import commands as c
+from ledger import rows as row_map
 from ledger.alert_views import load_views, unfired
 from ledger.alerts import due_alerts, run_counters
 from ledger.clock import Clock, add_months, day_key, month_key
 from ledger.decide import Context, decide, price_usage
 from ledger.errors import InvalidRequest, InvalidState, LedgerError, NotFound, PaymentRequired, UnknownAccount
-from ledger.events import Attribution, BudgetSet, Event, LimitSet, UsageMetered, event_from_row
+from ledger.events import Attribution, BudgetSet, Event, LimitSet, UsageMetered
 from ledger.money import credits_to_exact_ucr, floor_ucr, format_credits
+from ledger.planner import Outcome, Result, new_uuid
 from ledger.rate_cards import latest_rate_card_version, rate_card_version, store_rate_card
 from ledger.rates import Price, RateCard, price
-from ledger.store import EVENT_COLUMNS, EventStore, Outcome, Result, new_uuid, row_to_event
+from ledger.rows import EVENT_COLUMNS, row_to_event
+from ledger.store import EventStore
 from ledger.writer import GroupCommitWriter
 
 log = logging.getLogger(__name__)
@@ -98,6 +101,10 @@ class Account:
 
 #: The burn rate behind the run-out forecast is the usage of this window.
 BURN_WINDOW = timedelta(days=7)
+
+#: The columns of an account's recent events the balance read returns.
+_RECENT = ("version", "event_id", "type", "schema_version", "data", "idempotency_key", "amount_ucr",
+           "balance_after_ucr", "occurred_at", "recorded_at")
 #: Further than this, "runs out" means "does not": no date is given.
 FORECAST_HORIZON = timedelta(days=3650)
 
@@ -233,8 +240,7 @@ class Ledger:
                 "  WHERE g.account_id = a.account_id AND g.remaining_ucr > 0 GROUP BY g.source) AS sources,"
                 " (SELECT coalesce(sum(s.spent_ucr), 0)::bigint FROM spend_counters s WHERE s.account_id = a.account_id"
                 "  AND s.scope = 'account' AND s.subject = '' AND s.period = ANY($2::text[])) AS burned,"
-                " ARRAY(SELECT ROW(e.version, e.event_id, e.type, e.schema_version, e.data, e.idempotency_key,"
-                "  e.amount_ucr, e.balance_after_ucr, e.occurred_at, e.recorded_at) FROM events e"
+                f" ARRAY(SELECT ROW({row_map.columns(_RECENT, 'e')}) FROM events e"
                 "  WHERE e.account_id = a.account_id ORDER BY e.version DESC LIMIT $3) AS recent"
                 " FROM accounts a WHERE a.account_id = $1", account_id, days, max(recent, 0))
         if row is None:
@@ -244,11 +250,10 @@ class Ledger:
         by_source.update({source: total for source, total in row["sources"]})
         plan = self.card.plans.get(row["plan"])
         allowance = floor_ucr(credits_to_exact_ucr(plan.monthly_credits)) if plan else 0
-        cycle = row["settings"].get("allowance_cycle", 0)
-        entries = [(version, event_from_row(type_=type_, schema_version=sv, data=data, envelope={
-            "event_id": event_id, "account_id": account_id, "occurred_at": occurred, "recorded_at": recorded,
-            "idempotency_key": key, "amount_ucr": amount, "balance_after_ucr": after}))
-            for version, event_id, type_, sv, data, key, amount, after, occurred, recorded in row["recent"]]
+        cycle = row_map.allowance_cycle(row["settings"])
+        # Anonymous rows come back as tuples: named by the same list that built them.
+        entries = [(r["version"], row_map.event(account_id, r))
+                   for r in (dict(zip(_RECENT, t, strict=True)) for t in row["recent"])]
         available = row["balance_ucr"] - row["reserved_ucr"]
         return Balance(
             account_id=account_id, plan=row["plan"], status=row["status"], balance_ucr=row["balance_ucr"],

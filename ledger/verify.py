@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
@@ -27,12 +26,14 @@ from pydantic import ValidationError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from ledger import rows as rows_
 from ledger.chain import GENESIS, event_hash
 from ledger.events import Event, UsageMetered
+from ledger.grants import Grant
 from ledger.money import format_credits
 from ledger.rates import coupon_code
-from ledger.state import AccountState, CounterKey, apply, spend_keys
-from ledger.store import row_to_event
+from ledger.rows import row_to_event
+from ledger.state import AccountState, CounterKey, Deployment, Limit, LimitKey, Reservation, apply, spend_keys
 
 #: ``progress(accounts_done, accounts_total)``, called after every account.
 Progress = Callable[[int, int], None]
@@ -141,11 +142,11 @@ class _Inline:
     """One chunk's inline rows, per account."""
 
     accounts: dict[str, Any] = field(default_factory=dict)
-    grants: dict[str, dict[UUID, Any]] = field(default_factory=lambda: defaultdict(dict))
-    reservations: dict[str, dict[UUID, Any]] = field(default_factory=lambda: defaultdict(dict))
-    deployments: dict[str, dict[str, Any]] = field(default_factory=lambda: defaultdict(dict))
+    grants: dict[str, dict[UUID, Grant]] = field(default_factory=lambda: defaultdict(dict))
+    reservations: dict[str, dict[UUID, Reservation]] = field(default_factory=lambda: defaultdict(dict))
+    deployments: dict[str, dict[str, Deployment]] = field(default_factory=lambda: defaultdict(dict))
     counters: dict[str, dict[CounterKey, int]] = field(default_factory=lambda: defaultdict(dict))
-    limits: dict[str, dict[tuple[str, str], Any]] = field(default_factory=lambda: defaultdict(dict))
+    limits: dict[str, dict[LimitKey, Limit]] = field(default_factory=lambda: defaultdict(dict))
     coupons: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     keys: dict[str, dict[str, tuple[int, int]]] = field(default_factory=lambda: defaultdict(dict))
 
@@ -157,29 +158,31 @@ async def _load_inline(conn: AsyncConnection, ids: list[str]) -> _Inline:
     async def rows(sql: str) -> Sequence[Any]:
         return (await conn.execute(text(sql), p)).all()
 
-    for r in await rows("SELECT account_id, name, plan, status, balance_ucr, debt_ucr, reserved_ucr, spent_ucr,"
-                        " version, last_hash, settings FROM accounts WHERE account_id = ANY(:ids)"):
+    # The accounts row is compared column by column (its settings as stored, not as decoded).
+    for r in await rows(f"SELECT {rows_.columns(rows_.ACCOUNT_COLUMNS)} FROM accounts WHERE account_id = ANY(:ids)"):
         out.accounts[r.account_id] = r
-    for r in await rows("SELECT account_id, grant_id, source, original_ucr, remaining_ucr, expires_at"
-                        " FROM grants WHERE account_id = ANY(:ids)"):
-        out.grants[r.account_id][r.grant_id] = r
-    for r in await rows("SELECT account_id, reservation_id, operation, held_ucr, status FROM reservations"
+    for r in await rows(f"SELECT account_id, {rows_.columns(rows_.GRANT_COLUMNS)} FROM grants"
                         " WHERE account_id = ANY(:ids)"):
-        out.reservations[r.account_id][r.reservation_id] = r
-    for r in await rows("SELECT account_id, deployment_id, instance_type, status, hours_charged, credits_ucr,"
-                        " used_us FROM deployments WHERE account_id = ANY(:ids)"):
-        out.deployments[r.account_id][r.deployment_id] = r
+        out.grants[r.account_id][r.grant_id] = rows_.grant(r._mapping)
+    for r in await rows(f"SELECT account_id, {rows_.columns(rows_.RESERVATION_COLUMNS)} FROM reservations"
+                        " WHERE account_id = ANY(:ids)"):
+        out.reservations[r.account_id][r.reservation_id] = rows_.reservation(r._mapping)
+    for r in await rows(f"SELECT account_id, {rows_.columns(rows_.DEPLOYMENT_COLUMNS)} FROM deployments"
+                        " WHERE account_id = ANY(:ids)"):
+        out.deployments[r.account_id][r.deployment_id] = rows_.deployment(r._mapping)
     for r in await rows("SELECT account_id, scope, subject, period, spent_ucr FROM spend_counters"
                         " WHERE account_id = ANY(:ids)"):
         out.counters[r.account_id][(r.scope, r.subject, r.period)] = r.spent_ucr
-    for r in await rows("SELECT account_id, scope, subject, per_run_ucr, per_day_ucr, per_month_ucr FROM limits"
+    for r in await rows(f"SELECT account_id, {rows_.columns(rows_.LIMIT_COLUMNS)} FROM limits"
                         " WHERE account_id = ANY(:ids)"):
-        out.limits[r.account_id][(r.scope, r.subject)] = r
+        key, lim = rows_.limit(r._mapping)
+        out.limits[r.account_id][key] = lim
     for r in await rows("SELECT account_id, code FROM coupon_redemptions WHERE account_id = ANY(:ids)"):
         out.coupons[r.account_id].add(coupon_code(r.code))  # compared as the fold keeps them
-    for r in await rows("SELECT account_id, key, first_version, last_version FROM idempotency_keys"
+    for r in await rows(f"SELECT account_id, {rows_.columns(rows_.KEY_COLUMNS)} FROM idempotency_keys"
                         " WHERE account_id = ANY(:ids)"):
-        out.keys[r.account_id][r.key] = (r.first_version, r.last_version)
+        name, stored = rows_.stored_key(r._mapping)
+        out.keys[r.account_id][name] = (stored.first_version, stored.last_version)
     return out
 
 
@@ -302,10 +305,7 @@ def _finish(r: _Replay, inline: _Inline, report: VerifyReport) -> None:
     _money(bad, "balance of the last event", row.balance_ucr, r.balance_after)
     settings = row.settings or {}
     _compare(bad, "allowance cycle", settings.get("allowance_cycle"), s.allowance_cycle)
-    b = s.budget
-    _compare(bad, "budget", settings.get("budget"), {
-        "monthly_limit_ucr": b.monthly_limit_ucr, "warn_pct": b.warn_pct, "critical_pct": b.critical_pct,
-        "hard_stop": b.hard_stop})
+    _compare(bad, "budget", settings.get("budget"), rows_.budget_settings(s.budget))
 
     grants = inline.grants.get(a, {})
     for gid in _union(grants, s.grants):
@@ -338,7 +338,7 @@ def _finish(r: _Replay, inline: _Inline, report: VerifyReport) -> None:
         _compare(bad, f"deployment {did} status", dr.status, fd.status)
         _compare(bad, f"deployment {did} hours charged", dr.hours_charged, fd.hours_charged)
         _money(bad, f"deployment {did} credits", dr.credits_ucr, fd.credits_ucr)
-        _compare(bad, f"deployment {did} running time used", timedelta(microseconds=dr.used_us), fd.used)
+        _compare(bad, f"deployment {did} running time used", dr.used, fd.used)
 
     # The store writes counters as deltas (a row may exist with 0); absent and 0 are the same.
     counters = inline.counters.get(a, {})

@@ -23,11 +23,11 @@ from typing import Any, Literal
 from sqlalchemy import text
 
 from ledger import commands as c
+from ledger import rows as row_map
 from ledger.alerts import previous_periods
 from ledger.clock import Clock, add_months
 from ledger.money import credits_to_exact_ucr, floor_ucr
 from ledger.service import Ledger
-from ledger.state import hours_due
 from workers import webhooks
 from workers.commands import dump
 
@@ -60,11 +60,12 @@ def due_hours(rows: Sequence[Any], now: datetime) -> list[c.ChargeDeploymentHour
     """
     out: list[c.ChargeDeploymentHour] = []
     for r in rows:
-        if r.segment_started_at is None:
+        d = row_map.deployment(r._mapping)
+        if d.segment_started_at is None:
             continue
-        due = hours_due(r.segment_started_at, timedelta(microseconds=r.used_us), r.hours_charged, now)
-        out += [c.ChargeDeploymentHour(account_id=r.account_id, deployment_id=r.deployment_id, hour_index=n,
-                                       idempotency_key=f"deployment:{r.deployment_id}:hour:{n}") for n in due]
+        out += [c.ChargeDeploymentHour(account_id=r.account_id, deployment_id=d.deployment_id, hour_index=n,
+                                       idempotency_key=f"deployment:{d.deployment_id}:hour:{n}")
+                for n in d.hours_due(now)]
     return out
 
 
@@ -113,10 +114,10 @@ class Scheduler:
         paid_plans = [p.id for p in card.plans.values() if floor_ucr(credits_to_exact_ucr(p.monthly_credits)) > 0]
         async with self.ledger.engine.connect() as conn:
             running = (await conn.execute(text(
-                "SELECT account_id, deployment_id, hours_charged, used_us, segment_started_at"
+                f"SELECT account_id, {row_map.columns(row_map.DEPLOYMENT_COLUMNS)}"
                 " FROM deployments WHERE status = 'running' ORDER BY account_id, deployment_id"))).all()
             accounts = (await conn.execute(text(
-                "SELECT account_id, opened_at, (settings->>'allowance_cycle')::int AS cycle FROM accounts"
+                "SELECT account_id, opened_at, settings FROM accounts"
                 " WHERE plan = ANY(:p) AND status <> 'closed'"), {"p": paid_plans})).all()
             expiring = (await conn.execute(text(
                 "SELECT DISTINCT account_id FROM grants WHERE remaining_ucr > 0 AND expires_at <= :now"),
@@ -128,7 +129,7 @@ class Scheduler:
         allowances: list[c.Command] = []
         for a in accounts:
             cycle = cycle_at(a.opened_at, now)
-            if a.cycle is None or cycle > a.cycle:
+            if cycle > row_map.allowance_cycle(a.settings):
                 allowances.append(c.GrantAllowance(account_id=a.account_id, cycle=cycle,
                                                    idempotency_key=f"allowance:{cycle}"))
         expiries: list[c.Command] = [c.ExpireGrants(account_id=a) for a in expiring]

@@ -20,17 +20,10 @@ from ledger.clock import Clock
 from ledger.errors import UnknownAccount
 from ledger.planner import NeedsCounters, Outcome, Result, new_uuid, plan_batch
 from ledger.rates import RateCard
+from ledger.rows import EVENT_COLUMNS, row_to_event
 from ledger.state import AccountState
 from ledger.store.connections import BEGIN, ConnectionKeeper, abandon
-from ledger.store.load import (
-    EVENT_COLUMNS,
-    load,
-    load_counters,
-    lock_key,
-    read_ranges,
-    read_versions,
-    row_to_event,
-)
+from ledger.store.load import load, load_counters, lock_key, read_ranges, read_versions
 from ledger.store.sql import Pg
 from ledger.store.write import Writes, collect
 

@@ -8,21 +8,27 @@ order does not matter). Only rows that differ from what was loaded are written.
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import timedelta
-from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
 import orjson
 
-from ledger.chain import canonical_json
 from ledger.events import UsageMetered
 from ledger.planner import WritePlan
-from ledger.state import AccountState, Budget, spend_keys
+from ledger.rows import (
+    DEPLOYMENT_COLUMNS,
+    GRANT_COLUMNS,
+    LIMIT_COLUMNS,
+    RESERVATION_COLUMNS,
+    columns,
+    deployment_row,
+    grant_row,
+    limit_row,
+    reservation_row,
+    settings_json,
+)
+from ledger.state import AccountState, spend_keys
 from ledger.store.sql import Pg, fetch, renamed, rows, rows_from
-
-#: A deployment's running time used is stored as whole microseconds (``deployments.used_us``).
-_MICROSECOND = timedelta(microseconds=1)
 
 
 class Writes:
@@ -103,7 +109,7 @@ def _write_state(w: Writes, plan: WritePlan) -> None:
                          "sp bigint", "v bigint", "h bytea", "s jsonb", "o timestamptz") + ") AS o",
             {"now": now, "rows": rows((s.account_id, s.name, s.plan, s.status, s.balance_ucr, s.debt_ucr,
                                         s.reserved_ucr, s.spent_ucr, s.version, s.last_hash,
-                                        orjson.Fragment(_settings(s)), s.opened_at) for s in opened)})
+                                        orjson.Fragment(settings_json(s)), s.opened_at) for s in opened)})
     if updated:
         w.add(
             "UPDATE accounts SET plan = u.p, status = u.st, balance_ucr = u.b, debt_ucr = u.d,"
@@ -112,41 +118,35 @@ def _write_state(w: Writes, plan: WritePlan) -> None:
             + rows_from("a text", "p text", "st text", "b bigint", "d bigint", "r bigint", "sp bigint",
                          "v bigint", "h bytea", "s jsonb") + ") AS u WHERE accounts.account_id = u.a",
             {"now": now, "rows": rows((s.account_id, s.plan, s.status, s.balance_ucr, s.debt_ucr, s.reserved_ucr,
-                                        s.spent_ucr, s.version, s.last_hash, orjson.Fragment(_settings(s)))
+                                        s.spent_ucr, s.version, s.last_hash, orjson.Fragment(settings_json(s)))
                                        for s in updated)})
 
     grant_rows, res_rows, dep_rows, limit_rows = [], [], [], []
     for s in changed:
         before = original.get(s.account_id) or AccountState(account_id=s.account_id)
-        grant_rows += [(s.account_id, g.grant_id, g.source, g.original_ucr, g.remaining_ucr, g.expires_at,
-                        g.granted_at) for gid, g in s.grants.items() if before.grants.get(gid) != g]
-        res_rows += [(s.account_id, r.reservation_id, r.operation, r.held_ucr, r.status, r.expires_at,
-                      r.created_at) for rid, r in s.reservations.items() if before.reservations.get(rid) != r]
-        dep_rows += [(s.account_id, d.deployment_id, d.instance_type, d.hourly_ucr, d.status, d.hours_charged,
-                      d.credits_ucr, d.segment_started_at, d.used // _MICROSECOND, d.paused_reason, d.started_at)
-                     for did, d in s.deployments.items() if before.deployments.get(did) != d]
-        limit_rows += [(s.account_id, k[0], k[1], lim.per_run_ucr, lim.per_day_ucr, lim.per_month_ucr)
-                       for k, lim in s.limits.items() if before.limits.get(k) != lim]
+        grant_rows += [grant_row(s.account_id, g) for gid, g in s.grants.items() if before.grants.get(gid) != g]
+        res_rows += [reservation_row(s.account_id, r) for rid, r in s.reservations.items()
+                     if before.reservations.get(rid) != r]
+        dep_rows += [deployment_row(s.account_id, d) for did, d in s.deployments.items()
+                     if before.deployments.get(did) != d]
+        limit_rows += [limit_row(s.account_id, k, lim) for k, lim in s.limits.items() if before.limits.get(k) != lim]
     if grant_rows:
         w.add(
-            "INSERT INTO grants (account_id, grant_id, source, original_ucr, remaining_ucr, expires_at,"
-            " granted_at) "
+            f"INSERT INTO grants (account_id, {columns(GRANT_COLUMNS)}) "
             + rows_from("a text", "g uuid", "s text", "o bigint", "r bigint", "e timestamptz",
                          "t timestamptz")
             + " ON CONFLICT (account_id, grant_id) DO UPDATE SET remaining_ucr = excluded.remaining_ucr",
             {"rows": rows(grant_rows)})
     if res_rows:
         w.add(
-            "INSERT INTO reservations (account_id, reservation_id, operation, held_ucr, status, expires_at,"
-            " created_at) "
+            f"INSERT INTO reservations (account_id, {columns(RESERVATION_COLUMNS)}) "
             + rows_from("a text", "r uuid", "o text", "h bigint", "s text", "e timestamptz",
                          "c timestamptz")
             + " ON CONFLICT (account_id, reservation_id) DO UPDATE SET status = excluded.status",
             {"rows": rows(res_rows)})
     if dep_rows:
         w.add(
-            "INSERT INTO deployments (account_id, deployment_id, instance_type, hourly_ucr, status,"
-            " hours_charged, credits_ucr, segment_started_at, used_us, paused_reason, started_at) "
+            f"INSERT INTO deployments (account_id, {columns(DEPLOYMENT_COLUMNS)}) "
             + rows_from("a text", "d text", "i text", "h bigint", "s text", "n bigint", "c bigint",
                          "ss timestamptz", "u bigint", "pr text", "st timestamptz")
             + " ON CONFLICT (account_id, deployment_id) DO UPDATE SET status = excluded.status,"
@@ -156,7 +156,7 @@ def _write_state(w: Writes, plan: WritePlan) -> None:
             {"rows": rows(dep_rows)})
     if limit_rows:
         w.add(
-            "INSERT INTO limits (account_id, scope, subject, per_run_ucr, per_day_ucr, per_month_ucr) "
+            f"INSERT INTO limits (account_id, {columns(LIMIT_COLUMNS)}) "
             + rows_from("a text", "s text", "j text", "r bigint", "d bigint", "m bigint")
             + " ON CONFLICT (account_id, scope, subject) DO UPDATE SET per_run_ucr = excluded.per_run_ucr,"
             " per_day_ucr = excluded.per_day_ucr, per_month_ucr = excluded.per_month_ucr",
@@ -196,15 +196,3 @@ def _write_state(w: Writes, plan: WritePlan) -> None:
             + rows_from("c text", "n int") + ") AS q WHERE coupons.code = q.c",
             {"rows": rows(counts.items())})
 
-
-def _settings(s: AccountState) -> str:
-    return _settings_json(s.allowance_cycle, s.budget)
-
-
-@lru_cache(maxsize=1024)
-def _settings_json(allowance_cycle: int, b: Budget) -> str:
-    # Cached: nearly every account shares a handful of (cycle, budget) pairs, and every batch
-    # rewrites the settings of each account it touched.
-    return canonical_json({"allowance_cycle": allowance_cycle, "budget": {
-        "monthly_limit_ucr": b.monthly_limit_ucr, "warn_pct": b.warn_pct,
-        "critical_pct": b.critical_pct, "hard_stop": b.hard_stop}})
