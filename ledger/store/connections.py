@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from ledger.errors import OutcomeUnknown
 from ledger.planner import Outcome, Result
 from ledger.store.load import read_ranges
-from ledger.store.sql import Pg, literal, positional
+from ledger.store.sql import Pg, execute_with_literals, positional
 from ledger.store.write import Writes
 
 #: The largest write (characters of its parameters) that travels as literals with its COMMIT.
@@ -209,7 +209,7 @@ class ConnectionKeeper:
         sql, names = positional(writes.statement())
         try:
             name = await self._prepared(pg, sql)
-            script = f"EXECUTE {name}({', '.join(literal(writes.params[n]) for n in names)}); "
+            script = execute_with_literals(name, [writes.params[n] for n in names]) + "; "
         except BaseException:
             await abandon(conn, pg)
             raise

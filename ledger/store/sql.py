@@ -8,6 +8,7 @@ more client CPU than PostgreSQL spent on the statements); its statements name th
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -30,7 +31,31 @@ def cached_text(statement: str) -> TextClause:
     return text(statement)
 
 
-_PARAM = re.compile(r"(?<![:\w]):(\w+)")
+#: A named parameter (``:name``), or something it must never be read in: a string literal (plain,
+#: ``E''`` with backslash escapes, or dollar-quoted), a quoted identifier, a comment, a ``::`` cast.
+_TOKEN = re.compile(r"""
+    (?P<skip>
+        (?<![\w])[eE]'(?:[^'\\]|\\.|'')*'
+      | '(?:[^']|'')*'
+      | "(?:[^"]|"")*"
+      | --[^\n]*
+      | /\*.*?\*/
+      | \$\$.*?\$\$
+      | \$(?P<tag>[A-Za-z_]\w*)\$.*?\$(?P=tag)\$
+      | ::
+    )
+  | (?<![\w:]):(?P<name>[A-Za-z_]\w*)
+""", re.DOTALL | re.VERBOSE)
+
+
+def _each_param(statement: str, replace: Callable[[str], str]) -> str:
+    """``statement`` with each ``:name`` parameter replaced by ``replace(name)``; literals, quoted
+    identifiers, comments and casts are left as they are."""
+    def sub(m: re.Match[str]) -> str:
+        name = m.group("name")
+        return m.group(0) if name is None else replace(name)
+
+    return _TOKEN.sub(sub, statement)
 
 
 @lru_cache(maxsize=512)
@@ -38,18 +63,18 @@ def positional(statement: str) -> tuple[str, tuple[str, ...]]:
     """``statement`` with its ``:name`` parameters as asyncpg's ``$n``, and the names in order."""
     names: list[str] = []
 
-    def number(m: re.Match[str]) -> str:
-        if m.group(1) not in names:
-            names.append(m.group(1))
-        return f"${names.index(m.group(1)) + 1}"
+    def number(name: str) -> str:
+        if name not in names:
+            names.append(name)
+        return f"${names.index(name) + 1}"
 
-    return _PARAM.sub(number, statement), tuple(names)
+    return _each_param(statement, number), tuple(names)
 
 
 @lru_cache(maxsize=512)
 def renamed(sql: str, n: int) -> str:
     """``sql`` with each parameter prefixed ``w{n}_``, so the CTEs of one statement never collide."""
-    return _PARAM.sub(lambda m: f":w{n}_{m.group(1)}", sql)
+    return _each_param(sql, lambda name: f":w{n}_{name}")
 
 
 async def fetch(pg: Pg, statement: str, params: dict[str, Any]) -> list[Any]:
@@ -90,6 +115,12 @@ def _json_default(value: Any) -> Any:
 def rows(values: Any) -> str:
     """Rows as the JSON text ``rows_from`` reads; ``orjson.Fragment`` holds pre-serialised JSON."""
     return orjson.dumps(list(values), default=_json_default, option=orjson.OPT_NAIVE_UTC).decode()
+
+
+def execute_with_literals(statement: str, values: Iterable[Any]) -> str:
+    """``EXECUTE statement(…)``: a statement prepared on the connection, run from a simple-protocol
+    message (which may carry more statements: the COMMIT) with its parameters as ``literal``s."""
+    return f"EXECUTE {statement}({', '.join(literal(v) for v in values)})"
 
 
 def literal(value: Any) -> str:
