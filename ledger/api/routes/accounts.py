@@ -9,13 +9,13 @@ from fastapi import APIRouter, Response, status
 from ledger import commands as c
 from ledger.api import render
 from ledger.api import schemas as s
+from ledger.api.body import JsonBodyRoute
 from ledger.api.deps import RT, Admin, IdemHeader, Operator, Reader, idempotency_key
 from ledger.api.deps import replayed as _replayed
-from ledger.api.lean import LeanRoute
 from ledger.keys import KeyInfo, create_account_key, list_keys, revoke_account_key, revoke_operator_key
 from ledger.store import new_uuid
 
-router = APIRouter(tags=["accounts"], responses=s.ERRORS, route_class=LeanRoute)
+router = APIRouter(tags=["accounts"], responses=s.ERRORS, route_class=JsonBodyRoute)
 
 
 async def _account(rt: RT, account_id: str) -> s.AccountOut:

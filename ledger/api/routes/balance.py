@@ -11,13 +11,13 @@ from fastapi import APIRouter, Query
 
 from ledger.api import render
 from ledger.api import schemas as s
+from ledger.api.body import JsonBodyRoute
 from ledger.api.deps import RT, Reader
-from ledger.api.lean import LeanRoute
 from ledger.errors import InvalidRequest
 from ledger.events import DebtSettled, UsageMetered
 from ledger.money import format_credits
 
-router = APIRouter(tags=["balance"], responses=s.ERRORS, route_class=LeanRoute)
+router = APIRouter(tags=["balance"], responses=s.ERRORS, route_class=JsonBodyRoute)
 
 
 #: Stream versions are PostgreSQL bigints: a larger cursor was never one this API returned.

@@ -6,10 +6,10 @@ from fastapi import APIRouter
 
 from ledger.api import render
 from ledger.api import schemas as s
+from ledger.api.body import JsonBodyRoute
 from ledger.api.deps import RT, Reader
-from ledger.api.lean import LeanRoute
 
-router = APIRouter(tags=["pricing"], responses=s.ERRORS, route_class=LeanRoute)
+router = APIRouter(tags=["pricing"], responses=s.ERRORS, route_class=JsonBodyRoute)
 
 
 @router.get("/v1/rates", response_model=s.RatesOut)

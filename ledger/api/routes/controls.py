@@ -8,12 +8,12 @@ from fastapi import APIRouter, Response
 
 from ledger import commands as c
 from ledger.api import schemas as s
+from ledger.api.body import JsonBodyRoute
 from ledger.api.deps import RT, Admin, IdemHeader, idempotency_key, replayed
-from ledger.api.lean import LeanRoute
 from ledger.events import BudgetSet, LimitSet
 from ledger.money import format_credits
 
-router = APIRouter(tags=["controls"], responses=s.ERRORS, route_class=LeanRoute)
+router = APIRouter(tags=["controls"], responses=s.ERRORS, route_class=JsonBodyRoute)
 
 
 def _m(ucr: int | None) -> str | None:

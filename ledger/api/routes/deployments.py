@@ -6,13 +6,13 @@ from fastapi import APIRouter, Response, status
 
 from ledger import commands as c
 from ledger.api import schemas as s
+from ledger.api.body import JsonBodyRoute
 from ledger.api.deps import RT, IdemHeader, Member, Reader, idempotency_key, replayed
-from ledger.api.lean import LeanRoute
 from ledger.errors import NotFound, PaymentRequired
 from ledger.money import format_credits
 from ledger.service import DeploymentView
 
-router = APIRouter(tags=["deployments"], responses=s.ERRORS, route_class=LeanRoute)
+router = APIRouter(tags=["deployments"], responses=s.ERRORS, route_class=JsonBodyRoute)
 
 
 def _out(d: DeploymentView) -> s.DeploymentOut:

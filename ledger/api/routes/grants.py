@@ -7,10 +7,10 @@ from fastapi import APIRouter, Response, status
 from ledger import commands as c
 from ledger.api import render
 from ledger.api import schemas as s
+from ledger.api.body import JsonBodyRoute
 from ledger.api.deps import RT, Admin, IdemHeader, Operator, idempotency_key, replayed
-from ledger.api.lean import LeanRoute
 
-router = APIRouter(tags=["credits"], responses=s.ERRORS, route_class=LeanRoute)
+router = APIRouter(tags=["credits"], responses=s.ERRORS, route_class=JsonBodyRoute)
 
 
 @router.post("/v1/accounts/{account}/coupons", status_code=status.HTTP_201_CREATED, response_model=s.GrantOut)

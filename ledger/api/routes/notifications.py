@@ -7,14 +7,14 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from ledger.api import schemas as s
+from ledger.api.body import JsonBodyRoute
 from ledger.api.deps import RT, Admin, IdemHeader, Reader, idempotency_key, replayed
-from ledger.api.lean import LeanRoute
 from ledger.api.routes.balance import decode_cursor, encode_cursor
 from ledger.events import AlertRaised
 from ledger.money import format_credits
 from workers.webhooks import Endpoint, create_endpoint, delete_endpoint, list_endpoints, set_endpoint_enabled
 
-router = APIRouter(tags=["notifications"], responses=s.ERRORS, route_class=LeanRoute)
+router = APIRouter(tags=["notifications"], responses=s.ERRORS, route_class=JsonBodyRoute)
 
 
 @router.get("/v1/accounts/{account}/notifications", response_model=s.NotificationPage)

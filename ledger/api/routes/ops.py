@@ -8,12 +8,12 @@ import math
 from fastapi import APIRouter, Response
 from sqlalchemy import text
 
+from ledger.api.body import JsonBodyRoute
 from ledger.api.deps import RT
-from ledger.api.lean import LeanRoute
 from ledger.api.problems import problem_response
 from workers.relay import relay_lag
 
-router = APIRouter(tags=["operations"], route_class=LeanRoute)
+router = APIRouter(tags=["operations"], route_class=JsonBodyRoute)
 
 
 @router.get("/healthz")

@@ -10,14 +10,14 @@ from ledger import commands as c
 from ledger import intake
 from ledger.api import render
 from ledger.api import schemas as s
+from ledger.api.body import JsonBodyRoute
 from ledger.api.deps import RT, IdemHeader, Member, Reader, idempotency_key, replayed
-from ledger.api.lean import LeanRoute
 from ledger.errors import NotFound, PaymentRequired
 from ledger.events import Attribution
 from ledger.money import format_credits
 from ledger.store import Outcome
 
-router = APIRouter(tags=["usage"], responses=s.ERRORS, route_class=LeanRoute)
+router = APIRouter(tags=["usage"], responses=s.ERRORS, route_class=JsonBodyRoute)
 
 
 def attribution(a: s.AttributionIn | None) -> Attribution:
