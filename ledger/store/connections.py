@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from ledger.errors import OutcomeUnknown
 from ledger.planner import Outcome, Result
 from ledger.store.load import read_ranges
-from ledger.store.sql import Pg, execute_with_literals, positional
+from ledger.store.sql import Pg, execute_with_literals, fetch, positional
 from ledger.store.write import Writes
 
 #: The largest write (characters of its parameters) that travels as literals with its COMMIT.
@@ -168,7 +168,7 @@ class ConnectionKeeper:
             await self._write_and_commit(conn, pg, writes, first_event)
             return results  # type: ignore[return-value]
         # The next batch's transaction is opened in this round trip, except when this one still
-        # reads (the replays, below, on SQLAlchemy's own transaction).
+        # reads (the replays, below, outside any transaction).
         chained = not replays
         try:
             status = await pg.execute(COMMIT_AND_BEGIN if chained else "COMMIT")
@@ -188,9 +188,7 @@ class ConnectionKeeper:
             raise OutcomeUnknown(f"the batch's transaction ended with {status!r}")
         # Replays of keys committed by earlier transactions: read their first result.
         if replays:
-            found = await read_ranges(conn, list(replays.values()))
-            # That read began SQLAlchemy's own transaction: end it before the next raw BEGIN.
-            await conn.rollback()
+            found = await read_ranges(pg, list(replays.values()))
             for i, (account_id, first, last) in replays.items():
                 results[i] = Outcome(tuple(found[(account_id, first, last)]), True)
         return results  # type: ignore[return-value]
@@ -224,13 +222,14 @@ class ConnectionKeeper:
             await abandon(conn, pg)  # the failed batch, or the next one's transaction
             if pg.is_closed():
                 raise failure
-            landed = await pg.fetchval("SELECT event_id FROM events WHERE account_id = $1 AND version = $2",
-                                       account_id, version)
+            landed = [r["event_id"] for r in await fetch(
+                pg, "SELECT event_id FROM events WHERE account_id = :a AND version = :v",
+                {"a": account_id, "v": version})]
         except Exception as exc:
             # The commit may or may not have landed: never retry blindly, the caller retries
             # with the same idempotency key and gets the first result if it did.
             raise OutcomeUnknown(f"commit failed in flight: {failure}") from exc
-        if landed != event_id:
+        if landed != [event_id]:
             raise failure  # not committed: the writer retries the commands one by one
 
     async def _prepared(self, pg: Pg, sql: str) -> str:

@@ -34,7 +34,7 @@ from ledger.state import (
     hour_due_at,
     spend_keys,
 )
-from ledger.store.sql import Pg, cached_text, fetch
+from ledger.store.sql import Pg, fetch
 
 _NO_ATTR = c.Charge.model_fields["attribution"].default
 
@@ -99,9 +99,9 @@ async def load(pg: Pg, commands: Sequence[c.Command], account_ids: list[str], no
     # (an index probe, nearly always finding none) rather than in a second round trip only
     # when a command names an agent or a member.
     keyed = [(cmd.account_id, cmd.idempotency_key) for cmd in commands if cmd.idempotency_key]
-    rows = await pg.fetch("SELECT * FROM credits_lock_and_load($1, $2, $3, $4)",
-                          [lock_key(a) for a in account_ids] if lock else [], account_ids,
-                          [a for a, _ in keyed], [k for _, k in keyed])
+    rows = await fetch(pg, "SELECT * FROM credits_lock_and_load(:locks, :accounts, :key_accounts, :keys)",
+                       {"locks": [lock_key(a) for a in account_ids] if lock else [], "accounts": account_ids,
+                        "key_accounts": [a for a, _ in keyed], "keys": [k for _, k in keyed]})
     account_rows = {r["account_id"]: r for r in rows}
     for a, r in account_rows.items():
         for k in r["keys"] or ():
@@ -245,19 +245,18 @@ async def load_counters(pg: Pg, loaded: Loaded, commands: Sequence[c.Command], a
 
 async def read_versions(conn: AsyncConnection, account_id: str, first: int, last: int) -> list[Event]:
     """Events ``first..last`` of one account, in order."""
-    return (await read_ranges(conn, [(account_id, first, last)]))[(account_id, first, last)]
+    pg: Pg = (await conn.get_raw_connection()).driver_connection
+    return (await read_ranges(pg, [(account_id, first, last)]))[(account_id, first, last)]
 
 
-async def read_ranges(
-    conn: AsyncConnection, ranges: list[tuple[str, int, int]]
-) -> dict[tuple[str, int, int], list[Event]]:
+async def read_ranges(pg: Pg, ranges: list[tuple[str, int, int]]) -> dict[tuple[str, int, int], list[Event]]:
     """Events of several ``(account, first, last)`` version ranges in one query, each in order."""
-    rows = (await conn.execute(cached_text(
+    found = await fetch(pg, (
         f"SELECT q.a AS q_a, q.f AS q_f, q.l AS q_l, {rows_.columns(rows_.EVENT_FIELDS, 'e')}"
         " FROM unnest(CAST(:a AS text[]), CAST(:f AS bigint[]), CAST(:l AS bigint[])) AS q(a, f, l)"
         " JOIN events e ON e.account_id = q.a AND e.version BETWEEN q.f AND q.l ORDER BY e.account_id, e.version"),
-        {"a": [r[0] for r in ranges], "f": [r[1] for r in ranges], "l": [r[2] for r in ranges]})).all()
+        {"a": [r[0] for r in ranges], "f": [r[1] for r in ranges], "l": [r[2] for r in ranges]})
     out: dict[tuple[str, int, int], list[Event]] = {r: [] for r in ranges}
-    for row in rows:
-        out[(row.q_a, row.q_f, row.q_l)].append(rows_.row_to_event(row))
+    for row in found:
+        out[(row["q_a"], row["q_f"], row["q_l"])].append(rows_.event(row["account_id"], row))
     return out

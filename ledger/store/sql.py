@@ -1,8 +1,12 @@
 """The store's small SQL builder: named parameters for asyncpg, rows as one JSON parameter, literals.
 
 The write path runs on the asyncpg connection itself (SQLAlchemy's per-statement machinery cost
-more client CPU than PostgreSQL spent on the statements); its statements name their parameters
-(``:name``) and ``positional`` numbers them for asyncpg.
+more client CPU than PostgreSQL spent on the statements). It talks to PostgreSQL one way: every
+query is plain SQL with named parameters (``:name``) run by ``fetch``, which numbers them for
+asyncpg (``positional``, skipping literals, quoted identifiers, comments and casts). The only other
+messages are the fixed transaction scripts (``BEGIN``, ``COMMIT``, ``ROLLBACK``) and the write sent
+with its COMMIT as ``EXECUTE`` of the prepared write with its parameters as literals
+(``execute_with_literals``; why: docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -15,20 +19,9 @@ from typing import Any
 from uuid import UUID
 
 import orjson
-from sqlalchemy import TextClause, text
 
 #: An asyncpg connection (asyncpg ships no type hints).
 Pg = Any
-
-
-@lru_cache(maxsize=512)
-def cached_text(statement: str) -> TextClause:
-    """The statement as a ``text()`` construct, built once per distinct string.
-
-    Building ``text()`` parses its bind parameters with a regex every time; the hot path runs
-    the same few statements over and over.
-    """
-    return text(statement)
 
 
 #: A named parameter (``:name``), or something it must never be read in: a string literal (plain,
