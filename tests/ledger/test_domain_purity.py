@@ -1,7 +1,7 @@
 """The domain does no I/O: importing it loads no database, broker or HTTP library.
 
 ``decide``, the batch planner and the modules they stand on (state, events, rates, money,
-grants, the alert rules, commands) are pure functions of their inputs; what they read from
+grants, the alert rules, commands, idempotency, the row mapping) are pure functions of their inputs; what they read from
 PostgreSQL or Redis is loaded at the edge (the store, ``ledger.alert_views``) and handed in. Each is imported in a fresh
 interpreter, so a transitive import counts.
 """
@@ -22,7 +22,8 @@ IO_LIBRARIES = ("sqlalchemy", "asyncpg", "psycopg", "psycopg2", "redis", "httpx"
                 "starlette", "uvicorn", "aiohttp", "requests")
 
 DOMAIN = ["ledger.decide", "ledger.state", "ledger.events", "ledger.rates", "ledger.money", "ledger.grants",
-          "ledger.alerts", "ledger.commands", "ledger.clock", "ledger.errors", "ledger.planner"]
+          "ledger.alerts", "ledger.commands", "ledger.clock", "ledger.errors", "ledger.planner",
+          "ledger.idempotency", "ledger.rows"]
 if hasattr(ledger.decide, "__path__"):  # a package: each of its modules too
     DOMAIN += [m.name for m in pkgutil.iter_modules(ledger.decide.__path__, "ledger.decide.")]
 
