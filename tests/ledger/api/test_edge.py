@@ -18,7 +18,7 @@ import httpx
 import pytest
 import pytest_asyncio
 from fastapi import FastAPI
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 
 from ledger.api.app import create_app
 from ledger.api.edge import MAX_TARGET
@@ -48,14 +48,14 @@ _PLAIN = {"key_id": "abcdefghijkl", "deployment_id": "dep-1", "reservation_id": 
 
 def _paths_with_a_nul(app: FastAPI, account: str) -> Iterator[tuple[str, str, str]]:
     """(method, path, parameter) for every route and each of its path parameters holding a NUL."""
-    for route in app.routes:
-        if not isinstance(route, APIRoute):
+    for ctx in iter_route_contexts(app.routes):
+        if not isinstance(ctx.route, APIRoute) or ctx.path is None:
             continue
-        params = re.findall(r"{(\w+)}", route.path)
+        params = re.findall(r"{(\w+)}", ctx.path)
         for bad in params:
             values = {p: "x%00y" if p == bad else account if p == "account" else _PLAIN.get(p, "x1") for p in params}
-            for method in route.methods or ():
-                yield method, route.path.format(**values), bad
+            for method in ctx.methods or ():
+                yield method, ctx.path.format(**values), bad
 
 
 @pytest_asyncio.fixture(loop_scope="session")
