@@ -14,14 +14,15 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ledger import rows
 from ledger.alerts import AlertSpec, AlertView
 from ledger.clock import day_key, month_key
-from ledger.state import Budget, CounterKey, Limit, LimitKey
+from ledger.state import CounterKey, Limit, LimitKey
 
 # The statements run on the asyncpg connection under SQLAlchemy's (positional parameters): a
 # check is a few small reads, and SQLAlchemy's per-statement overhead was most of their cost.
 _ACCOUNTS = (
-    "SELECT a.account_id, a.balance_ucr - a.reserved_ucr AS available, a.settings -> 'budget' AS budget,"
+    "SELECT a.account_id, a.balance_ucr - a.reserved_ucr AS available, a.settings,"
     " (SELECT coalesce(sum(d.hourly_ucr), 0) FROM deployments d"
     "   WHERE d.account_id = a.account_id AND d.status = 'running') AS hourly,"
     " EXISTS (SELECT 1 FROM limits l WHERE l.account_id = a.account_id) AS limited,"
@@ -31,7 +32,7 @@ _ACCOUNTS = (
 # Each limit with its subject's day and month counters and the runs asked for: exact keys, never
 # "every counter of the account" (day and run counters pile up over the years).
 _LIMITS = (
-    "SELECT l.account_id, l.scope, l.subject, l.per_run_ucr, l.per_day_ucr, l.per_month_ucr,"
+    f"SELECT l.account_id, {rows.columns(rows.LIMIT_COLUMNS, 'l')},"
     " (SELECT coalesce(jsonb_object_agg(s.period, s.spent_ucr), '{}') FROM spend_counters s"
     "   WHERE s.account_id = l.account_id AND s.scope = l.scope AND s.subject = l.subject"
     "   AND (s.period IN ($2, $3) OR (s.account_id, s.period) IN"
@@ -64,7 +65,7 @@ async def load_views(conn: AsyncConnection, accounts: Mapping[str, Collection[Co
     for r in rows:
         spent = {("account", "", month): int(r["month_spent"])} if r["month_spent"] is not None else {}
         views[r["account_id"]] = AlertView(
-            r["account_id"], int(r["available"]), Budget(**r["budget"]) if r["budget"] else Budget(),
+            r["account_id"], int(r["available"]), rows.budget(r["settings"]),
             counters=spent, running_hourly_ucr=int(r["hourly"]))
     limited = [r["account_id"] for r in rows if r["limited"]]
     if not limited:
@@ -73,8 +74,9 @@ async def load_views(conn: AsyncConnection, accounts: Mapping[str, Collection[Co
     limits: dict[str, dict[LimitKey, Limit]] = {a: {} for a in limited}
     counters: dict[str, dict[CounterKey, int]] = {a: dict(views[a].counters) for a in limited}
     for lr in await pg.fetch(_LIMITS, limited, day, month, [a for a, _ in runs], [p for _, p in runs]):
-        a, scope, subject = lr["account_id"], lr["scope"], lr["subject"]
-        limits[a][(scope, subject)] = Limit(lr["per_run_ucr"], lr["per_day_ucr"], lr["per_month_ucr"])
+        a = lr["account_id"]
+        (scope, subject), lim = rows.limit(lr)
+        limits[a][(scope, subject)] = lim
         for period, ucr in lr["spent"].items():
             # A run counter only when this subject's check asked for it (as a snapshot loads it).
             if not period.startswith("R") or (scope, subject, period) in accounts[a]:
