@@ -60,14 +60,14 @@ async def load_views(conn: AsyncConnection, accounts: Mapping[str, Collection[Co
         return {}
     pg = await _driver(conn)
     day, month = day_key(now), month_key(now)
-    rows = await pg.fetch(_ACCOUNTS, list(accounts), month)
+    found = await pg.fetch(_ACCOUNTS, list(accounts), month)
     views: dict[str, AlertView] = {}
-    for r in rows:
+    for r in found:
         spent = {("account", "", month): int(r["month_spent"])} if r["month_spent"] is not None else {}
         views[r["account_id"]] = AlertView(
             r["account_id"], int(r["available"]), rows.budget(r["settings"]),
             counters=spent, running_hourly_ucr=int(r["hourly"]))
-    limited = [r["account_id"] for r in rows if r["limited"]]
+    limited = [r["account_id"] for r in found if r["limited"]]
     if not limited:
         return views
     runs = sorted({(a, k[2]) for a in limited for k in accounts[a]})
