@@ -2,7 +2,7 @@
 
 A ``Call`` holds the method, path, query, body and idempotency key of one request and the parser
 of its answer; the functions below build one per endpoint from a method's arguments, checking
-them on the way (an int, never a float; a non-blank key). Nothing here does I/O: the transports
+them on the way (quantities and µcr amounts as exact ints; a non-blank key). Nothing here does I/O: the transports
 in ``sync_client`` and ``async_client`` send what ``Call.request`` builds, through the retry
 policy in ``exchange``.
 
