@@ -23,7 +23,7 @@ from ledger.events import (
 )
 from ledger.money import credits_to_exact_ucr, floor_ucr, format_cents, format_credits
 from ledger.rates import Pack, Price
-from ledger.service import Account, Balance, Estimate
+from ledger.views import Account, Balance, Estimate
 
 _OPERATION = {
     "CreditsPurchased": "purchase",

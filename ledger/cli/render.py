@@ -33,7 +33,7 @@ from ledger.events import (
 )
 from ledger.money import format_cents, format_credits
 from ledger.rates import RateCard
-from ledger.service import Balance
+from ledger.views import Balance
 
 SOURCES = ("allowance", "purchase", "promotion", "refund")
 

@@ -14,8 +14,9 @@ from ledger.clock import ManualClock, day_key
 from ledger.db import alembic_config, make_engine, migrate
 from ledger.events import Attribution
 from ledger.rate_cards import ensure_rate_card
-from ledger.service import Ledger, burn_window, runout_at
+from ledger.service import Ledger
 from ledger.verify import verify
+from ledger.views import burn_window, runout_at
 from tests.ledger.conftest import T0, OpenAccount
 
 UCR = 1_000_000

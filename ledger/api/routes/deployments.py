@@ -10,7 +10,7 @@ from ledger.api.body import JsonBodyRoute
 from ledger.api.deps import RT, IdemHeader, Member, Reader, idempotency_key, replayed
 from ledger.errors import NotFound, PaymentRequired
 from ledger.money import format_credits
-from ledger.service import DeploymentView
+from ledger.views import DeploymentView
 
 router = APIRouter(tags=["deployments"], responses=s.ERRORS, route_class=JsonBodyRoute)
 

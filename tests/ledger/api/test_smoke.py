@@ -27,7 +27,7 @@ async def test_open_charge_and_read(client: httpx.AsyncClient, api_account: Open
 def test_runout_forecast_is_exact_and_bounded() -> None:
     from datetime import UTC, datetime, timedelta
 
-    from ledger.service import runout_at
+    from ledger.views import runout_at
 
     now = datetime(2026, 11, 1, tzinfo=UTC)
     assert runout_at(now, 7_000_000, 7_000_000) == now + timedelta(days=7)
