@@ -112,6 +112,10 @@ class CreditsPurchased(EventBase):
     stripe_payment_intent: str | None = None
     stripe_checkout_session: str | None = None
     stripe_event_id: str | None = None
+    stripe_charge: str | None = None
+    stripe_invoice: str | None = None
+    receipt_url: str | None = None
+    invoice_pdf: str | None = None
 
 
 class UsageMetered(EventBase):

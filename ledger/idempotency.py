@@ -70,13 +70,16 @@ def request_key(header: str | None, body_key: str | None) -> str | None:
     return header if header is not None else body_key
 
 
-def fingerprint(command: BaseModel) -> bytes:
+def fingerprint(command: BaseModel, added_later: tuple[str, ...] = ()) -> bytes:
     """sha256 of the request without its key: equal for a true replay, different otherwise.
 
     The command's type and every field but the key, as the chain's canonical JSON: the bytes of
     every key already stored (``idempotency_keys.request_hash``), so this must never change.
+    Fields in ``added_later`` (optional ones a command gained after keys were stored) count only
+    when set, so a request stored before they existed still replays.
     """
-    body = command.model_dump(mode="json", exclude={"idempotency_key"})
+    unset = {name for name in added_later if getattr(command, name) is None}
+    body = command.model_dump(mode="json", exclude={"idempotency_key", *unset})
     body["command"] = type(command).__name__
     return hashlib.sha256(canonical_json(body).encode()).digest()
 

@@ -70,3 +70,12 @@ def test_a_key_book_replays_a_same_request_and_refuses_another() -> None:
     assert book.check("a", "new", b"fp") == ReplayInBatch(2)
     assert isinstance(book.check("a", "new", b"other"), IdempotencyConflict)
     assert book.new == [("a", "new", b"fp", 5, 6)]
+
+
+def test_a_purchase_keeps_its_fingerprint_until_a_field_added_later_is_set() -> None:
+    """``RecordPurchase`` gained Stripe's charge, invoice and receipt links after keys were stored:
+    unset, they leave the bytes a stored purchase key was written with."""
+    old = c.RecordPurchase(account_id="acct-1", kind="pack", pack_id="starter", cents_paid=500,
+                           stripe_checkout_session="cs_1")
+    assert old.fingerprint().hex() == "b8f9966ce07aa3b60817c8e9146140dff7fd0a82ac0e747bcd1322984a99951d"
+    assert old.model_copy(update={"receipt_url": "https://pay.example/r/1"}).fingerprint() != old.fingerprint()
