@@ -115,15 +115,17 @@ class RecordPurchase(Command):
     stripe_payment_intent: str | None = None
     stripe_checkout_session: str | None = None
     stripe_event_id: str | None = None
-    #: Stripe's charge and invoice, and the customer's receipt and invoice PDF where Stripe gives them.
+    #: Stripe's charge, customer and invoice; the customer's receipt and invoice PDF where Stripe gives them.
     stripe_charge: str | None = Field(default=None, max_length=255)
+    stripe_customer: str | None = Field(default=None, max_length=255)
     stripe_invoice: str | None = Field(default=None, max_length=255)
     receipt_url: str | None = Field(default=None, max_length=2000)
     invoice_pdf: str | None = Field(default=None, max_length=2000)
 
     def fingerprint(self) -> bytes:
-        # The last four came later: unset, they leave the fingerprint of keys stored before them.
-        return fingerprint(self, ("stripe_charge", "stripe_invoice", "receipt_url", "invoice_pdf"))
+        # The last five came later: unset, they leave the fingerprint of keys stored before them.
+        return fingerprint(self, ("stripe_charge", "stripe_customer", "stripe_invoice", "receipt_url",
+                                 "invoice_pdf"))
 
 
 class IssueRefund(Command):

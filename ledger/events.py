@@ -113,6 +113,7 @@ class CreditsPurchased(EventBase):
     stripe_checkout_session: str | None = None
     stripe_event_id: str | None = None
     stripe_charge: str | None = None
+    stripe_customer: str | None = None
     stripe_invoice: str | None = None
     receipt_url: str | None = None
     invoice_pdf: str | None = None

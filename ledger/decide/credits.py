@@ -137,8 +137,8 @@ def _purchase(b: Builder, cmd: c.RecordPurchase) -> None:
            pack_id=cmd.pack_id, cents_paid=cmd.cents_paid, credits_ucr=credits, bonus_ucr=bonus,
            stripe_payment_intent=cmd.stripe_payment_intent,
            stripe_checkout_session=cmd.stripe_checkout_session, stripe_event_id=cmd.stripe_event_id,
-           stripe_charge=cmd.stripe_charge, stripe_invoice=cmd.stripe_invoice, receipt_url=cmd.receipt_url,
-           invoice_pdf=cmd.invoice_pdf)
+           stripe_charge=cmd.stripe_charge, stripe_customer=cmd.stripe_customer, stripe_invoice=cmd.stripe_invoice,
+           receipt_url=cmd.receipt_url, invoice_pdf=cmd.invoice_pdf)
     settle_debt(b, grant_id)
 
 
