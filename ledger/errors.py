@@ -294,3 +294,36 @@ class Unavailable(LedgerError):
 
     def extra(self) -> dict[str, Any]:
         return {"retry_after_s": self.retry_after_s}
+
+
+class PaymentProviderUnavailable(Unavailable):
+    """Stripe cannot be reached (or is failing); nothing was recorded: retry later (HTTP 503)."""
+
+    type_slug = "payment-provider-unavailable"
+    title = "Payment provider unavailable"
+
+
+class PaymentProviderNotConfigured(LedgerError):
+    """The server has no Stripe key (or webhook secret) set: an operator must configure it (HTTP 503)."""
+
+    status = 503
+    type_slug = "payment-provider-not-configured"
+    title = "Payment provider not configured"
+
+
+class PaymentProviderRejected(LedgerError):
+    """Stripe refused a request the ledger made (bad key, an object it does not know): the server's
+    setup or Stripe's state, not the caller's request (HTTP 502)."""
+
+    status = 502
+    type_slug = "payment-provider-rejected"
+    title = "Payment provider refused the request"
+
+
+class InvalidSignature(LedgerError):
+    """A webhook whose signature does not verify: tampered, signed with another secret, unsigned or
+    too old. Nothing was recorded (HTTP 400)."""
+
+    status = 400
+    type_slug = "invalid-signature"
+    title = "Invalid webhook signature"

@@ -51,6 +51,19 @@ class Settings(BaseSettings):
     #: it names: the backend acting for a tenant is not throttled by that tenant's plan).
     operator_rate_limit_per_minute: int = 60_000
 
+    # ---- Stripe (docs/stripe.md) ----
+    #: The secret API key (``sk_live_...`` / ``sk_test_...``); unset: checkout, refunds and the
+    #: billing portal answer 503 saying Stripe is not configured.
+    stripe_api_key: str | None = Field(default=None, validation_alias="STRIPE_API_KEY")
+    #: The webhook endpoint's signing secret (``whsec_...``); unset: every webhook is refused.
+    stripe_webhook_secret: str | None = Field(default=None, validation_alias="STRIPE_WEBHOOK_SECRET")
+    #: Where Stripe's API is (a local stand-in in tests and demos); default: Stripe itself.
+    stripe_api_base: str | None = Field(default=None, validation_alias="STRIPE_API_BASE")
+    #: Seconds a webhook's signed timestamp may be old (Stripe's own default).
+    stripe_webhook_tolerance_s: int = Field(default=300, ge=1, le=3600)
+    #: Seconds one call to Stripe may take before it counts as unreachable.
+    stripe_timeout_s: float = Field(default=20.0, gt=0, le=120)  # float-ok: a duration
+
     # ---- workers ----
     #: The Dramatiq broker: ``redis://...`` or ``amqp://...`` (RabbitMQ); default: ``REDIS_URL``.
     broker_url: str | None = Field(default=None, validation_alias="BROKER_URL")
