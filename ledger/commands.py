@@ -142,6 +142,23 @@ class IssueRefund(Command):
     force: bool = False
 
 
+class RecordDispute(Command):
+    """The payment of purchase ``purchase_id`` (its ledger entry id) is disputed: what is left of it
+    is frozen. Recording the same ``dispute_id`` again changes nothing."""
+
+    purchase_id: UUID
+    dispute_id: str = Field(min_length=1, max_length=200)
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class CloseDispute(Command):
+    """A recorded dispute closed: ``won`` unfreezes the credits, ``lost`` keeps them gone."""
+
+    purchase_id: UUID
+    dispute_id: str = Field(min_length=1, max_length=200)
+    outcome: Literal["won", "lost"]
+
+
 class GrantAllowance(Command):
     """The plan's monthly credits for billing cycle ``cycle`` (0 = the month the account opened)."""
 
@@ -233,5 +250,6 @@ AnyCommand = (
     OpenAccount | ChangePlan | GrantCredits | RedeemCoupon | Charge | Meter | Reserve | Settle
     | Release | ExpireReservations | RecordPurchase | IssueRefund | GrantAllowance | ExpireGrants
     | StartDeployment | ChargeDeploymentHour | StopDeployment | PauseDeployment | ResumeDeployment
-    | SetBudget | SetLimit | CreateApiKey | RevokeApiKey | RaiseAlert | PauseForDebt
+    | SetBudget | SetLimit | CreateApiKey | RevokeApiKey | RaiseAlert | PauseForDebt | RecordDispute
+    | CloseDispute
 )

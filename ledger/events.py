@@ -258,6 +258,31 @@ class AlertRaised(EventBase):
     limit_ucr: int
 
 
+class PurchaseDisputed(EventBase):
+    """A purchase's payment was disputed: what was left of its grant is frozen (``amount_ucr`` is
+    ``-frozen_ucr``) and held on the purchase until the dispute closes."""
+
+    type: Literal["PurchaseDisputed"] = "PurchaseDisputed"
+    #: The purchase's ledger entry id (its ``CreditsPurchased`` event's id).
+    purchase_id: UUID
+    grant_id: UUID
+    dispute_id: str
+    reason: str
+    frozen_ucr: int
+
+
+class DisputeClosed(EventBase):
+    """A dispute closed: ``won`` gives the frozen credits back to the purchase's grant
+    (``amount_ucr = restored_ucr``), ``lost`` keeps them gone (``restored_ucr`` 0)."""
+
+    type: Literal["DisputeClosed"] = "DisputeClosed"
+    purchase_id: UUID
+    grant_id: UUID
+    dispute_id: str
+    outcome: Literal["won", "lost"]
+    restored_ucr: int
+
+
 Event = Annotated[
     AccountOpened
     | PlanChanged
@@ -279,7 +304,9 @@ Event = Annotated[
     | LimitSet
     | ApiKeyCreated
     | ApiKeyRevoked
-    | AlertRaised,
+    | AlertRaised
+    | PurchaseDisputed
+    | DisputeClosed,
     Field(discriminator="type"),
 ]
 

@@ -19,6 +19,7 @@ from ledger.chain import canonical_json
 from ledger.events import Event, event_from_row
 from ledger.grants import Grant
 from ledger.idempotency import StoredKey
+from ledger.payments import Dispute
 from ledger.state import AccountState, Budget, Deployment, Limit, LimitKey, Reservation
 
 
@@ -35,6 +36,7 @@ KEY_COLUMNS = ("key", "request_hash", "first_version", "last_version")
 RESERVATION_COLUMNS = ("reservation_id", "operation", "held_ucr", "status", "expires_at", "created_at")
 DEPLOYMENT_COLUMNS = ("deployment_id", "instance_type", "hourly_ucr", "status", "hours_charged", "credits_ucr",
                       "segment_started_at", "used_us", "paused_reason", "started_at")
+DISPUTE_COLUMNS = ("purchase_id", "dispute_id", "status", "frozen_ucr", "restored_ucr", "opened_at", "closed_at")
 ACCOUNT_COLUMNS = ("account_id", "name", "plan", "status", "balance_ucr", "debt_ucr", "reserved_ucr", "spent_ucr",
                    "version", "last_hash", "settings", "opened_at")
 
@@ -84,6 +86,14 @@ def deployment(r: Row) -> Deployment:
         paused_reason=r["paused_reason"], started_at=r["started_at"])
 
 
+def dispute(r: Row) -> Dispute | None:
+    """A purchase's dispute from a ``disputes`` row (``None`` for a row of NULLs: an outer join's miss)."""
+    if r["dispute_id"] is None:
+        return None
+    return Dispute(dispute_id=r["dispute_id"], status=r["status"], frozen_ucr=r["frozen_ucr"],
+                   restored_ucr=r["restored_ucr"], opened_at=r["opened_at"], closed_at=r["closed_at"])
+
+
 def allowance_cycle(settings: Mapping[str, Any]) -> int:
     """The last allowance cycle granted (``-1``: none yet), from ``accounts.settings``."""
     cycle: int = settings.get("allowance_cycle", -1)
@@ -127,6 +137,11 @@ def deployment_row(account_id: str, d: Deployment) -> tuple[Any, ...]:
     """``account_id`` and ``DEPLOYMENT_COLUMNS``."""
     return (account_id, d.deployment_id, d.instance_type, d.hourly_ucr, d.status, d.hours_charged, d.credits_ucr,
             d.segment_started_at, d.used // _MICROSECOND, d.paused_reason, d.started_at)
+
+
+def dispute_row(account_id: str, purchase_id: Any, d: Dispute) -> tuple[Any, ...]:
+    """``account_id`` and ``DISPUTE_COLUMNS``."""
+    return (account_id, purchase_id, d.dispute_id, d.status, d.frozen_ucr, d.restored_ucr, d.opened_at, d.closed_at)
 
 
 def settings_json(s: AccountState) -> str:

@@ -187,6 +187,22 @@ deployments = Table(
     PrimaryKeyConstraint("account_id", "deployment_id", name="deployments_pkey"),
 )
 
+disputes = Table(
+    "disputes",
+    metadata,
+    Column("account_id", Text, nullable=False),
+    # The disputed purchase's ledger entry id (its ``CreditsPurchased`` event): one dispute each.
+    Column("purchase_id", UUID(as_uuid=True), nullable=False),
+    Column("dispute_id", Text, nullable=False),
+    Column("status", Text, nullable=False),  # open | won | lost
+    Column("frozen_ucr", BigInteger, nullable=False),
+    Column("restored_ucr", BigInteger, nullable=False),
+    _ts("opened_at"),
+    _ts("closed_at", nullable=True),
+    PrimaryKeyConstraint("account_id", "purchase_id", name="disputes_pkey"),
+    CheckConstraint("status IN ('open', 'won', 'lost')", name="disputes_status_check"),
+)
+
 coupon_redemptions = Table(
     "coupon_redemptions",
     metadata,

@@ -27,16 +27,19 @@ from ledger.events import (
     DeploymentResumed,
     DeploymentStarted,
     DeploymentStopped,
+    DisputeClosed,
     Draw,
     Event,
     GrantExpired,
     LimitSet,
     PlanChanged,
+    PurchaseDisputed,
     RefundIssued,
     UsageMetered,
 )
 from ledger.grants import Grant
 from ledger.money import MAX_UCR
+from ledger.payments import Dispute
 from ledger.rates import coupon_code
 
 CounterKey = tuple[str, str, str]  # (scope, subject, period)
@@ -132,6 +135,8 @@ class Purchase:
     purchase_id: UUID
     grant_id: UUID
     purchased_at: datetime
+    #: Its dispute, if its payment was ever disputed (one per purchase, as one per Stripe charge).
+    dispute: Dispute | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +225,11 @@ def _add_grant(s: AccountState, grant: Grant) -> AccountState:
     return replace(s, grants={**s.grants, grant.grant_id: grant})
 
 
+def _add_to_grant(s: AccountState, grant_id: UUID, amount_ucr: int) -> AccountState:
+    g = s.grants[grant_id]
+    return _add_grant(s, replace(g, remaining_ucr=g.remaining_ucr + amount_ucr))
+
+
 def _draw(s: AccountState, draws: tuple[Draw, ...]) -> dict[UUID, Grant]:
     grants = dict(s.grants)
     for d in draws:
@@ -269,6 +279,18 @@ def apply(s: AccountState, e: Event) -> AccountState:
             else:
                 g = s.grants[e.grant_id]
                 s = _add_grant(s, replace(g, remaining_ucr=g.remaining_ucr + e.amount_ucr))
+        case PurchaseDisputed():
+            s = _add_to_grant(s, e.grant_id, e.amount_ucr)
+            p = s.purchases[e.purchase_id]
+            s = replace(s, purchases={**s.purchases, p.purchase_id: replace(
+                p, dispute=Dispute(e.dispute_id, "open", e.frozen_ucr, 0, e.occurred_at))})
+        case DisputeClosed():
+            s = _add_to_grant(s, e.grant_id, e.amount_ucr)
+            p = s.purchases[e.purchase_id]
+            if p.dispute is None:  # only a tampered log closes a dispute never recorded (verify says so)
+                raise ValueError(f"purchase {p.purchase_id} has no dispute to close")
+            s = replace(s, purchases={**s.purchases, p.purchase_id: replace(p, dispute=replace(
+                p.dispute, status=e.outcome, restored_ucr=e.restored_ucr, closed_at=e.occurred_at))})
         case DebtSettled():
             s = replace(s, grants=_draw(s, e.draws), debt_ucr=s.debt_ucr - e.settled_ucr)
         case GrantExpired():

@@ -6,7 +6,7 @@ or missing row shows, even one whose own hash was recomputed: the next link brea
 ``balance_after_ucr`` is the previous one plus ``amount_ucr``. The events are then folded with
 ``ledger.state.apply`` and the result compared with the inline state the writer keeps beside
 them (``accounts``, ``grants``, ``reservations``, ``deployments``, ``spend_counters``,
-``limits``, ``coupon_redemptions``, ``idempotency_keys``). Every difference is one line:
+``limits``, ``coupon_redemptions``, ``disputes``, ``idempotency_keys``). Every difference is one line:
 ``account X: <what> is <stored>, events say <derived>``.
 
 Accounts are read in chunks, each chunk in one REPEATABLE READ snapshot so a writer committing
@@ -31,6 +31,7 @@ from ledger.chain import GENESIS, event_hash
 from ledger.events import Event, UsageMetered
 from ledger.grants import Grant
 from ledger.money import format_credits
+from ledger.payments import Dispute
 from ledger.rates import coupon_code
 from ledger.rows import row_to_event
 from ledger.state import AccountState, CounterKey, Deployment, Limit, LimitKey, Reservation, apply, spend_keys
@@ -148,6 +149,7 @@ class _Inline:
     counters: dict[str, dict[CounterKey, int]] = field(default_factory=lambda: defaultdict(dict))
     limits: dict[str, dict[LimitKey, Limit]] = field(default_factory=lambda: defaultdict(dict))
     coupons: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    disputes: dict[str, dict[UUID, Dispute]] = field(default_factory=lambda: defaultdict(dict))
     keys: dict[str, dict[str, tuple[int, int]]] = field(default_factory=lambda: defaultdict(dict))
 
 
@@ -179,6 +181,11 @@ async def _load_inline(conn: AsyncConnection, ids: list[str]) -> _Inline:
         out.limits[r.account_id][key] = lim
     for r in await rows("SELECT account_id, code FROM coupon_redemptions WHERE account_id = ANY(:ids)"):
         out.coupons[r.account_id].add(coupon_code(r.code))  # compared as the fold keeps them
+    for r in await rows(f"SELECT account_id, {rows_.columns(rows_.DISPUTE_COLUMNS)} FROM disputes"
+                        " WHERE account_id = ANY(:ids)"):
+        found = rows_.dispute(r._mapping)
+        if found is not None:
+            out.disputes[r.account_id][r.purchase_id] = found
     for r in await rows(f"SELECT account_id, {rows_.columns(rows_.KEY_COLUMNS)} FROM idempotency_keys"
                         " WHERE account_id = ANY(:ids)"):
         name, stored = rows_.stored_key(r._mapping)
@@ -353,6 +360,11 @@ def _finish(r: _Replay, inline: _Inline, report: VerifyReport) -> None:
         _compare(bad, f"{lk[0]} limit {lk[1]} (per run, day, month)", stored, derived)
 
     _compare(bad, "coupons redeemed", sorted(inline.coupons.get(a, set())), sorted(s.coupons_redeemed))
+
+    disputes = inline.disputes.get(a, {})
+    derived_disputes = {pid: p.dispute for pid, p in s.purchases.items() if p.dispute is not None}
+    for pid in _union(disputes, derived_disputes):
+        _compare(bad, f"dispute of purchase {pid}", disputes.get(pid, "none"), derived_disputes.get(pid, "none"))
 
     # A key's events are exactly versions first..last (first > last: the command appended nothing).
     keys = inline.keys.get(a, {})

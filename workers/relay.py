@@ -41,6 +41,7 @@ from ledger.events import (
     Event,
     GrantExpired,
     LimitSet,
+    PurchaseDisputed,
     RefundIssued,
     UsageMetered,
 )
@@ -72,8 +73,8 @@ BUSY_S = 0.01
 #: Events after which the account's alerts are checked: spend, holds, credits lost, and rules or
 #: running costs that change what is due (a budget set below this month's spend alerts at once,
 #: not at the next charge; a deployment started shortens the runway).
-_ALERTING = (UsageMetered, CreditsReserved, GrantExpired, RefundIssued, BudgetSet, LimitSet, DeploymentStarted,
-             DeploymentResumed)
+_ALERTING = (UsageMetered, CreditsReserved, GrantExpired, RefundIssued, PurchaseDisputed, BudgetSet, LimitSet,
+             DeploymentStarted, DeploymentResumed)
 #: Events after which an alert that held may hold no longer (besides any event that adds credits):
 #: a hold released, a budget or limit changed, a deployment stopped or paused.
 _EASING = (CreditsReleased, BudgetSet, LimitSet, DeploymentStopped, DeploymentPaused)

@@ -35,6 +35,8 @@ _OPERATION = {
     "DebtSettled": "debt_settlement",
     "CreditsReserved": "reservation",
     "CreditsReleased": "release",
+    "PurchaseDisputed": "dispute",
+    "DisputeClosed": "dispute_closed",
 }
 _ENVELOPE = {"event_id", "account_id", "occurred_at", "recorded_at", "idempotency_key", "amount_ucr",
              "balance_after_ucr", "schema_version", "type"}

@@ -117,7 +117,7 @@ async def load(pg: Pg, commands: Sequence[c.Command], account_ids: list[str], no
         return [cmd for t in types for cmd in by_type.get(t, ())]
 
     grants = {a: {g.grant_id: g for g in map(rows_.grant, r["grants"])} for a, r in account_rows.items()}
-    purchases = await _purchases(pg, of(c.IssueRefund), account_rows, grants)
+    purchases = await _purchases(pg, of(c.IssueRefund, c.RecordDispute, c.CloseDispute), account_rows, grants)
     reservations = await _reservations(pg, of(c.Settle, c.Release), of(c.ExpireReservations), now)
     # Debt pauses and the deployment-cost alert look at every running deployment.
     deployments = await _deployments(pg, of(c.StartDeployment, c.ChargeDeploymentHour, c.StopDeployment,
@@ -136,23 +136,29 @@ async def load(pg: Pg, commands: Sequence[c.Command], account_ids: list[str], no
     await load_counters(pg, out, commands, gated, now)
     return out
 
-async def _purchases(pg: Pg, refunds: list[c.IssueRefund], accounts: Mapping[str, Any],
+async def _purchases(pg: Pg, naming: list[c.IssueRefund | c.RecordDispute | c.CloseDispute],
+                     accounts: Mapping[str, Any],
                      grants: dict[str, dict[UUID, Grant]]) -> dict[str, dict[UUID, Purchase]]:
-    """The purchases the batch's refunds name, by ledger entry id, with their grants (which may be
-    spent down to zero, so not among the live grants: added to ``grants``)."""
+    """The purchases the batch's refunds and disputes name, by ledger entry id, with their disputes
+    and their grants (which may be spent down to zero, so not among the live grants: added to
+    ``grants``)."""
     purchases: dict[str, dict[UUID, Purchase]] = defaultdict(dict)
-    purchase_ids = [(cmd.account_id, cmd.purchase_id) for cmd in refunds
+    purchase_ids = [(cmd.account_id, cmd.purchase_id) for cmd in naming
                     if cmd.purchase_id is not None and cmd.account_id in accounts]
     if purchase_ids:
+        disputed = ", ".join(f"d.{n}" for n in rows_.DISPUTE_COLUMNS if n != "purchase_id")
         for r in await fetch(pg, (
-            f"SELECT e.account_id, e.event_id, e.occurred_at, {rows_.columns(rows_.GRANT_COLUMNS, 'g')}"
+            f"SELECT e.account_id, e.event_id, e.occurred_at, {rows_.columns(rows_.GRANT_COLUMNS, 'g')},"
+            f" {disputed}"
             " FROM unnest(CAST(:pa AS text[]), CAST(:pe AS uuid[])) AS p(a, e2)"
             " JOIN events e ON e.account_id = p.a AND e.event_id = p.e2 AND e.type = 'CreditsPurchased'"
-            " JOIN grants g ON g.account_id = e.account_id AND g.grant_id = CAST(e.data ->> 'grant_id' AS uuid)"),
+            " JOIN grants g ON g.account_id = e.account_id AND g.grant_id = CAST(e.data ->> 'grant_id' AS uuid)"
+            " LEFT JOIN disputes d ON d.account_id = e.account_id AND d.purchase_id = e.event_id"),
             {"pa": [a for a, _ in purchase_ids], "pe": [e for _, e in purchase_ids]},
         ):
             grants[r["account_id"]][r["grant_id"]] = rows_.grant(r)
-            purchases[r["account_id"]][r["event_id"]] = Purchase(r["event_id"], r["grant_id"], r["occurred_at"])
+            purchases[r["account_id"]][r["event_id"]] = Purchase(r["event_id"], r["grant_id"], r["occurred_at"],
+                                                                 rows_.dispute(r))
     return purchases
 
 

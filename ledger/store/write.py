@@ -17,11 +17,13 @@ from ledger.events import UsageMetered
 from ledger.planner import WritePlan
 from ledger.rows import (
     DEPLOYMENT_COLUMNS,
+    DISPUTE_COLUMNS,
     GRANT_COLUMNS,
     LIMIT_COLUMNS,
     RESERVATION_COLUMNS,
     columns,
     deployment_row,
+    dispute_row,
     grant_row,
     limit_row,
     reservation_row,
@@ -121,7 +123,7 @@ def _write_state(w: Writes, plan: WritePlan) -> None:
                                         s.spent_ucr, s.version, s.last_hash, orjson.Fragment(settings_json(s)))
                                        for s in updated)})
 
-    grant_rows, res_rows, dep_rows, limit_rows = [], [], [], []
+    grant_rows, res_rows, dep_rows, limit_rows, dispute_rows = [], [], [], [], []
     for s in changed:
         before = original.get(s.account_id) or AccountState(account_id=s.account_id)
         grant_rows += [grant_row(s.account_id, g) for gid, g in s.grants.items() if before.grants.get(gid) != g]
@@ -130,6 +132,8 @@ def _write_state(w: Writes, plan: WritePlan) -> None:
         dep_rows += [deployment_row(s.account_id, d) for did, d in s.deployments.items()
                      if before.deployments.get(did) != d]
         limit_rows += [limit_row(s.account_id, k, lim) for k, lim in s.limits.items() if before.limits.get(k) != lim]
+        dispute_rows += [dispute_row(s.account_id, pid, p.dispute) for pid, p in s.purchases.items()
+                         if p.dispute is not None and before.purchases.get(pid) != p]
     if grant_rows:
         w.add(
             f"INSERT INTO grants (account_id, {columns(GRANT_COLUMNS)}) "
@@ -137,6 +141,14 @@ def _write_state(w: Writes, plan: WritePlan) -> None:
                          "t timestamptz")
             + " ON CONFLICT (account_id, grant_id) DO UPDATE SET remaining_ucr = excluded.remaining_ucr",
             {"rows": rows(grant_rows)})
+    if dispute_rows:
+        w.add(
+            f"INSERT INTO disputes (account_id, {columns(DISPUTE_COLUMNS)}) "
+            + rows_from("a text", "p uuid", "i text", "s text", "f bigint", "r bigint", "o timestamptz",
+                         "c timestamptz")
+            + " ON CONFLICT (account_id, purchase_id) DO UPDATE SET status = excluded.status,"
+            " restored_ucr = excluded.restored_ucr, closed_at = excluded.closed_at",
+            {"rows": rows(dispute_rows)})
     if res_rows:
         w.add(
             f"INSERT INTO reservations (account_id, {columns(RESERVATION_COLUMNS)}) "

@@ -81,7 +81,8 @@ async def build_mix(ledger: Ledger, clock: ManualClock) -> list[str]:
 
     # Metered usage beyond every grant is debt; the next purchase settles it.
     await _ok(ledger, c.Meter(account_id=msg, operation="sms", quantity=2000))
-    await _ok(ledger, c.RecordPurchase(account_id=msg, kind="pack", pack_id="starter", cents_paid=1000))
+    bought_msg = await ledger.execute(c.RecordPurchase(account_id=msg, kind="pack", pack_id="starter",
+                                                       cents_paid=1000))
     await _ok(ledger, c.GrantCredits(account_id=msg, amount_ucr=3 * UCR, reason="goodwill",
                                      expires_at=clock.now() + timedelta(days=2)))
 
@@ -90,6 +91,12 @@ async def build_mix(ledger: Ledger, clock: ManualClock) -> list[str]:
     await _ok(ledger, c.ExpireGrants(account_id=msg, idempotency_key="expire:1"))
     await _ok(ledger, c.GrantAllowance(account_id=ai, cycle=1))
     await _ok(ledger, c.GrantAllowance(account_id=gpu, cycle=1))
+    # Disputes: ai's pack disputed and won (its credits back), msg's pack disputed and still open.
+    await _ok(ledger, c.RecordDispute(account_id=ai, purchase_id=purchase.event_id, dispute_id="dp_1",
+                                      reason="fraudulent"))
+    await _ok(ledger, c.CloseDispute(account_id=ai, purchase_id=purchase.event_id, dispute_id="dp_1", outcome="won"))
+    await _ok(ledger, c.RecordDispute(account_id=msg, purchase_id=bought_msg.events[0].event_id, dispute_id="dp_2",
+                                      reason="product_not_received"))
     return [ai, gpu, msg]
 
 
@@ -225,6 +232,23 @@ async def test_edited_deployment_reservation_and_counter(world: World) -> None:
     assert ("mix-gpu", "deployment d1 hours charged") in whats
     assert sum(1 for a, w in whats if a == "mix-gpu" and w.endswith(" status") and "reservation" in w) == 2
     assert any(a == "mix-ai" and w.startswith("spend counter agent/support-bot/") for a, w in whats)
+
+
+async def test_edited_dispute_row(world: World) -> None:
+    await _tamper(world.engine, "UPDATE disputes SET frozen_ucr = frozen_ucr + 1 WHERE account_id = 'mix-msg'",
+                  "UPDATE disputes SET status = 'lost' WHERE account_id = 'mix-ai'")
+    report = await verify(world.engine)
+    whats = {(m.account_id, m.what.split(" of purchase ")[0]) for m in report.mismatches}
+    assert whats == {("mix-msg", "dispute"), ("mix-ai", "dispute")}, report.mismatches
+
+
+async def test_a_dispute_row_lost_or_invented_is_caught(world: World) -> None:
+    await _tamper(world.engine, "DELETE FROM disputes WHERE account_id = 'mix-msg'",
+                  "INSERT INTO disputes SELECT 'mix-gpu', gen_random_uuid(), 'dp_x', 'open', 1, 0, now(), NULL")
+    report = await verify(world.engine)
+    lines = sorted(str(m) for m in report.mismatches)
+    assert len(lines) == 2 and "is none, events say Dispute(" in lines[1] and "mix-msg" in lines[1], lines
+    assert "mix-gpu" in lines[0] and "events say none" in lines[0], lines
 
 
 async def test_clean_while_writers_commit(world: World) -> None:
