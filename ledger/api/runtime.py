@@ -9,6 +9,7 @@ from redis.asyncio import Redis
 
 from ledger.api.metrics import Metrics
 from ledger.api.ratelimit import RateLimiter
+from ledger.billing.gateway import StripeGateway
 from ledger.errors import RateLimited, UnknownAccount
 from ledger.keys import Principal, authenticate
 from ledger.revocations import announce
@@ -23,10 +24,18 @@ class Runtime:
     limiter: RateLimiter | None = None
     redis: Redis | None = None
     metrics: Metrics = field(default_factory=Metrics)
+    #: Stripe, built from the settings on first use (no key: those routes answer 503).
+    stripe: StripeGateway | None = None
     _keys: dict[str, tuple[Principal, float]] = field(default_factory=dict)  # float-ok: monotonic expiry
     _plans: dict[str, tuple[str, float]] = field(default_factory=dict)  # float-ok: monotonic expiry
     #: Bumped by every forget: a lookup that started before one must not cache what it read.
     _key_epoch: int = 0
+
+    @property
+    def gateway(self) -> StripeGateway:
+        if self.stripe is None:
+            self.stripe = StripeGateway.from_settings(self.settings)
+        return self.stripe
 
     async def principal(self, raw: str) -> Principal | None:
         """The key's principal, trusted for ``key_cache_s`` once verified (or until revoked)."""

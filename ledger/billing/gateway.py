@@ -1,0 +1,127 @@
+"""The one door to Stripe: the official SDK's client built from the settings, its answers as plain
+dicts, and its failures as the ledger's errors.
+
+Stripe unreachable, rate limiting or failing on its side: ``PaymentProviderUnavailable`` (503 with
+``Retry-After``; nothing was recorded, retry). A key Stripe refuses or an object it does not know:
+``PaymentProviderRejected`` (502: the server's setup, not the caller). The same Stripe idempotency
+key with other parameters: ``IdempotencyConflict`` (409). No key set: ``PaymentProviderNotConfigured``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import stripe
+
+from ledger.errors import (
+    IdempotencyConflict,
+    InvalidSignature,
+    PaymentProviderNotConfigured,
+    PaymentProviderRejected,
+    PaymentProviderUnavailable,
+)
+from ledger.settings import Settings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+#: Stripe's page size limit: more refunds or sessions than this on one payment is not a case here.
+_PAGE = 100
+
+
+def as_dict(obj: Any) -> dict[str, Any]:
+    """A Stripe object (or a dict already) as plain nested dicts and lists."""
+    if isinstance(obj, stripe.StripeObject):
+        return obj.to_dict()
+    return dict(obj)
+
+
+class StripeGateway:
+    """Stripe through its SDK (async calls). Built by the composition root; nothing runs at import."""
+
+    def __init__(self, *, api_key: str | None, webhook_secret: str | None, api_base: str | None = None,
+                 tolerance_s: int = 300, timeout_s: float = 20.0) -> None:  # float-ok: a duration
+        self.webhook_secret = webhook_secret
+        self.tolerance_s = tolerance_s
+        self._client: stripe.StripeClient | None = None
+        if api_key:
+            # Two retries on connection errors, with the SDK's own idempotency keys on POSTs.
+            self._client = stripe.StripeClient(
+                api_key, base_addresses={"api": api_base} if api_base else None, max_network_retries=2,
+                http_client=stripe.HTTPXClient(timeout=timeout_s))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> StripeGateway:
+        return cls(api_key=settings.stripe_api_key, webhook_secret=settings.stripe_webhook_secret,
+                   api_base=settings.stripe_api_base, tolerance_s=settings.stripe_webhook_tolerance_s,
+                   timeout_s=settings.stripe_timeout_s)
+
+    @property
+    def client(self) -> stripe.StripeClient:
+        if self._client is None:
+            raise PaymentProviderNotConfigured("Stripe is not configured on this server: set STRIPE_API_KEY")
+        return self._client
+
+    # ---- webhooks ------------------------------------------------------------------------------
+
+    def verify(self, payload: bytes, signature: str | None) -> None:
+        """Check ``Stripe-Signature`` over the raw body (the SDK's check, ``tolerance_s``); else
+        ``InvalidSignature``."""
+        if not self.webhook_secret:
+            raise PaymentProviderNotConfigured("Stripe webhooks are not configured: set STRIPE_WEBHOOK_SECRET")
+        if not signature:
+            raise InvalidSignature("no Stripe-Signature header")
+        try:
+            stripe.WebhookSignature.verify_header(payload.decode("utf-8", "replace"), signature,
+                                                  self.webhook_secret, self.tolerance_s)
+        except stripe.SignatureVerificationError as exc:
+            raise InvalidSignature(f"the Stripe-Signature does not verify: {exc.user_message or exc}") from None
+
+    # ---- calls ---------------------------------------------------------------------------------
+
+    async def create_checkout_session(self, params: dict[str, Any], idempotency_key: str | None) -> dict[str, Any]:
+        return await self._call(lambda: self.client.v1.checkout.sessions.create_async(
+            params,  # type: ignore[arg-type]
+            {"idempotency_key": idempotency_key} if idempotency_key else None))
+
+    async def sessions_for_payment_intent(self, payment_intent: str) -> list[dict[str, Any]]:
+        page = await self._call(lambda: self.client.v1.checkout.sessions.list_async(
+            {"payment_intent": payment_intent, "limit": _PAGE}))
+        return [as_dict(s) for s in page.get("data", [])]
+
+    async def payment_intent(self, payment_intent: str) -> dict[str, Any]:
+        """The PaymentIntent with its latest charge expanded (the receipt is on the charge)."""
+        return await self._call(lambda: self.client.v1.payment_intents.retrieve_async(
+            payment_intent, {"expand": ["latest_charge"]}))
+
+    async def invoice(self, invoice: str) -> dict[str, Any]:
+        return await self._call(lambda: self.client.v1.invoices.retrieve_async(invoice))
+
+    async def refunds_for_payment_intent(self, payment_intent: str) -> list[dict[str, Any]]:
+        page = await self._call(lambda: self.client.v1.refunds.list_async(
+            {"payment_intent": payment_intent, "limit": _PAGE}))
+        return [as_dict(r) for r in page.get("data", [])]
+
+    async def create_refund(self, params: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
+        return await self._call(lambda: self.client.v1.refunds.create_async(
+            params, {"idempotency_key": idempotency_key}))  # type: ignore[arg-type]
+
+    async def create_portal_session(self, params: dict[str, Any]) -> dict[str, Any]:
+        return await self._call(lambda: self.client.v1.billing_portal.sessions.create_async(
+            params))  # type: ignore[arg-type]
+
+    async def _call(self, call: Callable[[], Awaitable[Any]]) -> dict[str, Any]:
+        try:
+            return as_dict(await call())
+        except (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError) as exc:
+            log.warning("Stripe unreachable or failing: %r", exc)
+            raise PaymentProviderUnavailable(f"Stripe cannot be reached or is failing ({type(exc).__name__});"
+                                             " nothing was recorded: retry later") from None
+        except stripe.IdempotencyError as exc:
+            raise IdempotencyConflict(f"the idempotency key was used with a different request: {exc.user_message}"
+                                      ) from None
+        except stripe.StripeError as exc:
+            log.error("Stripe refused a request: %r", exc)
+            raise PaymentProviderRejected(f"Stripe refused the request: {exc.user_message or exc}") from None

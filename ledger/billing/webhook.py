@@ -1,0 +1,154 @@
+"""``POST /v1/stripe/webhook``'s work: verify the signature, then turn the event into ledger commands.
+
+The mapping is pure (``ledger.billing.stripe_events``); here are the look-ups it needs from
+Stripe and the ledger. A charge refunded (or disputed) before its purchase's event arrived records
+the purchase first, found through Stripe (the Checkout Session of its PaymentIntent), with the key
+the completion will use, so the two meet in the ledger's idempotency whatever their order.
+
+Answers: a bad signature is a 400 and nothing is recorded; an outage (Stripe or the database) is a
+503, so Stripe delivers the event again later; anything else is a 200, with what was done.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from ledger import commands as c
+from ledger.billing.checkout import SOURCE
+from ledger.billing.gateway import StripeGateway
+from ledger.billing.stripe_events import (
+    Action,
+    Notice,
+    PurchaseFacts,
+    classify,
+    failed_notice,
+    payment_intent_of,
+    purchase_command,
+    refund_command,
+    session_account,
+)
+from ledger.errors import LedgerError, MalformedRequest
+from ledger.events import CreditsPurchased
+from ledger.service import Ledger
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Handled:
+    """What one delivery did: ``recorded`` (something new), ``replayed`` (already recorded),
+    ``ignored``, or ``notice`` (a payment that credits nothing and needs a person)."""
+
+    outcome: str
+    detail: str = ""
+    account_id: str | None = None
+
+
+class StripeWebhooks:
+    def __init__(self, ledger: Ledger, gateway: StripeGateway) -> None:
+        self.ledger = ledger
+        self.gateway = gateway
+
+    async def receive(self, payload: bytes, signature: str | None) -> Handled:
+        """Verify, then act once (by the keys) on what the event says."""
+        self.gateway.verify(payload, signature)
+        try:
+            event = json.loads(payload)
+        except ValueError:
+            raise MalformedRequest("the webhook body is not JSON") from None
+        if not isinstance(event, dict):
+            raise MalformedRequest("the webhook body is not a Stripe event")
+        action = classify(event)
+        handled = await self._act(action)
+        log.info("Stripe %s %s: %s %s", event.get("type"), event.get("id"), handled.outcome, handled.detail)
+        return handled
+
+    async def _act(self, action: Action) -> Handled:
+        if action.kind == "purchase":
+            return await self.record_purchase(action.obj)
+        if action.kind == "payment_failed":
+            return self._notice(failed_notice(action.obj))
+        if action.kind == "refunded":
+            return await self.record_refunds(action.obj)
+        if action.kind in ("dispute_opened", "dispute_closed"):
+            return Handled("ignored", "disputes are not recorded yet")
+        return Handled("ignored", action.why)
+
+    def _notice(self, notice: Notice) -> Handled:
+        log.warning("Stripe payment for account %r needs attention (%s): %s", notice.account_id, notice.reason,
+                    notice.message)
+        return Handled("notice", f"{notice.reason}: {notice.message}", notice.account_id)
+
+    async def _purchase_command(self, session: dict[str, Any]) -> c.RecordPurchase | Notice:
+        """The session's purchase, with the receipt of its charge and its invoice's PDF when Stripe has them."""
+        pi_id = payment_intent_of(session)
+        pi = await self.gateway.payment_intent(pi_id) if pi_id else None
+        invoice_id = session.get("invoice")
+        invoice = await self.gateway.invoice(str(invoice_id)) if isinstance(invoice_id, str) and invoice_id else None
+        return purchase_command(session, pi, invoice)
+
+    async def record_purchase(self, session: dict[str, Any]) -> Handled:
+        """Credit a paid session once; a payment that is not what was sold credits nothing (a notice)."""
+        found = await self._purchase(session)
+        if isinstance(found, Notice):
+            return self._notice(found)
+        facts, replayed = found
+        return Handled("replayed" if replayed else "recorded", f"purchase {facts.purchase_id}",
+                       session_account(session))
+
+    async def _purchase(self, session: dict[str, Any]) -> tuple[PurchaseFacts, bool] | Notice:
+        cmd = await self._purchase_command(session)
+        if isinstance(cmd, Notice):
+            return cmd
+        try:
+            outcome = await self.ledger.execute(cmd)
+        except LedgerError as exc:
+            if exc.transient:
+                raise
+            # Paid, and refused (a pack whose price changed, an account that is gone): a person decides.
+            return Notice(cmd.account_id, getattr(exc, "reason", exc.type_slug), exc.detail)
+        bought = next(e for e in outcome.events if isinstance(e, CreditsPurchased))
+        facts = PurchaseFacts(bought.event_id, bought.cents_paid, bought.credits_ucr + bought.bonus_ucr)
+        return facts, outcome.replayed
+
+    async def purchase_of_payment(self, payment_intent: str) -> tuple[str, PurchaseFacts] | Notice | None:
+        """The purchase a PaymentIntent paid for (recording it now if its event has not arrived);
+        ``None`` when it was not a ledger checkout."""
+        sessions = [s for s in await self.gateway.sessions_for_payment_intent(payment_intent)
+                    if s.get("mode") == "payment" and (s.get("metadata") or {}).get("source") == SOURCE]
+        if not sessions:
+            return None
+        session = sessions[0]
+        if session.get("payment_status") != "paid":
+            return Notice(session_account(session) or "", "not_paid",
+                          f"checkout {session.get('id')} is not paid: nothing to take back")
+        found = await self._purchase(session)
+        if isinstance(found, Notice):
+            return found
+        return session_account(session) or "", found[0]
+
+    async def record_refunds(self, charge: dict[str, Any]) -> Handled:
+        """Take back, once per Stripe refund, the credits each refund of the charge paid back."""
+        pi = payment_intent_of(charge)
+        if pi is None:
+            return Handled("ignored", "a charge without a PaymentIntent")
+        found = await self.purchase_of_payment(pi)
+        if found is None:
+            return Handled("ignored", f"{pi} did not pay for a ledger checkout")
+        if isinstance(found, Notice):
+            return self._notice(found)
+        account, facts = found
+        commands = [cmd for r in await self.gateway.refunds_for_payment_intent(pi)
+                    if (cmd := refund_command(account, facts, r)) is not None]
+        new = 0
+        for result in await self.ledger.execute_many(commands) if commands else []:
+            if isinstance(result, LedgerError):
+                if result.transient:
+                    raise result
+                return self._notice(Notice(account, getattr(result, "reason", result.type_slug), result.detail))
+            new += not result.replayed
+        return Handled("recorded" if new else "replayed", f"{len(commands)} refund(s) of purchase {facts.purchase_id}",
+                       account)
