@@ -121,11 +121,13 @@ class RecordPurchase(Command):
     stripe_invoice: str | None = Field(default=None, max_length=255)
     receipt_url: str | None = Field(default=None, max_length=2000)
     invoice_pdf: str | None = Field(default=None, max_length=2000)
+    #: An auto-refill's: the crossing of the pending request it pays (its credits and price).
+    crossing: int | None = Field(default=None, ge=1)
 
     def fingerprint(self) -> bytes:
-        # The last five came later: unset, they leave the fingerprint of keys stored before them.
+        # The last six came later: unset, they leave the fingerprint of keys stored before them.
         return fingerprint(self, ("stripe_charge", "stripe_customer", "stripe_invoice", "receipt_url",
-                                 "invoice_pdf"))
+                                 "invoice_pdf", "crossing"))
 
 
 class IssueRefund(Command):
@@ -157,6 +159,42 @@ class CloseDispute(Command):
     purchase_id: UUID
     dispute_id: str = Field(min_length=1, max_length=200)
     outcome: Literal["won", "lost"]
+
+
+class ConfigureAutoRefill(Command):
+    """Below ``threshold_ucr``, buy ``amount_ucr`` (priced by the card's custom-amount rule)."""
+
+    enabled: bool
+    threshold_ucr: int = Field(ge=0, le=MAX_UCR)
+    amount_ucr: int = PositiveUcr
+    daily_cap_ucr: int | None = Field(default=None, gt=0, le=MAX_UCR)
+    #: Also refill when the burn-rate forecast says the balance runs out within this many hours.
+    runout_hours: int | None = Field(default=None, gt=0, le=24 * 90)
+
+
+class SavePaymentMethod(Command):
+    """The payment method refills charge off-session; a new one closes the refill breaker."""
+
+    stripe_customer: str = Field(min_length=1, max_length=255)
+    payment_method: str = Field(min_length=1, max_length=255)
+
+
+class RequestAutoRefill(Command):
+    """Ask one refill for ``crossing``: the version of the event that took the balance below the
+    threshold (``ledger.refill.crossings``), or for a ``runout`` trigger the version the forecast
+    read. Refused (``AutoRefillRefused``, nothing recorded) unless a refill is due."""
+
+    crossing: int = Field(ge=1)
+    trigger: Literal["threshold", "runout"] = "threshold"
+
+
+class RecordAutoRefillFailure(Command):
+    """The refill of ``crossing`` was declined or failed."""
+
+    crossing: int = Field(ge=1)
+    payment_intent: str | None = Field(default=None, max_length=255)
+    reason: str = Field(min_length=1, max_length=500)
+    decline_code: str | None = Field(default=None, max_length=100)
 
 
 class GrantAllowance(Command):
@@ -251,5 +289,5 @@ AnyCommand = (
     | Release | ExpireReservations | RecordPurchase | IssueRefund | GrantAllowance | ExpireGrants
     | StartDeployment | ChargeDeploymentHour | StopDeployment | PauseDeployment | ResumeDeployment
     | SetBudget | SetLimit | CreateApiKey | RevokeApiKey | RaiseAlert | PauseForDebt | RecordDispute
-    | CloseDispute
+    | CloseDispute | ConfigureAutoRefill | SavePaymentMethod | RequestAutoRefill | RecordAutoRefillFailure
 )

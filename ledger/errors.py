@@ -165,6 +165,22 @@ class InvalidState(LedgerError):
     title = "Conflict with current state"
 
 
+class AutoRefillRefused(InvalidState):
+    """No refill is due: ``reason`` is ``disabled``, ``no_payment_method``, ``breaker_open``,
+    ``pending``, ``already_requested``, ``above_threshold``, ``runout_off`` or ``daily_cap``.
+    Nothing was recorded."""
+
+    type_slug = "auto-refill-refused"
+    title = "Auto-refill refused"
+
+    def __init__(self, detail: str, reason: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+    def extra(self) -> dict[str, Any]:
+        return {"reason": self.reason}
+
+
 class IdempotencyConflict(LedgerError):
     """The idempotency key was used before with a different request."""
 

@@ -117,6 +117,8 @@ class CreditsPurchased(EventBase):
     stripe_invoice: str | None = None
     receipt_url: str | None = None
     invoice_pdf: str | None = None
+    #: An auto-refill's: the crossing its request answered (``AutoRefillRequested.crossing``).
+    crossing: int | None = None
 
 
 class UsageMetered(EventBase):
@@ -283,6 +285,51 @@ class DisputeClosed(EventBase):
     restored_ucr: int
 
 
+class AutoRefillConfigured(EventBase):
+    """The auto-refill rule: below ``threshold_ucr``, buy ``refill_ucr`` for ``cents`` (the card's
+    custom-amount price), at most ``daily_cap_ucr`` a UTC day; ``runout_hours``: also when the
+    forecast says the balance runs out that soon. (``amount_ucr`` is the envelope's: 0.)"""
+
+    type: Literal["AutoRefillConfigured"] = "AutoRefillConfigured"
+    enabled: bool
+    threshold_ucr: int
+    refill_ucr: int
+    cents: int
+    daily_cap_ucr: int | None = None
+    runout_hours: int | None = None
+
+
+class PaymentMethodSaved(EventBase):
+    """A payment method for off-session payments; a new one closes the refill breaker."""
+
+    type: Literal["PaymentMethodSaved"] = "PaymentMethodSaved"
+    stripe_customer: str
+    payment_method: str
+
+
+class AutoRefillRequested(EventBase):
+    """One refill asked of the saved payment method (no money moves until it is paid)."""
+
+    type: Literal["AutoRefillRequested"] = "AutoRefillRequested"
+    crossing: int
+    credits_ucr: int
+    cents: int
+    trigger: Literal["threshold", "runout"]
+    stripe_customer: str
+    payment_method: str
+
+
+class AutoRefillFailed(EventBase):
+    """The refill of ``crossing`` was not paid; ``failures`` in a row so far."""
+
+    type: Literal["AutoRefillFailed"] = "AutoRefillFailed"
+    crossing: int
+    payment_intent: str | None = None
+    reason: str
+    decline_code: str | None = None
+    failures: int
+
+
 Event = Annotated[
     AccountOpened
     | PlanChanged
@@ -306,7 +353,11 @@ Event = Annotated[
     | ApiKeyRevoked
     | AlertRaised
     | PurchaseDisputed
-    | DisputeClosed,
+    | DisputeClosed
+    | AutoRefillConfigured
+    | PaymentMethodSaved
+    | AutoRefillRequested
+    | AutoRefillFailed,
     Field(discriminator="type"),
 ]
 

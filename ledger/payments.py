@@ -1,4 +1,5 @@
-"""What an account's state holds about money paid in through Stripe: disputes of purchases.
+"""What an account's state holds about money paid in through Stripe: disputes of purchases and
+auto-refill (its rule, payment method, breaker and last request).
 
 Plain frozen values, folded by ``ledger.state.apply`` and stored by ``ledger.rows``. Pure: no I/O.
 """
@@ -23,3 +24,57 @@ class Dispute:
     restored_ucr: int
     opened_at: datetime
     closed_at: datetime | None = None
+
+
+RefillTrigger = Literal["threshold", "runout"]
+RefillStatus = Literal["pending", "paid", "failed"]
+
+#: Failures in a row that stop auto-refills until the payment method changes.
+REFILL_BREAKER = 3
+
+
+@dataclass(frozen=True, slots=True)
+class RefillRequest:
+    """One auto-refill asked of the payment method: at most one per crossing, one pending at a time."""
+
+    crossing: int
+    credits_ucr: int
+    cents: int
+    trigger: RefillTrigger
+    requested_at: datetime
+    status: RefillStatus = "pending"
+
+
+@dataclass(frozen=True, slots=True)
+class AutoRefill:
+    """An account's auto-refill: its rule, its payment method, its breaker and its last request.
+
+    ``cents`` is the price of one refill of ``amount_ucr`` (the card's custom-amount rule, when it
+    was configured). ``day``/``requested_today_ucr``: what was requested on that UTC day, for the cap.
+    """
+
+    enabled: bool = False
+    threshold_ucr: int = 0
+    amount_ucr: int = 0
+    cents: int = 0
+    daily_cap_ucr: int | None = None
+    runout_hours: int | None = None
+    stripe_customer: str | None = None
+    payment_method: str | None = None
+    #: Failed refills in a row (reset by a paid one or a new payment method).
+    failures: int = 0
+    last: RefillRequest | None = None
+    day: str = ""
+    requested_today_ucr: int = 0
+
+    @property
+    def pending(self) -> RefillRequest | None:
+        return self.last if self.last is not None and self.last.status == "pending" else None
+
+    @property
+    def breaker_open(self) -> bool:
+        return self.failures >= REFILL_BREAKER
+
+    def requested_on(self, day: str) -> int:
+        """What was requested on UTC day ``day`` (a ``ledger.clock.day_key``)."""
+        return self.requested_today_ucr if self.day == day else 0

@@ -11,7 +11,7 @@ their declared order; a test holds PostgreSQL's types to it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any, Protocol
 
@@ -19,7 +19,7 @@ from ledger.chain import canonical_json
 from ledger.events import Event, event_from_row
 from ledger.grants import Grant
 from ledger.idempotency import StoredKey
-from ledger.payments import Dispute
+from ledger.payments import AutoRefill, Dispute, RefillRequest
 from ledger.state import AccountState, Budget, Deployment, Limit, LimitKey, Reservation
 
 
@@ -105,6 +105,27 @@ def budget(settings: Mapping[str, Any]) -> Budget:
     return Budget(**settings["budget"]) if "budget" in settings else Budget()
 
 
+def auto_refill(settings: Mapping[str, Any]) -> AutoRefill:
+    """The account's auto-refill, from ``accounts.settings`` (absent: never configured)."""
+    if "auto_refill" not in settings:
+        return AutoRefill()
+    fields = dict(settings["auto_refill"])
+    last = fields.pop("last", None)
+    return AutoRefill(**fields, last=None if last is None else RefillRequest(
+        **{**last, "requested_at": datetime.fromisoformat(last["requested_at"])}))
+
+
+def auto_refill_settings(r: AutoRefill) -> dict[str, Any] | None:
+    """An auto-refill as ``accounts.settings`` holds it (``None``: never configured, not stored)."""
+    if r == AutoRefill():
+        return None
+    out = {f: getattr(r, f) for f in AutoRefill.__dataclass_fields__ if f != "last"}
+    out["last"] = None if r.last is None else {
+        **{f: getattr(r.last, f) for f in RefillRequest.__dataclass_fields__},
+        "requested_at": r.last.requested_at.isoformat()}
+    return out
+
+
 def account(r: Row, **collections: Any) -> AccountState:
     """An account's state from its ``accounts`` row; ``collections`` are the rest of its state
     (grants, limits, counters, ...), loaded as the caller needs them."""
@@ -113,7 +134,7 @@ def account(r: Row, **collections: Any) -> AccountState:
         account_id=r["account_id"], exists=True, name=r["name"], plan=r["plan"], status=r["status"],
         version=r["version"], last_hash=bytes(r["last_hash"]), opened_at=r["opened_at"], debt_ucr=r["debt_ucr"],
         reserved_ucr=r["reserved_ucr"], spent_ucr=r["spent_ucr"], allowance_cycle=allowance_cycle(settings),
-        budget=budget(settings), **collections)
+        budget=budget(settings), auto_refill=auto_refill(settings), **collections)
 
 
 # ---- state to rows (the store's writes) ---------------------------------------------------------
@@ -146,14 +167,18 @@ def dispute_row(account_id: str, purchase_id: Any, d: Dispute) -> tuple[Any, ...
 
 def settings_json(s: AccountState) -> str:
     """``accounts.settings`` of a state, as JSON text."""
-    return _settings_json(s.allowance_cycle, s.budget)
+    return _settings_json(s.allowance_cycle, s.budget, s.auto_refill)
 
 
 @lru_cache(maxsize=1024)
-def _settings_json(cycle: int, b: Budget) -> str:
-    # Cached: nearly every account shares a handful of (cycle, budget) pairs, and every batch
-    # rewrites the settings of each account it touched.
-    return canonical_json({"allowance_cycle": cycle, "budget": budget_settings(b)})
+def _settings_json(cycle: int, b: Budget, refill: AutoRefill) -> str:
+    # Cached: nearly every account shares a handful of (cycle, budget) pairs and no auto-refill,
+    # and every batch rewrites the settings of each account it touched.
+    out: dict[str, Any] = {"allowance_cycle": cycle, "budget": budget_settings(b)}
+    refill_settings = auto_refill_settings(refill)
+    if refill_settings is not None:
+        out["auto_refill"] = refill_settings
+    return canonical_json(out)
 
 
 def budget_settings(b: Budget) -> dict[str, Any]:

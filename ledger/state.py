@@ -16,6 +16,9 @@ from ledger.events import (
     AccountOpened,
     AllowanceGranted,
     Attribution,
+    AutoRefillConfigured,
+    AutoRefillFailed,
+    AutoRefillRequested,
     BudgetSet,
     CouponApplied,
     CreditsGranted,
@@ -32,6 +35,7 @@ from ledger.events import (
     Event,
     GrantExpired,
     LimitSet,
+    PaymentMethodSaved,
     PlanChanged,
     PurchaseDisputed,
     RefundIssued,
@@ -39,7 +43,7 @@ from ledger.events import (
 )
 from ledger.grants import Grant
 from ledger.money import MAX_UCR
-from ledger.payments import Dispute
+from ledger.payments import AutoRefill, Dispute, RefillRequest
 from ledger.rates import coupon_code
 
 CounterKey = tuple[str, str, str]  # (scope, subject, period)
@@ -169,6 +173,7 @@ class AccountState:
     coupons_redeemed: frozenset[str] = frozenset()
     #: Purchases by ledger entry id (those a batch's refunds name, and those it records).
     purchases: Mapping[UUID, Purchase] = field(default_factory=dict)
+    auto_refill: AutoRefill = field(default_factory=AutoRefill)
 
     @property
     def granted_ucr(self) -> int:
@@ -273,6 +278,9 @@ def apply(s: AccountState, e: Event) -> AccountState:
         case CreditsPurchased():
             s = _add_grant(s, Grant(e.grant_id, "purchase", e.amount_ucr, e.amount_ucr, None, e.occurred_at))
             s = replace(s, purchases={**s.purchases, e.event_id: Purchase(e.event_id, e.grant_id, e.occurred_at)})
+            ar = s.auto_refill
+            if e.crossing is not None and ar.last is not None and ar.last.crossing == e.crossing:
+                s = replace(s, auto_refill=replace(ar, failures=0, last=replace(ar.last, status="paid")))
         case RefundIssued():
             if e.direction == "credit":
                 s = _add_grant(s, Grant(e.grant_id, "refund", e.amount_ucr, e.amount_ucr, None, e.occurred_at))
@@ -322,6 +330,23 @@ def apply(s: AccountState, e: Event) -> AccountState:
             d = s.deployments[e.deployment_id]
             s = replace(s, deployments={**s.deployments, d.deployment_id: replace(
                 d, status="running", segment_started_at=e.occurred_at, paused_reason=None)})
+        case AutoRefillConfigured():
+            s = replace(s, auto_refill=replace(
+                s.auto_refill, enabled=e.enabled, threshold_ucr=e.threshold_ucr, amount_ucr=e.refill_ucr,
+                cents=e.cents, daily_cap_ucr=e.daily_cap_ucr, runout_hours=e.runout_hours))
+        case PaymentMethodSaved():
+            s = replace(s, auto_refill=replace(s.auto_refill, stripe_customer=e.stripe_customer,
+                                               payment_method=e.payment_method, failures=0))
+        case AutoRefillRequested():
+            ar, day = s.auto_refill, day_key(e.occurred_at)
+            s = replace(s, auto_refill=replace(
+                ar, last=RefillRequest(e.crossing, e.credits_ucr, e.cents, e.trigger, e.occurred_at), day=day,
+                requested_today_ucr=ar.requested_on(day) + e.credits_ucr))
+        case AutoRefillFailed():
+            ar = s.auto_refill
+            if ar.last is None or ar.last.crossing != e.crossing:
+                raise ValueError(f"no refill was requested for crossing {e.crossing}")
+            s = replace(s, auto_refill=replace(ar, failures=e.failures, last=replace(ar.last, status="failed")))
         case BudgetSet():
             s = replace(s, budget=Budget(e.monthly_limit_ucr, e.warn_pct, e.critical_pct, e.hard_stop))
         case LimitSet():

@@ -313,6 +313,7 @@ def _finish(r: _Replay, inline: _Inline, report: VerifyReport) -> None:
     settings = row.settings or {}
     _compare(bad, "allowance cycle", settings.get("allowance_cycle"), s.allowance_cycle)
     _compare(bad, "budget", settings.get("budget"), rows_.budget_settings(s.budget))
+    _compare(bad, "auto-refill", settings.get("auto_refill"), rows_.auto_refill_settings(s.auto_refill))
 
     grants = inline.grants.get(a, {})
     for gid in _union(grants, s.grants):

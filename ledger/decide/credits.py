@@ -10,6 +10,7 @@ from uuid import UUID
 
 from ledger import commands as c
 from ledger.clock import add_months
+from ledger.decide.auto_refill import refill_to_land
 from ledger.decide.context import Builder
 from ledger.errors import (
     CouponRejected,
@@ -105,7 +106,12 @@ def _coupon(b: Builder, cmd: c.RedeemCoupon) -> None:
 def _purchase(b: Builder, cmd: c.RecordPurchase) -> None:
     card = b.ctx.card
     bonus = 0
-    if cmd.kind == "pack":
+    if cmd.crossing is not None:
+        refill = refill_to_land(b.state, cmd)
+        if refill is None:
+            return  # this refill's payment already landed
+        credits = refill.credits_ucr
+    elif cmd.kind == "pack":
         if cmd.pack_id is None:
             raise InvalidRequest("a pack purchase needs pack_id")
         pack = card.pack(cmd.pack_id)
@@ -138,7 +144,7 @@ def _purchase(b: Builder, cmd: c.RecordPurchase) -> None:
            stripe_payment_intent=cmd.stripe_payment_intent,
            stripe_checkout_session=cmd.stripe_checkout_session, stripe_event_id=cmd.stripe_event_id,
            stripe_charge=cmd.stripe_charge, stripe_customer=cmd.stripe_customer, stripe_invoice=cmd.stripe_invoice,
-           receipt_url=cmd.receipt_url, invoice_pdf=cmd.invoice_pdf)
+           receipt_url=cmd.receipt_url, invoice_pdf=cmd.invoice_pdf, crossing=cmd.crossing)
     settle_debt(b, grant_id)
 
 

@@ -36,7 +36,7 @@ async def test_the_composite_types_declare_the_mappings_attributes_in_its_order(
 async def test_the_tables_have_the_mappings_columns(engine: AsyncEngine) -> None:
     tables = {"grants": rows.GRANT_COLUMNS, "limits": rows.LIMIT_COLUMNS, "idempotency_keys": rows.KEY_COLUMNS,
               "reservations": rows.RESERVATION_COLUMNS, "deployments": rows.DEPLOYMENT_COLUMNS,
-              "accounts": rows.ACCOUNT_COLUMNS, "events": rows.EVENT_FIELDS}
+              "accounts": rows.ACCOUNT_COLUMNS, "events": rows.EVENT_FIELDS, "disputes": rows.DISPUTE_COLUMNS}
     async with engine.connect() as conn:
         for table, names in tables.items():
             have = set((await conn.execute(text(
@@ -90,6 +90,7 @@ def test_state_goes_to_rows_in_the_mappings_column_order() -> None:
     from uuid import uuid4
 
     from ledger.grants import Grant
+    from ledger.payments import Dispute
     from ledger.state import Deployment, Reservation
 
     now = datetime(2026, 12, 7, tzinfo=UTC)
@@ -101,3 +102,24 @@ def test_state_goes_to_rows_in_the_mappings_column_order() -> None:
     assert rows.deployment(dict(zip(rows.DEPLOYMENT_COLUMNS, rows.deployment_row("a", d)[1:], strict=True))) == d
     (key, lim) = (("agent", "bot"), Limit(1, 2, 3))
     assert rows.limit(dict(zip(rows.LIMIT_COLUMNS, rows.limit_row("a", key, lim)[1:], strict=True))) == (key, lim)
+    dispute = Dispute("dp_1", "won", 7, 7, now, now + timedelta(days=3))
+    row = rows.dispute_row("a", uuid4(), dispute)[1:]
+    assert rows.dispute(dict(zip(rows.DISPUTE_COLUMNS, row, strict=True))) == dispute
+
+
+def test_an_auto_refill_round_trips_through_the_settings_json() -> None:
+    """Every field of the auto-refill, its last request too, comes back from ``accounts.settings``."""
+    import json
+    from datetime import UTC, datetime
+
+    from ledger.payments import AutoRefill, RefillRequest
+    from ledger.state import AccountState
+
+    now = datetime(2026, 12, 7, 13, 5, 1, 123456, tzinfo=UTC)
+    refill = AutoRefill(True, 5 * UCR, 20 * UCR, 2000, 40 * UCR, 12, "cus_1", "pm_1", 2,
+                        RefillRequest(42, 20 * UCR, 2000, "runout", now, "failed"), "D2026-12-07", 20 * UCR)
+    settings = json.loads(rows.settings_json(AccountState(account_id="a", auto_refill=refill)))
+    assert rows.auto_refill(settings) == refill
+    assert settings["auto_refill"] == rows.auto_refill_settings(refill)  # what verify compares
+    assert "auto_refill" not in json.loads(rows.settings_json(AccountState(account_id="a")))
+    assert rows.auto_refill({}) == AutoRefill()

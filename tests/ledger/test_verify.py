@@ -97,6 +97,16 @@ async def build_mix(ledger: Ledger, clock: ManualClock) -> list[str]:
     await _ok(ledger, c.CloseDispute(account_id=ai, purchase_id=purchase.event_id, dispute_id="dp_1", outcome="won"))
     await _ok(ledger, c.RecordDispute(account_id=msg, purchase_id=bought_msg.events[0].event_id, dispute_id="dp_2",
                                       reason="product_not_received"))
+    # Auto-refill on gpu: a rule, a card, one failed refill and one paid.
+    await _ok(ledger, c.ConfigureAutoRefill(account_id=gpu, enabled=True, threshold_ucr=10_000 * UCR,
+                                            amount_ucr=20 * UCR, daily_cap_ucr=100 * UCR))
+    await _ok(ledger, c.SavePaymentMethod(account_id=gpu, stripe_customer="cus_1", payment_method="pm_1"))
+    for outcome in ("failed", "paid"):
+        version = (await ledger.balance(gpu)).version
+        await _ok(ledger, c.RequestAutoRefill(account_id=gpu, crossing=version))
+        await _ok(ledger, c.RecordAutoRefillFailure(account_id=gpu, crossing=version, reason="card_declined")
+                  if outcome == "failed" else
+                  c.RecordPurchase(account_id=gpu, kind="auto_refill", cents_paid=2000, crossing=version))
     return [ai, gpu, msg]
 
 
@@ -249,6 +259,13 @@ async def test_a_dispute_row_lost_or_invented_is_caught(world: World) -> None:
     lines = sorted(str(m) for m in report.mismatches)
     assert len(lines) == 2 and "is none, events say Dispute(" in lines[1] and "mix-msg" in lines[1], lines
     assert "mix-gpu" in lines[0] and "events say none" in lines[0], lines
+
+
+async def test_edited_auto_refill_settings(world: World) -> None:
+    await _tamper(world.engine, "UPDATE accounts SET settings = jsonb_set(settings, '{auto_refill,failures}', '3')"
+                                " WHERE account_id = 'mix-gpu'")
+    report = await verify(world.engine)
+    assert [(m.account_id, m.what) for m in report.mismatches] == [("mix-gpu", "auto-refill")]
 
 
 async def test_clean_while_writers_commit(world: World) -> None:
