@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import typer
 
-from ledger.cli import accounts, database, demo, keys, processes, rates
+from ledger.cli import accounts, database, demo, keys, processes, rates, stripe_standin
 
 app = typer.Typer(
     name="credits",
@@ -26,6 +26,7 @@ app = typer.Typer(
 for command in (database.migrate, processes.serve, processes.worker, processes.scheduler, accounts.balance,
                 accounts.history, database.verify, demo.demo):
     app.command()(command)
+app.command("stripe-standin")(stripe_standin.stripe_standin)
 app.add_typer(rates.app, name="rates")
 app.add_typer(accounts.app, name="accounts")
 app.add_typer(keys.app, name="keys")
