@@ -116,7 +116,8 @@ def end_period(store: Store, subscription_id: str) -> dict[str, Any]:
 
 
 def update(store: Store, subscription_id: str, params: dict[str, Any]) -> dict[str, Any]:
-    """Move to another price (``items[0][price]``), set ``cancel_at_period_end`` or metadata."""
+    """Move to another price (``items[0][price]``), set ``cancel_at_period_end``, the
+    ``default_payment_method`` or metadata."""
     sub = store.get("subscription", subscription_id)
     if sub["status"] == "canceled":
         raise invalid_request("A canceled subscription can only update its cancellation_details and metadata.",
@@ -126,6 +127,14 @@ def update(store: Store, subscription_id: str, params: dict[str, Any]) -> dict[s
         previous["cancel_at_period_end"] = sub["cancel_at_period_end"]
         sub["cancel_at_period_end"] = forms.as_bool(params, "cancel_at_period_end")
         sub["cancel_at"] = sub["current_period_end"] if sub["cancel_at_period_end"] else None
+    if "default_payment_method" in params:  # empty: the customer's default card pays
+        pm_id = forms.as_str(params, "default_payment_method")
+        if pm_id is not None and store.get("payment_method", pm_id, "default_payment_method")["customer"] != sub[
+                "customer"]:
+            raise invalid_request(f"The payment method {pm_id} is not attached to the subscription's customer.",
+                                  param="default_payment_method")
+        previous["default_payment_method"] = sub["default_payment_method"]
+        sub["default_payment_method"] = pm_id
     for i, raw in enumerate(forms.as_list(params, "items")):
         price_id = forms.as_str(raw, "price") if isinstance(raw, dict) else None
         if price_id is None:
