@@ -48,6 +48,14 @@ def add_months(when: datetime, months: int) -> datetime:
     raise AssertionError("unreachable")
 
 
+def cycle_at(opened_at: datetime, now: datetime) -> int:
+    """The billing cycle ``now`` falls in (0: the month the account opened)."""
+    months = (now.year - opened_at.year) * 12 + now.month - opened_at.month
+    while months > 0 and add_months(opened_at, months) > now:
+        months -= 1
+    return max(months, 0)
+
+
 def month_key(when: datetime) -> str:
     # Formatted by hand: every debit computes these, and strftime is several times slower.
     if when.tzinfo is not UTC:

@@ -197,6 +197,30 @@ class RecordAutoRefillFailure(Command):
     decline_code: str | None = Field(default=None, max_length=100)
 
 
+class RecordSubscription(Command):
+    """What Stripe says of the subscription paying the plan. An ended one (``canceled``,
+    ``incomplete_expired``) puts the account back on the card's default plan; the paid plan's
+    allowance comes with each paid invoice (``GrantPlanAllowance``)."""
+
+    stripe_subscription: str = Field(min_length=1, max_length=255)
+    plan: str = Field(min_length=1, max_length=100)
+    status: Literal["incomplete", "incomplete_expired", "trialing", "active", "past_due", "canceled", "unpaid",
+                    "paused"]
+    current_period_end: AwareDatetime | None = None
+    cancel_at_period_end: bool = False
+
+
+class GrantPlanAllowance(Command):
+    """A paid invoice of the plan's subscription: the allowance of ``period_start..period_end``
+    (the live allowance expires: no rollover; purchased credits are untouched). Once per invoice."""
+
+    invoice_id: str = Field(min_length=1, max_length=255)
+    plan: str = Field(min_length=1, max_length=100)
+    period_start: AwareDatetime
+    period_end: AwareDatetime
+    stripe_subscription: str = Field(min_length=1, max_length=255)
+
+
 class GrantAllowance(Command):
     """The plan's monthly credits for billing cycle ``cycle`` (0 = the month the account opened)."""
 
@@ -290,4 +314,5 @@ AnyCommand = (
     | StartDeployment | ChargeDeploymentHour | StopDeployment | PauseDeployment | ResumeDeployment
     | SetBudget | SetLimit | CreateApiKey | RevokeApiKey | RaiseAlert | PauseForDebt | RecordDispute
     | CloseDispute | ConfigureAutoRefill | SavePaymentMethod | RequestAutoRefill | RecordAutoRefillFailure
+    | RecordSubscription | GrantPlanAllowance
 )

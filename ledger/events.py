@@ -80,6 +80,9 @@ class AllowanceGranted(EventBase):
     plan: str
     cycle: int
     expires_at: datetime
+    #: A plan paid through Stripe: the paid invoice this allowance is for, and its subscription.
+    stripe_invoice: str | None = None
+    stripe_subscription: str | None = None
 
 
 class CreditsGranted(EventBase):
@@ -330,6 +333,17 @@ class AutoRefillFailed(EventBase):
     failures: int
 
 
+class SubscriptionChanged(EventBase):
+    """The Stripe subscription paying the plan was created, changed or ended (Stripe's ``status``)."""
+
+    type: Literal["SubscriptionChanged"] = "SubscriptionChanged"
+    stripe_subscription: str
+    plan: str
+    status: str
+    current_period_end: datetime | None = None
+    cancel_at_period_end: bool = False
+
+
 Event = Annotated[
     AccountOpened
     | PlanChanged
@@ -357,7 +371,8 @@ Event = Annotated[
     | AutoRefillConfigured
     | PaymentMethodSaved
     | AutoRefillRequested
-    | AutoRefillFailed,
+    | AutoRefillFailed
+    | SubscriptionChanged,
     Field(discriminator="type"),
 ]
 

@@ -1,5 +1,5 @@
-"""What an account's state holds about money paid in through Stripe: disputes of purchases and
-auto-refill (its rule, payment method, breaker and last request).
+"""What an account's state holds about money paid in through Stripe: disputes of purchases,
+auto-refill (its rule, payment method, breaker and last request) and the plan's subscription.
 
 Plain frozen values, folded by ``ledger.state.apply`` and stored by ``ledger.rows``. Pure: no I/O.
 """
@@ -78,3 +78,26 @@ class AutoRefill:
     def requested_on(self, day: str) -> int:
         """What was requested on UTC day ``day`` (a ``ledger.clock.day_key``)."""
         return self.requested_today_ucr if self.day == day else 0
+
+
+#: Stripe subscription statuses after which it never bills again: the plan's allowance comes
+#: from the calendar again (the scheduler's monthly job).
+ENDED = frozenset({"canceled", "incomplete_expired"})
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """The Stripe subscription that pays the account's plan: each paid invoice grants the plan's
+    allowance for its period (``last_invoice``), instead of the calendar's monthly job."""
+
+    stripe_subscription: str
+    plan: str
+    status: str
+    current_period_end: datetime | None = None
+    cancel_at_period_end: bool = False
+    last_invoice: str | None = None
+
+    @property
+    def live(self) -> bool:
+        """Whether it still bills (and so grants the allowance)."""
+        return self.status not in ENDED

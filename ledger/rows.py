@@ -19,7 +19,7 @@ from ledger.chain import canonical_json
 from ledger.events import Event, event_from_row
 from ledger.grants import Grant
 from ledger.idempotency import StoredKey
-from ledger.payments import AutoRefill, Dispute, RefillRequest
+from ledger.payments import AutoRefill, Dispute, RefillRequest, Subscription
 from ledger.state import AccountState, Budget, Deployment, Limit, LimitKey, Reservation
 
 
@@ -126,6 +126,30 @@ def auto_refill_settings(r: AutoRefill) -> dict[str, Any] | None:
     return out
 
 
+def subscription(settings: Mapping[str, Any]) -> Subscription | None:
+    """The Stripe subscription paying the plan, from ``accounts.settings`` (absent: none ever)."""
+    found = settings.get("subscription")
+    if found is None:
+        return None
+    end = found["current_period_end"]
+    return Subscription(**{**found, "current_period_end": None if end is None else datetime.fromisoformat(end)})
+
+
+def subscription_settings(sub: Subscription | None) -> dict[str, Any] | None:
+    """A subscription as ``accounts.settings`` holds it."""
+    if sub is None:
+        return None
+    out = {f: getattr(sub, f) for f in Subscription.__dataclass_fields__}
+    out["current_period_end"] = None if sub.current_period_end is None else sub.current_period_end.isoformat()
+    return out
+
+
+def stripe_pays_allowance(settings: Mapping[str, Any]) -> bool:
+    """Whether a live Stripe subscription grants the account's allowance (not the calendar's job)."""
+    sub = subscription(settings)
+    return sub is not None and sub.live
+
+
 def account(r: Row, **collections: Any) -> AccountState:
     """An account's state from its ``accounts`` row; ``collections`` are the rest of its state
     (grants, limits, counters, ...), loaded as the caller needs them."""
@@ -134,7 +158,8 @@ def account(r: Row, **collections: Any) -> AccountState:
         account_id=r["account_id"], exists=True, name=r["name"], plan=r["plan"], status=r["status"],
         version=r["version"], last_hash=bytes(r["last_hash"]), opened_at=r["opened_at"], debt_ucr=r["debt_ucr"],
         reserved_ucr=r["reserved_ucr"], spent_ucr=r["spent_ucr"], allowance_cycle=allowance_cycle(settings),
-        budget=budget(settings), auto_refill=auto_refill(settings), **collections)
+        budget=budget(settings), auto_refill=auto_refill(settings), subscription=subscription(settings),
+        **collections)
 
 
 # ---- state to rows (the store's writes) ---------------------------------------------------------
@@ -167,17 +192,19 @@ def dispute_row(account_id: str, purchase_id: Any, d: Dispute) -> tuple[Any, ...
 
 def settings_json(s: AccountState) -> str:
     """``accounts.settings`` of a state, as JSON text."""
-    return _settings_json(s.allowance_cycle, s.budget, s.auto_refill)
+    return _settings_json(s.allowance_cycle, s.budget, s.auto_refill, s.subscription)
 
 
 @lru_cache(maxsize=1024)
-def _settings_json(cycle: int, b: Budget, refill: AutoRefill) -> str:
-    # Cached: nearly every account shares a handful of (cycle, budget) pairs and no auto-refill,
-    # and every batch rewrites the settings of each account it touched.
+def _settings_json(cycle: int, b: Budget, refill: AutoRefill, sub: Subscription | None) -> str:
+    # Cached: nearly every account shares a handful of (cycle, budget) pairs, no auto-refill and
+    # no subscription, and every batch rewrites the settings of each account it touched.
     out: dict[str, Any] = {"allowance_cycle": cycle, "budget": budget_settings(b)}
     refill_settings = auto_refill_settings(refill)
     if refill_settings is not None:
         out["auto_refill"] = refill_settings
+    if sub is not None:
+        out["subscription"] = subscription_settings(sub)
     return canonical_json(out)
 
 

@@ -39,11 +39,12 @@ from ledger.events import (
     PlanChanged,
     PurchaseDisputed,
     RefundIssued,
+    SubscriptionChanged,
     UsageMetered,
 )
 from ledger.grants import Grant
 from ledger.money import MAX_UCR
-from ledger.payments import AutoRefill, Dispute, RefillRequest
+from ledger.payments import AutoRefill, Dispute, RefillRequest, Subscription
 from ledger.rates import coupon_code
 
 CounterKey = tuple[str, str, str]  # (scope, subject, period)
@@ -174,6 +175,8 @@ class AccountState:
     #: Purchases by ledger entry id (those a batch's refunds name, and those it records).
     purchases: Mapping[UUID, Purchase] = field(default_factory=dict)
     auto_refill: AutoRefill = field(default_factory=AutoRefill)
+    #: The Stripe subscription paying the plan, if one ever did.
+    subscription: Subscription | None = None
 
     @property
     def granted_ucr(self) -> int:
@@ -230,6 +233,14 @@ def _add_grant(s: AccountState, grant: Grant) -> AccountState:
     return replace(s, grants={**s.grants, grant.grant_id: grant})
 
 
+def _invoiced(sub: Subscription | None, stripe_subscription: str, plan: str, invoice: str,
+              period_end: datetime) -> Subscription:
+    """The subscription after its invoice was paid (it is active, whatever came first from Stripe)."""
+    if sub is None or sub.stripe_subscription != stripe_subscription:
+        return Subscription(stripe_subscription, plan, "active", period_end, False, invoice)
+    return replace(sub, plan=plan, last_invoice=invoice)
+
+
 def _add_to_grant(s: AccountState, grant_id: UUID, amount_ucr: int) -> AccountState:
     g = s.grants[grant_id]
     return _add_grant(s, replace(g, remaining_ucr=g.remaining_ucr + amount_ucr))
@@ -270,6 +281,9 @@ def apply(s: AccountState, e: Event) -> AccountState:
         case AllowanceGranted():
             s = _add_grant(s, Grant(e.grant_id, "allowance", e.amount_ucr, e.amount_ucr, e.expires_at, e.occurred_at))
             s = replace(s, allowance_cycle=max(s.allowance_cycle, e.cycle))
+            if e.stripe_invoice is not None and e.stripe_subscription is not None:
+                s = replace(s, subscription=_invoiced(s.subscription, e.stripe_subscription, e.plan, e.stripe_invoice,
+                                                      e.expires_at))
         case CreditsGranted():
             s = _add_grant(s, Grant(e.grant_id, e.source, e.amount_ucr, e.amount_ucr, e.expires_at, e.occurred_at))
         case CouponApplied():
@@ -347,6 +361,12 @@ def apply(s: AccountState, e: Event) -> AccountState:
             if ar.last is None or ar.last.crossing != e.crossing:
                 raise ValueError(f"no refill was requested for crossing {e.crossing}")
             s = replace(s, auto_refill=replace(ar, failures=e.failures, last=replace(ar.last, status="failed")))
+        case SubscriptionChanged():
+            sub = s.subscription
+            same = sub is not None and sub.stripe_subscription == e.stripe_subscription
+            s = replace(s, subscription=Subscription(
+                e.stripe_subscription, e.plan, e.status, e.current_period_end, e.cancel_at_period_end,
+                sub.last_invoice if sub is not None and same else None))
         case BudgetSet():
             s = replace(s, budget=Budget(e.monthly_limit_ucr, e.warn_pct, e.critical_pct, e.hard_stop))
         case LimitSet():

@@ -314,6 +314,7 @@ def _finish(r: _Replay, inline: _Inline, report: VerifyReport) -> None:
     _compare(bad, "allowance cycle", settings.get("allowance_cycle"), s.allowance_cycle)
     _compare(bad, "budget", settings.get("budget"), rows_.budget_settings(s.budget))
     _compare(bad, "auto-refill", settings.get("auto_refill"), rows_.auto_refill_settings(s.auto_refill))
+    _compare(bad, "subscription", settings.get("subscription"), rows_.subscription_settings(s.subscription))
 
     grants = inline.grants.get(a, {})
     for gid in _union(grants, s.grants):

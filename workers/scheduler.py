@@ -25,7 +25,7 @@ from sqlalchemy import text
 from ledger import commands as c
 from ledger import rows as row_map
 from ledger.alerts import previous_periods
-from ledger.clock import Clock, add_months
+from ledger.clock import Clock, cycle_at
 from ledger.money import credits_to_exact_ucr, floor_ucr
 from ledger.service import Ledger
 from workers import webhooks
@@ -67,14 +67,6 @@ def due_hours(rows: Sequence[Any], now: datetime) -> list[c.ChargeDeploymentHour
                                        idempotency_key=f"deployment:{d.deployment_id}:hour:{n}")
                 for n in d.hours_due(now)]
     return out
-
-
-def cycle_at(opened_at: datetime, now: datetime) -> int:
-    """The billing cycle ``now`` falls in (0: the month the account opened)."""
-    months = (now.year - opened_at.year) * 12 + now.month - opened_at.month
-    while months > 0 and add_months(opened_at, months) > now:
-        months -= 1
-    return max(months, 0)
 
 
 class Scheduler:
@@ -129,7 +121,8 @@ class Scheduler:
         allowances: list[c.Command] = []
         for a in accounts:
             cycle = cycle_at(a.opened_at, now)
-            if cycle > row_map.allowance_cycle(a.settings):
+            # A plan paid through Stripe gets its allowance with each paid invoice, not by the calendar.
+            if cycle > row_map.allowance_cycle(a.settings) and not row_map.stripe_pays_allowance(a.settings):
                 allowances.append(c.GrantAllowance(account_id=a.account_id, cycle=cycle,
                                                    idempotency_key=f"allowance:{cycle}"))
         expiries: list[c.Command] = [c.ExpireGrants(account_id=a) for a in expiring]

@@ -6,8 +6,9 @@ nothing; the store never records a partial decision.
 
 One module per part of the domain, each deciding its own commands (its ``HANDLERS``):
 ``spending`` (usage, the gates and the spend range), ``credits`` (grants, allowance, coupons,
-purchases, refunds), ``reservations``, ``deployments``, ``disputes`` (of purchases), ``auto_refill`` and ``account``
-(opening, plan, budget, limits, API keys, alerts); ``context`` holds ``Context`` and the event ``Builder``.
+purchases, refunds), ``reservations``, ``deployments``, ``disputes`` (of purchases),
+``auto_refill``, ``plans`` (paid through Stripe) and ``account`` (opening, plan, budget, limits,
+API keys, alerts); ``context`` holds ``Context`` and the event ``Builder``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ledger import commands as c
-from ledger.decide import account, auto_refill, credits, deployments, disputes, reservations, spending
+from ledger.decide import account, auto_refill, credits, deployments, disputes, plans, reservations, spending
 from ledger.decide.context import Builder, Context
 from ledger.decide.spending import MAX_BACKDATE, check_spend, price_usage
 from ledger.errors import InvalidRequest, InvalidState, UnknownAccount
@@ -27,7 +28,7 @@ __all__ = ["MAX_BACKDATE", "Context", "check_spend", "decide", "fold", "price_us
 
 _HANDLERS: dict[type[c.Command], Callable[[Builder, Any], None]] = {
     **account.HANDLERS, **credits.HANDLERS, **spending.HANDLERS, **reservations.HANDLERS, **deployments.HANDLERS,
-    **disputes.HANDLERS, **auto_refill.HANDLERS,
+    **disputes.HANDLERS, **auto_refill.HANDLERS, **plans.HANDLERS,
 }
 
 

@@ -60,6 +60,9 @@ def allowance(b: Builder, cycle: int) -> None:
     s = b.state
     if cycle <= s.allowance_cycle:
         raise InvalidState(f"allowance for cycle {cycle} was already granted")
+    if s.subscription is not None and s.subscription.live:
+        raise InvalidState(f"the allowance of plan {s.plan!r} comes with each paid invoice of subscription"
+                           f" {s.subscription.stripe_subscription!r}, not from the calendar")
     assert s.opened_at is not None
     starts, ends = add_months(s.opened_at, cycle), add_months(s.opened_at, cycle + 1)
     if not starts <= b.ctx.now < ends:

@@ -123,3 +123,19 @@ def test_an_auto_refill_round_trips_through_the_settings_json() -> None:
     assert settings["auto_refill"] == rows.auto_refill_settings(refill)  # what verify compares
     assert "auto_refill" not in json.loads(rows.settings_json(AccountState(account_id="a")))
     assert rows.auto_refill({}) == AutoRefill()
+
+
+def test_a_subscription_round_trips_through_the_settings_json() -> None:
+    import json
+    from datetime import UTC, datetime
+
+    from ledger.payments import Subscription
+    from ledger.state import AccountState
+
+    end = datetime(2027, 1, 7, 13, 5, 1, 123456, tzinfo=UTC)
+    for sub in (Subscription("sub_1", "pro", "active", end, True, "in_1"), Subscription("sub_2", "team", "canceled")):
+        settings = json.loads(rows.settings_json(AccountState(account_id="a", subscription=sub)))
+        assert rows.subscription(settings) == sub
+        assert settings["subscription"] == rows.subscription_settings(sub)  # what verify compares
+        assert rows.stripe_pays_allowance(settings) is sub.live
+    assert rows.subscription({}) is None and not rows.stripe_pays_allowance({})

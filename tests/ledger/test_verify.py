@@ -107,6 +107,14 @@ async def build_mix(ledger: Ledger, clock: ManualClock) -> list[str]:
         await _ok(ledger, c.RecordAutoRefillFailure(account_id=gpu, crossing=version, reason="card_declined")
                   if outcome == "failed" else
                   c.RecordPurchase(account_id=gpu, kind="auto_refill", cents_paid=2000, crossing=version))
+    # msg's plan paid through Stripe for one period, then cancelled.
+    now = clock.now()
+    await _ok(ledger, c.RecordSubscription(account_id=msg, stripe_subscription="sub_1", plan="pro", status="active",
+                                           current_period_end=now + timedelta(days=30)))
+    await _ok(ledger, c.GrantPlanAllowance(account_id=msg, invoice_id="in_1", plan="pro", period_start=now,
+                                           period_end=now + timedelta(days=30), stripe_subscription="sub_1"))
+    await _ok(ledger, c.RecordSubscription(account_id=msg, stripe_subscription="sub_1", plan="pro", status="canceled",
+                                           current_period_end=now + timedelta(days=30)))
     return [ai, gpu, msg]
 
 
@@ -266,6 +274,13 @@ async def test_edited_auto_refill_settings(world: World) -> None:
                                 " WHERE account_id = 'mix-gpu'")
     report = await verify(world.engine)
     assert [(m.account_id, m.what) for m in report.mismatches] == [("mix-gpu", "auto-refill")]
+
+
+async def test_edited_subscription_settings(world: World) -> None:
+    await _tamper(world.engine, "UPDATE accounts SET settings = jsonb_set(settings, '{subscription,status}',"
+                                " '\"active\"') WHERE account_id = 'mix-msg'")
+    report = await verify(world.engine)
+    assert [(m.account_id, m.what) for m in report.mismatches] == [("mix-msg", "subscription")]
 
 
 async def test_clean_while_writers_commit(world: World) -> None:

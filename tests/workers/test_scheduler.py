@@ -10,14 +10,14 @@ from datetime import timedelta
 from sqlalchemy import text
 
 from ledger import commands as c
-from ledger.clock import ManualClock
+from ledger.clock import ManualClock, cycle_at
 from ledger.service import Ledger
 from ledger.verify import verify_account
 from tests.ledger.conftest import T0
 from tests.workers.conftest import drain
 from workers.commands import dump
 from workers.runner import Background
-from workers.scheduler import Scheduler, cycle_at
+from workers.scheduler import Scheduler
 
 CREDIT = 1_000_000
 

@@ -68,3 +68,25 @@ async def test_daily_and_weekly_summaries_once(background: Background, wledger: 
     summaries = sorted((e.kind, e.period, e.spent_ucr) for _, e in notes  # type: ignore[union-attr]
                        if e.kind.endswith("summary"))  # type: ignore[union-attr]
     assert summaries == [("daily_summary", "D2026-11-01", 3 * CREDIT), ("weekly_summary", "W2026-44", 3 * CREDIT)]
+
+
+async def test_a_plan_paid_through_stripe_gets_no_calendar_allowance(background: Background, wledger: Ledger,
+                                                                     clock: ManualClock) -> None:
+    """Its allowance comes with each paid invoice: the monthly job leaves it alone (and the domain
+    would refuse it), while a plan not paid through Stripe still gets its calendar cycle."""
+    await wledger.execute(c.OpenAccount(account_id="stripe-pro", name="s", plan="free"))
+    await wledger.execute(c.OpenAccount(account_id="calendar-pro", name="p", plan="pro"))
+    await wledger.execute(c.RecordSubscription(account_id="stripe-pro", stripe_subscription="sub_1", plan="pro",
+                                               status="active"))
+    await wledger.execute(c.GrantPlanAllowance(account_id="stripe-pro", invoice_id="in_1", plan="pro",
+                                               period_start=T0, period_end=T0 + timedelta(days=31),
+                                               stripe_subscription="sub_1"))
+    background.start_worker(threads=2)
+    sched = background.scheduler(wledger)
+    clock.set(T0 + timedelta(days=30, minutes=5))  # cycle 1 by the calendar, still in the paid period
+    tick = await sched.tick()
+    drain(background)
+    allowances = [cmd.account_id for cmd in tick.commands if isinstance(cmd, c.GrantAllowance)]
+    assert allowances == ["calendar-pro"]
+    assert (await types(wledger, "stripe-pro")).count("AllowanceGranted") == 1
+    assert (await types(wledger, "calendar-pro")).count("AllowanceGranted") == 2
