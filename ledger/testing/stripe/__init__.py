@@ -24,8 +24,10 @@ API (``/v1``, ``Authorization: Bearer sk_test_...`` — any test key; else 401):
 - ``checkout/sessions``: create (``mode`` payment | subscription | setup; ``line_items`` with
   ``price`` or ``price_data`` — ``recurring`` in subscription mode; ``metadata``,
   ``client_reference_id``, ``customer`` / ``customer_email`` / ``customer_creation``,
-  ``payment_intent_data[metadata]``, ``subscription_data[metadata]``, ``success_url``,
-  ``cancel_url``), retrieve (``expand[]=line_items`` and ids), list (``payment_intent``,
+  ``payment_intent_data[metadata]`` / ``[setup_future_usage]`` (the card is saved on the
+  customer), ``invoice_creation[enabled]`` (a paid invoice, ``billing_reason`` manual),
+  ``subscription_data[metadata]``, ``success_url``, ``cancel_url``; other parameters are
+  accepted and ignored), retrieve (``expand[]=line_items`` and ids), list (``payment_intent``,
   ``customer``, ``subscription``, ``status``), ``{id}/line_items``, ``{id}/expire``. ``url`` is
   the hosted page ``/_standin/checkout/{id}`` (Pay, Pay (async), Cancel; then ``success_url``
   with ``{CHECKOUT_SESSION_ID}`` filled in).
@@ -46,7 +48,7 @@ API (``/v1``, ``Authorization: Bearer sk_test_...`` — any test key; else 401):
   optional ``amount``, ``metadata``, ``reason``; never more than is left on the charge:
   400 ``amount_too_large`` / ``charge_already_refunded``; retrieve, list), ``disputes``.
 - ``subscriptions`` (retrieve, update ``items[0][price]`` / ``cancel_at_period_end`` /
-  ``metadata``, cancel with DELETE, list), ``invoices`` (retrieve, list by ``customer`` /
+  ``default_payment_method`` / ``metadata``, cancel with DELETE, list), ``invoices`` (retrieve, list by ``customer`` /
   ``subscription``; ``invoice_pdf``, ``hosted_invoice_url``, ``lines`` with ``period``,
   ``billing_reason``, ``subscription``, ``amount_paid``, ``status``).
 - ``billing_portal/sessions`` (create: ``customer``, ``return_url``) → ``url`` to
@@ -63,8 +65,8 @@ Controls (``StripeStandIn`` method → HTTP control; JSON bodies, Stripe's error
   → ``POST /_standin/checkout/{id}/complete``. Payment mode: ``checkout.session.completed``
   (``payment_status`` paid, or unpaid for ``async``); ``amount`` overrides what was paid (an
   underpayment). Subscription mode: also ``customer.subscription.created`` and ``invoice.paid``
-  (``billing_reason`` subscription_create). Setup mode: the card is attached to the customer
-  and made their default (``setup_intent.succeeded``, ``payment_method.attached``,
+  (``billing_reason`` subscription_create); a declining card starts nothing (402). Setup mode:
+  the card is attached to the customer and made their default (``setup_intent.succeeded``, ``payment_method.attached``,
   ``customer.updated``), the session names the ``setup_intent``.
 - ``settle_async(id, succeeded=True)`` → ``POST /_standin/checkout/{id}/settle``:
   ``checkout.session.async_payment_succeeded`` or ``..._failed``.

@@ -95,47 +95,75 @@ def subscription_item(sub_id: str, price_obj: dict[str, Any], quantity: int, sta
 
 
 def invoice(sub: dict[str, Any], *, base_url: str, billing_reason: str, customer_email: str | None) -> dict[str, Any]:
-    """A draft-shaped invoice for ``sub``'s current period; ``subscriptions`` pays or fails it."""
+    """An open invoice for ``sub``'s current period; ``subscriptions`` pays or fails it."""
     in_id = new_id("in_")
-    lines = []
-    for item in sub["items"]["data"]:
-        amount = item["price"]["unit_amount"] * item["quantity"]
-        lines.append({
-            "id": new_id("il_"), "object": "line_item", "amount": amount, "currency": sub["currency"],
-            "description": f"{item['quantity']} × subscription", "discount_amounts": [], "discountable": True,
-            "discounts": [], "invoice": in_id, "livemode": False, "metadata": dict(sub["metadata"]),
-            "parent": {"invoice_item_details": None, "subscription_item_details": {
-                "invoice_item": None, "proration": False, "proration_details": {"credited_items": None},
-                "subscription": sub["id"], "subscription_item": item["id"]}, "type": "subscription_item_details"},
-            "period": {"start": sub["current_period_start"], "end": sub["current_period_end"]},
-            "pretax_credit_amounts": [], "pricing": {"price_details": {"price": item["price"]["id"],
-                                                                        "product": item["price"]["product"]},
-                                                     "type": "price_details",
-                                                     "unit_amount_decimal": item["price"]["unit_amount_decimal"]},
-            "quantity": item["quantity"], "subscription": sub["id"], "taxes": [],
-        })
+    period = {"start": sub["current_period_start"], "end": sub["current_period_end"]}
+    lines = [_line(in_id, item["price"], item["quantity"], sub["currency"], period, dict(sub["metadata"]), {
+        "invoice_item_details": None, "subscription_item_details": {
+            "invoice_item": None, "proration": False, "proration_details": {"credited_items": None},
+            "subscription": sub["id"], "subscription_item": item["id"]}, "type": "subscription_item_details"},
+        sub["id"], f"{item['quantity']} × subscription") for item in sub["items"]["data"]]
+    inv = _invoice(in_id, lines, customer=sub["customer"], currency=sub["currency"], base_url=base_url,
+                   billing_reason=billing_reason, customer_email=customer_email, period=period)
+    inv.update(subscription=sub["id"], parent={
+        "quote_details": None, "subscription_details": {"metadata": dict(sub["metadata"]), "subscription": sub["id"]},
+        "type": "subscription_details"})
+    return inv
+
+
+def one_off_invoice(items: list[dict[str, Any]], *, customer: str, base_url: str, customer_email: str | None,
+                    metadata: dict[str, str]) -> dict[str, Any]:
+    """The invoice of a payment-mode checkout with ``invoice_creation[enabled]`` (paid with it)."""
+    in_id = new_id("in_")
+    at = now()
+    lines = [_line(in_id, item["price"], item["quantity"], item["currency"], {"start": at, "end": at}, {},
+                   {"invoice_item_details": {"invoice_item": new_id("ii_"), "proration": False,
+                                             "proration_details": {"credited_items": None}, "subscription": None},
+                    "subscription_item_details": None, "type": "invoice_item_details"}, None, item["description"])
+             for item in items]
+    inv = _invoice(in_id, lines, customer=customer, currency=items[0]["currency"], base_url=base_url,
+                   billing_reason="manual", customer_email=customer_email, period={"start": at, "end": at})
+    inv["metadata"] = dict(metadata)
+    return inv
+
+
+def _line(in_id: str, price_obj: dict[str, Any], quantity: int, currency: str, period: dict[str, int],
+          metadata: dict[str, str], parent: dict[str, Any], subscription: str | None, description: str
+          ) -> dict[str, Any]:
+    return {
+        "id": new_id("il_"), "object": "line_item", "amount": price_obj["unit_amount"] * quantity, "currency": currency,
+        "description": description, "discount_amounts": [], "discountable": True, "discounts": [], "invoice": in_id,
+        "livemode": False, "metadata": metadata, "parent": parent, "period": dict(period),
+        "pretax_credit_amounts": [], "pricing": {"price_details": {"price": price_obj["id"],
+                                                                    "product": price_obj["product"]},
+                                                 "type": "price_details",
+                                                 "unit_amount_decimal": price_obj["unit_amount_decimal"]},
+        "quantity": quantity, "subscription": subscription, "taxes": [],
+    }
+
+
+def _invoice(in_id: str, lines: list[dict[str, Any]], *, customer: str, currency: str, base_url: str,
+             billing_reason: str, customer_email: str | None, period: dict[str, int]) -> dict[str, Any]:
     total = sum(line["amount"] for line in lines)
     return {
         "id": in_id, "object": "invoice", "account_country": "US", "account_name": "Credit Ledger",
         "amount_due": total, "amount_overpaid": 0, "amount_paid": 0, "amount_remaining": total,
         "amount_shipping": 0, "attempt_count": 0, "attempted": False, "auto_advance": True,
         "billing_reason": billing_reason, "collection_method": "charge_automatically", "created": now(),
-        "currency": sub["currency"], "customer": sub["customer"], "customer_email": customer_email,
+        "currency": currency, "customer": customer, "customer_email": customer_email,
         "default_payment_method": None, "description": None, "discounts": [], "due_date": None,
         "effective_at": now(), "ending_balance": 0, "hosted_invoice_url": f"{base_url}/_standin/invoices/{in_id}",
         "invoice_pdf": f"{base_url}/_standin/invoices/{in_id}/pdf", "issuer": {"type": "self"},
         "last_finalization_error": None, "lines": {"object": "list", "data": lines, "has_more": False,
                                                    "url": f"/v1/invoices/{in_id}/lines"},
-        "livemode": False, "metadata": {}, "next_payment_attempt": None, "number": None,
-        "parent": {"quote_details": None, "subscription_details": {"metadata": dict(sub["metadata"]),
-                                                                   "subscription": sub["id"]},
-                   "type": "subscription_details"},
-        "period_end": sub["current_period_start"], "period_start": sub["current_period_start"],
+        "livemode": False, "metadata": {}, "next_payment_attempt": None, "number": None, "parent": None,
+        # Stripe: a subscription invoice's period is the one that just ended (the lines carry the new one).
+        "period_end": period["start"], "period_start": period["start"],
         "receipt_number": None, "starting_balance": 0, "statement_descriptor": None, "status": "open",
         "status_transitions": {"finalized_at": now(), "marked_uncollectible_at": None, "paid_at": None,
                                "voided_at": None},
         # Older API versions name the subscription (and the payment) on the invoice itself.
-        "subscription": sub["id"], "payment_intent": None, "charge": None,
+        "subscription": None, "payment_intent": None, "charge": None,
         "subtotal": total, "subtotal_excluding_tax": total, "test_clock": None, "total": total,
         "total_discount_amounts": [], "total_excluding_tax": total, "total_taxes": [],
         "webhooks_delivered_at": None,

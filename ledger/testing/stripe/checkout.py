@@ -66,8 +66,14 @@ def create_session(store: Store, params: dict[str, Any]) -> dict[str, Any]:
     currency = items[0]["currency"] if items else (forms.as_str(params, "currency") or None)
     cs = billing_objects.checkout_session(mode=mode, base_url=store.base_url, amount_total=total, currency=currency,
                                           params={**params, "metadata": forms.metadata(params)})
-    for name in ("payment_intent_data", "subscription_data", "setup_intent_data"):
+    for name in ("payment_intent_data", "subscription_data", "setup_intent_data", "invoice_creation"):
         store.session_options.setdefault(cs["id"], {})[name] = forms.as_dict(params, name)
+    invoicing = forms.as_dict(params, "invoice_creation")
+    if invoicing:
+        if mode != "payment":
+            raise invalid_request("`invoice_creation` can only be used in `payment` mode.", param="invoice_creation")
+        cs["invoice_creation"] = {"enabled": forms.as_bool(invoicing, "enabled"), "invoice_data": {
+            "metadata": forms.metadata(forms.as_dict(invoicing, "invoice_data"))}}
     if mode == "setup":
         seti = store.add(objects.setup_intent(customer=customer, metadata=forms.metadata(
             forms.as_dict(params, "setup_intent_data"))))
@@ -92,8 +98,13 @@ def expire(store: Store, session_id: str) -> dict[str, Any]:
 
 
 def _customer_for(store: Store, cs: dict[str, Any]) -> str | None:
-    """The session's customer, created now when Stripe would (subscription/setup mode, or ``always``)."""
-    if cs["customer"] is None and (cs["mode"] != "payment" or cs["customer_creation"] == "always"):
+    """The session's customer, created now when Stripe would: in subscription and setup mode, with
+    ``customer_creation=always``, to save the card (``setup_future_usage``) or to invoice the payment."""
+    options = store.session_options.get(cs["id"], {})
+    needed = (cs["mode"] != "payment" or cs["customer_creation"] == "always"
+              or options.get("payment_intent_data", {}).get("setup_future_usage")
+              or (cs["invoice_creation"] or {}).get("enabled"))
+    if cs["customer"] is None and needed:
         cus = payments.create_customer(store, {"email": cs["customer_email"] or "customer@example.com"})
         cs["customer"] = cus["id"]
     email = cs["customer_email"] or (store.objects[cs["customer"]]["email"] if cs["customer"] else None)
@@ -116,7 +127,8 @@ def _payment_intent(store: Store, cs: dict[str, Any], pm: dict[str, Any], amount
         pi = store.add(objects.payment_intent(
             amount=amount if amount is not None else cs["amount_total"], currency=cs["currency"],
             customer=cs["customer"], payment_method=pm["id"], metadata=forms.metadata(data),
-            description=forms.as_str(data, "description")))
+            description=forms.as_str(data, "description"),
+            setup_future_usage=forms.as_str(data, "setup_future_usage")))
         cs["payment_intent"] = pi["id"]
         store.emit("payment_intent.created", pi)
     return pi
@@ -127,8 +139,11 @@ def complete(store: Store, session_id: str, *, outcome: Outcome = "paid", amount
     """The customer pays: ``paid`` at once, or ``async`` (paid later by ``settle_async``);
     ``amount`` overrides what was paid (an underpayment)."""
     cs = _open(store, session_id)
-    customer = _customer_for(store, cs)
     pm = payments.payment_method(store, payment_method)
+    outcome_of_card, decline_code = store.card_outcomes.get(pm["id"], ("succeed", None))
+    if cs["mode"] == "subscription" and outcome_of_card != "succeed":  # declined on the page: nothing starts
+        raise payments.card_error(outcome_of_card, decline_code)
+    customer = _customer_for(store, cs)
     if amount is not None:
         cs["amount_total"] = cs["amount_subtotal"] = amount
     if cs["mode"] == "setup":
@@ -150,10 +165,26 @@ def complete(store: Store, session_id: str, *, outcome: Outcome = "paid", amount
             error = payments.attempt(store, pi, pm, off_session=False, amount=amount)
             if error is not None:
                 raise error  # the customer sees the decline; the session stays open
-            cs["payment_status"] = "paid"
+            _paid(store, cs, pi, pm)
     cs["status"] = "complete"
     store.emit("checkout.session.completed", cs)
     return cs
+
+
+def _paid(store: Store, cs: dict[str, Any], pi: dict[str, Any], pm: dict[str, Any]) -> None:
+    """A payment-mode session is paid: save the card (``setup_future_usage``), invoice it if asked."""
+    cs["payment_status"] = "paid"
+    if pi["setup_future_usage"] and cs["customer"]:
+        payments.attach(store, pm["id"], cs["customer"])
+    if (cs["invoice_creation"] or {}).get("enabled") and cs["customer"]:
+        inv = store.add(billing_objects.one_off_invoice(
+            store.line_items[cs["id"]], customer=cs["customer"], base_url=store.base_url,
+            customer_email=cs["customer_details"]["email"],
+            metadata=cs["invoice_creation"]["invoice_data"]["metadata"]))
+        store.emit("invoice.created", inv)
+        store.emit("invoice.finalized", inv)
+        subscriptions.mark_paid(store, inv, pi)
+        cs["invoice"] = inv["id"]
 
 
 def settle_async(store: Store, session_id: str, *, succeeded: bool) -> dict[str, Any]:
@@ -165,7 +196,7 @@ def settle_async(store: Store, session_id: str, *, succeeded: bool) -> dict[str,
     pm = store.get("payment_method", pi["payment_method"], "payment_method")
     if succeeded:
         payments.attempt(store, pi, pm, off_session=False)
-        cs["payment_status"] = "paid"
+        _paid(store, cs, pi, pm)
         store.emit("checkout.session.async_payment_succeeded", cs)
     else:
         store.card_outcomes[pm["id"]] = ("decline", "generic_decline")

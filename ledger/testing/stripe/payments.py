@@ -124,8 +124,7 @@ def attempt(store: Store, pi: dict[str, Any], pm: dict[str, Any], *, off_session
         store.emit("charge.succeeded", ch)
         store.emit("payment_intent.succeeded", pi)
         return None
-    code = "authentication_required" if outcome == "authenticate" else "card_declined"
-    message = DECLINE_MESSAGES[decline_code or "generic_decline"]
+    code, message = _decline(outcome, decline_code)
     ch = store.add(objects.charge(pi, pm, base_url=store.base_url, paid=False, failure=(code, message)))
     error_body = {"type": "card_error", "code": code, "decline_code": decline_code, "message": message,
                   "charge": ch["id"], "payment_method": pm,
@@ -141,6 +140,17 @@ def attempt(store: Store, pi: dict[str, Any], pm: dict[str, Any], *, off_session
     store.emit("payment_intent.payment_failed", pi)
     return StripeError(402, "card_error", message, code=code, decline_code=decline_code, param="",
                        charge=ch["id"], payment_intent=pi, payment_method=pm, doc_url=error_body["doc_url"])
+
+
+def _decline(outcome: str, decline_code: str | None) -> tuple[str, str]:
+    return ("authentication_required" if outcome == "authenticate" else "card_declined",
+            DECLINE_MESSAGES[decline_code or "generic_decline"])
+
+
+def card_error(outcome: str, decline_code: str | None) -> StripeError:
+    """The 402 a declining card answers with where no PaymentIntent is involved (a hosted page)."""
+    code, message = _decline(outcome, decline_code)
+    return StripeError(402, "card_error", message, code=code, decline_code=decline_code, param="")
 
 
 def charge_of(store: Store, params: dict[str, Any]) -> dict[str, Any]:

@@ -81,18 +81,24 @@ def _bill(store: Store, sub: dict[str, Any], reason: str, *, amount: int | None 
     error = payments.attempt(store, pi, pm, off_session=reason != "subscription_create", amount=amount)
     inv.update(attempted=True, attempt_count=inv["attempt_count"] + 1, charge=pi["latest_charge"])
     if error is None:
-        inv.update(status="paid", amount_paid=pi["amount_received"], amount_remaining=0)
-        inv["status_transitions"]["paid_at"] = now()
         if sub["status"] == "past_due":
             sub["status"] = "active"
-        store.emit("invoice.paid", inv)
-        store.emit("invoice.payment_succeeded", inv)
+        mark_paid(store, inv, pi)
     else:
         previous = {"status": sub["status"]}
         sub["status"] = "past_due"
         store.emit("invoice.payment_failed", inv)
         store.emit("customer.subscription.updated", sub, previous)
     return inv
+
+
+def mark_paid(store: Store, inv: dict[str, Any], pi: dict[str, Any]) -> None:
+    """``pi`` paid ``inv``: ``invoice.paid`` and ``invoice.payment_succeeded``."""
+    inv.update(status="paid", amount_paid=pi["amount_received"], amount_remaining=0, payment_intent=pi["id"],
+               charge=pi["latest_charge"], attempted=True, attempt_count=max(1, inv["attempt_count"]))
+    inv["status_transitions"]["paid_at"] = now()
+    store.emit("invoice.paid", inv)
+    store.emit("invoice.payment_succeeded", inv)
 
 
 def end_period(store: Store, subscription_id: str) -> dict[str, Any]:

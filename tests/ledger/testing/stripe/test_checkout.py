@@ -137,3 +137,41 @@ def test_bad_sessions_are_refused_with_stripes_errors(client: stripe.StripeClien
     with pytest.raises(stripe.InvalidRequestError) as missing:
         client.v1.checkout.sessions.retrieve("cs_test_nope")
     assert missing.value.http_status == 404 and missing.value.code == "resource_missing"
+
+
+def test_a_payment_can_save_the_card_and_be_invoiced(standin: StripeStandIn, client: stripe.StripeClient) -> None:
+    cs = client.v1.checkout.sessions.create(params={
+        "mode": "payment", "line_items": [pack(1500)], "customer_email": "owner@example.com",
+        "payment_intent_data": {"setup_future_usage": "off_session"},
+        "invoice_creation": {"enabled": True, "invoice_data": {"metadata": {"account_id": "acct_1"}}}})
+    standin.complete_checkout(cs.id)
+    done = client.v1.checkout.sessions.retrieve(cs.id, params={"expand": ["invoice", "payment_intent"]})
+    assert isinstance(done.invoice, stripe.Invoice) and isinstance(done.payment_intent, stripe.PaymentIntent)
+    assert done.invoice.status == "paid" and done.invoice.amount_paid == 1500
+    assert done.invoice.billing_reason == "manual"
+    assert done.customer and done.invoice.customer == done.customer
+    saved = client.v1.payment_methods.list(params={"customer": str(done.customer)})
+    assert [m.id for m in saved.data] == [done.payment_intent.payment_method]
+    assert {"payment_method.attached", "invoice.paid"} <= {e["type"] for e in standin.events()}
+
+
+def test_a_declined_card_starts_no_subscription(standin: StripeStandIn, client: stripe.StripeClient) -> None:
+    cs = client.v1.checkout.sessions.create(params={"mode": "subscription", "line_items": [plan()]})
+    with pytest.raises(StripeError) as declined:
+        standin.complete_checkout(cs.id, payment_method="pm_card_chargeDeclined")
+    assert declined.value.status == 402 and declined.value.body["code"] == "card_declined"
+    assert client.v1.checkout.sessions.retrieve(cs.id).status == "open"
+    assert client.v1.subscriptions.list().data == [] and standin.events() == []
+
+
+def test_the_hosted_page_pays_later_or_cancels(standin: StripeStandIn, client: stripe.StripeClient) -> None:
+    later, kept = payment_session(client), payment_session(client)
+    pay = f"{standin.base_url}/_standin/checkout/{later.id}/pay"
+    assert httpx.post(pay, data={"action": "pay_async"}).status_code == 303
+    assert client.v1.checkout.sessions.retrieve(later.id).payment_status == "unpaid"
+    cancel = httpx.post(f"{standin.base_url}/_standin/checkout/{kept.id}/pay", data={"action": "cancel"})
+    assert cancel.headers["location"] == "https://shop.test/cancel"
+    assert client.v1.checkout.sessions.retrieve(kept.id).status == "open"
+    declined = httpx.post(f"{standin.base_url}/_standin/checkout/{kept.id}/pay",
+                          data={"action": "pay", "payment_method": "pm_card_chargeDeclined"})
+    assert declined.status_code == 402 and "declined" in declined.text
