@@ -48,8 +48,8 @@ API (``/v1``, ``Authorization: Bearer sk_test_...`` — any test key; else 401):
   optional ``amount``, ``metadata``, ``reason``; never more than is left on the charge:
   400 ``amount_too_large`` / ``charge_already_refunded``; retrieve, list), ``disputes``.
 - ``subscriptions`` (retrieve, update ``items[0][price]`` / ``cancel_at_period_end`` /
-  ``default_payment_method`` / ``metadata``, cancel with DELETE, list), ``invoices`` (retrieve, list by ``customer`` /
-  ``subscription``; ``invoice_pdf``, ``hosted_invoice_url``, ``lines`` with ``period``,
+  ``default_payment_method`` / ``metadata``, cancel with DELETE, list), ``invoices`` (retrieve, ``{id}/lines``, list by
+  ``customer`` / ``subscription``; ``invoice_pdf``, ``hosted_invoice_url``, ``lines`` with ``period``,
   ``billing_reason``, ``subscription``, ``amount_paid``, ``status``).
 - ``billing_portal/sessions`` (create: ``customer``, ``return_url``) → ``url`` to
   ``/_standin/portal/{id}`` ("Update card").
@@ -88,7 +88,8 @@ Controls (``StripeStandIn`` method → HTTP control; JSON bodies, Stripe's error
   url, status, signed_at, tampered) → ``GET /_standin/deliveries``; ``flush(timeout)`` → ``POST
   /_standin/flush`` waits until automatic delivery has sent everything.
 - Delivery: automatic (default; one background thread, in event order, no retries) or held
-  (``auto_deliver=False``, ``--hold``, ``POST /_standin/config {"auto_deliver": false}``);
+  (``auto_deliver=False``, ``--hold``, ``POST /_standin/config {"auto_deliver": false}``), to
+  ``webhook_urls`` (settable once the receiving app is up; ``{"webhook_urls": [...]}`` there too);
   ``deliver(event_id, times=1, concurrently=False, signed_at=None, secret=None, tamper=False)``
   → ``POST /_standin/events/{id}/deliver`` sends one event now: late (a stale ``signed_at``),
   several times, all at once, in any order, with a wrong secret or a body changed after signing.

@@ -98,6 +98,8 @@ ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [(m, re.compile(f"^/v1/{p}$
     ("DELETE", f"subscriptions/{_ID}", lambda s, i, p: subscriptions.cancel(s, i[0])),
     ("GET", "invoices", _list("invoice", "/v1/invoices", "customer", "subscription", "status")),
     ("GET", f"invoices/{_ID}", _get("invoice")),
+    ("GET", f"invoices/{_ID}/lines", lambda s, i, p: objects.page(
+        s.get("invoice", i[0])["lines"]["data"], f"/v1/invoices/{i[0]}/lines", p)),
     ("POST", "billing_portal/sessions", lambda s, i, p: subscriptions.create_portal_session(s, p)),
     ("GET", "events", _events),
     ("GET", f"events/{_ID}", _get("event")),

@@ -41,7 +41,13 @@ def _deliver(s: StripeStandIn, path: dict[str, str], body: dict[str, Any]) -> An
 def _config(s: StripeStandIn, path: dict[str, str], body: dict[str, Any]) -> Any:
     if "auto_deliver" in body:
         s.auto_deliver = bool(body["auto_deliver"])
-    return {"base_url": s.base_url, "webhook_urls": s.deliverer.urls, "auto_deliver": s.auto_deliver}
+    if "webhook_urls" in body:
+        urls = body["webhook_urls"]
+        if not isinstance(urls, list) or not all(isinstance(u, str) and u.startswith(("http://", "https://"))
+                                                 for u in urls):
+            raise invalid_request("webhook_urls must be a list of http(s) URLs", param="webhook_urls")
+        s.webhook_urls = urls
+    return {"base_url": s.base_url, "webhook_urls": s.webhook_urls, "auto_deliver": s.auto_deliver}
 
 
 ACTIONS: list[tuple[str, str, Action]] = [

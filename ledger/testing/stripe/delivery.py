@@ -104,6 +104,8 @@ class Deliverer:
              signed_at: int | None = None, secret: str | None = None, tamper: bool = False) -> list[Delivery]:
         """Send ``event`` to every endpoint ``times`` times now; the attempts, in the order they ended."""
         jobs = [url for _ in range(times) for url in self.urls]
+        if not jobs:
+            return []
         at = int(time.time()) if signed_at is None else signed_at
         key = self.secret if secret is None else secret
         if not concurrently:

@@ -173,6 +173,15 @@ class StripeStandIn:
         return self._locked(lambda: self.store.get("event", event_id))
 
     @property
+    def webhook_urls(self) -> list[str]:
+        """The endpoints events go to (may be set once the receiving app is up: later events go there)."""
+        return list(self.deliverer.urls)
+
+    @webhook_urls.setter
+    def webhook_urls(self, urls: Sequence[str]) -> None:
+        self.deliverer.urls = list(urls)
+
+    @property
     def auto_deliver(self) -> bool:
         return self.deliverer.auto
 

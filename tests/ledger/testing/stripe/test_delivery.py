@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import httpx
 import stripe
 
 from ledger.testing.stripe import StripeStandIn
@@ -84,3 +85,16 @@ def test_an_unreachable_endpoint_is_recorded_without_a_status(receiver: Receiver
         [attempt] = s.deliveries
         assert attempt.status is None and attempt.error and not attempt.ok
         assert s.events()[0]["pending_webhooks"] == 1
+
+
+def test_endpoints_can_be_named_once_the_receiver_is_up(receiver: Receiver) -> None:
+    with StripeStandIn(webhook_secret=SECRET) as s:
+        s.client().v1.customers.create(params={"email": "before@example.com"})
+        assert s.flush() and s.deliveries == []
+        assert s.deliver(s.events()[0]["id"]) == []  # nowhere to send it
+        s.webhook_urls = [receiver.url]
+        s.client().v1.customers.create(params={"email": "after@example.com"})
+        assert s.flush() and receiver.types() == ["customer.created"]
+        config = httpx.post(f"{s.base_url}/_standin/config", json={"webhook_urls": ["not a url"]})
+        assert config.status_code == 400 and config.json()["error"]["param"] == "webhook_urls"
+        assert s.webhook_urls == [receiver.url]

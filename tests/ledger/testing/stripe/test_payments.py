@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import httpx
 import pytest
 import stripe
@@ -74,6 +76,14 @@ def test_the_same_idempotency_key_replays_and_other_params_conflict(standin: Str
     other_key = stripe.StripeClient("sk_test_another_account", base_addresses={"api": standin.base_url},
                                     max_network_retries=0)
     assert refill(other_key, customer, pm, key="refill:acct_1:7").id != first.id  # keys are per API key
+
+
+def test_five_concurrent_requests_with_one_key_charge_once(standin: StripeStandIn,
+                                                            client: stripe.StripeClient) -> None:
+    customer, pm = customer_with(client, "pm_card_visa")
+    with ThreadPoolExecutor(5) as pool:
+        ids = list(pool.map(lambda _: refill(client, customer, pm, key="refill:acct_1:9").id, range(5)))
+    assert len(set(ids)) == 1 and len(standin.events("payment_intent.succeeded")) == 1
 
 
 def test_a_replayed_decline_is_the_same_decline(standin: StripeStandIn, client: stripe.StripeClient) -> None:

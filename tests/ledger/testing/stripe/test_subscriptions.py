@@ -53,6 +53,8 @@ def test_renewal_bills_the_next_period(standin: StripeStandIn, client: stripe.St
     invoices = client.v1.invoices.list(params={"subscription": sub.id})
     assert [i.billing_reason for i in invoices.data] == ["subscription_cycle", "subscription_create"]
     assert client.v1.invoices.list(params={"customer": str(sub.customer)}).data[0].id == renewed["id"]
+    lines = client.v1.invoices.line_items.list(renewed["id"])
+    assert [line.amount for line in lines.data] == [2000]
 
 
 def test_a_renewal_the_card_declines_fails_the_invoice(standin: StripeStandIn, client: stripe.StripeClient) -> None:
