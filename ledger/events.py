@@ -3,7 +3,8 @@
 Every event carries ``amount_ucr`` (signed: + adds credits, - burns them, 0 when no money
 moves) and ``balance_after_ucr`` (known under the account's lock), so the ledger reads straight
 from the stream. Schema changes are additive, or go through an upcaster keyed on
-``schema_version`` (see ``upcast``).
+``schema_version`` (see ``upcast``). The envelope is ``ledger.event_base``'s, the payment events
+beyond the purchase ``ledger.payment_events``'; both are re-exported here.
 """
 
 from __future__ import annotations
@@ -12,52 +13,20 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import Field, TypeAdapter
 
-GrantSource = Literal["allowance", "purchase", "promotion", "refund"]
-
-
-class Draw(BaseModel):
-    """Part of a debit taken from one grant."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    grant_id: UUID
-    source: GrantSource
-    amount_ucr: int
-
-
-def no_nul(value: object) -> object:
-    """PostgreSQL text and jsonb cannot hold U+0000: refuse it as bad input, not a database error."""
-    if isinstance(value, str) and "\x00" in value:
-        raise ValueError("text must not contain NUL characters")
-    return value
-
-
-class Attribution(BaseModel):
-    """Who and what a use of credits belongs to; every field optional."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    _no_nul = field_validator("*", mode="before")(no_nul)
-    member: str | None = Field(default=None, max_length=200)
-    agent: str | None = Field(default=None, max_length=200)
-    flow: str | None = Field(default=None, max_length=200)
-    run: str | None = Field(default=None, max_length=200)
-    node: str | None = Field(default=None, max_length=200)
-    deployment: str | None = Field(default=None, max_length=200)
-    execution: str | None = Field(default=None, max_length=200)
-
-
-class EventBase(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    event_id: UUID
-    account_id: str
-    occurred_at: datetime
-    recorded_at: datetime
-    idempotency_key: str | None = None
-    amount_ucr: int = 0
-    balance_after_ucr: int
-    schema_version: int = 1
+from ledger.event_base import Attribution as Attribution
+from ledger.event_base import Draw as Draw
+from ledger.event_base import EventBase as EventBase
+from ledger.event_base import GrantSource as GrantSource
+from ledger.event_base import no_nul as no_nul
+from ledger.payment_events import AutoRefillConfigured as AutoRefillConfigured
+from ledger.payment_events import AutoRefillFailed as AutoRefillFailed
+from ledger.payment_events import AutoRefillRequested as AutoRefillRequested
+from ledger.payment_events import DisputeClosed as DisputeClosed
+from ledger.payment_events import PaymentMethodSaved as PaymentMethodSaved
+from ledger.payment_events import PurchaseDisputed as PurchaseDisputed
+from ledger.payment_events import SubscriptionChanged as SubscriptionChanged
 
 
 class AccountOpened(EventBase):
@@ -261,87 +230,6 @@ class AlertRaised(EventBase):
     message: str
     spent_ucr: int
     limit_ucr: int
-
-
-class PurchaseDisputed(EventBase):
-    """A purchase's payment was disputed: what was left of its grant is frozen (``amount_ucr`` is
-    ``-frozen_ucr``) and held on the purchase until the dispute closes."""
-
-    type: Literal["PurchaseDisputed"] = "PurchaseDisputed"
-    #: The purchase's ledger entry id (its ``CreditsPurchased`` event's id).
-    purchase_id: UUID
-    grant_id: UUID
-    dispute_id: str
-    reason: str
-    frozen_ucr: int
-
-
-class DisputeClosed(EventBase):
-    """A dispute closed: ``won`` gives the frozen credits back to the purchase's grant
-    (``amount_ucr = restored_ucr``), ``lost`` keeps them gone (``restored_ucr`` 0)."""
-
-    type: Literal["DisputeClosed"] = "DisputeClosed"
-    purchase_id: UUID
-    grant_id: UUID
-    dispute_id: str
-    outcome: Literal["won", "lost"]
-    restored_ucr: int
-
-
-class AutoRefillConfigured(EventBase):
-    """The auto-refill rule: below ``threshold_ucr``, buy ``refill_ucr`` for ``cents`` (the card's
-    custom-amount price), at most ``daily_cap_ucr`` a UTC day; ``runout_hours``: also when the
-    forecast says the balance runs out that soon. (``amount_ucr`` is the envelope's: 0.)"""
-
-    type: Literal["AutoRefillConfigured"] = "AutoRefillConfigured"
-    enabled: bool
-    threshold_ucr: int
-    refill_ucr: int
-    cents: int
-    daily_cap_ucr: int | None = None
-    runout_hours: int | None = None
-
-
-class PaymentMethodSaved(EventBase):
-    """A payment method for off-session payments; a new one closes the refill breaker."""
-
-    type: Literal["PaymentMethodSaved"] = "PaymentMethodSaved"
-    stripe_customer: str
-    payment_method: str
-
-
-class AutoRefillRequested(EventBase):
-    """One refill asked of the saved payment method (no money moves until it is paid)."""
-
-    type: Literal["AutoRefillRequested"] = "AutoRefillRequested"
-    crossing: int
-    credits_ucr: int
-    cents: int
-    trigger: Literal["threshold", "runout"]
-    stripe_customer: str
-    payment_method: str
-
-
-class AutoRefillFailed(EventBase):
-    """The refill of ``crossing`` was not paid; ``failures`` in a row so far."""
-
-    type: Literal["AutoRefillFailed"] = "AutoRefillFailed"
-    crossing: int
-    payment_intent: str | None = None
-    reason: str
-    decline_code: str | None = None
-    failures: int
-
-
-class SubscriptionChanged(EventBase):
-    """The Stripe subscription paying the plan was created, changed or ended (Stripe's ``status``)."""
-
-    type: Literal["SubscriptionChanged"] = "SubscriptionChanged"
-    stripe_subscription: str
-    plan: str
-    status: str
-    current_period_end: datetime | None = None
-    cancel_at_period_end: bool = False
 
 
 Event = Annotated[

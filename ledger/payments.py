@@ -6,9 +6,21 @@ Plain frozen values, folded by ``ledger.state.apply`` and stored by ``ledger.row
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
+from uuid import UUID
+
+from ledger.clock import day_key
+from ledger.events import (
+    AllowanceGranted,
+    AutoRefillConfigured,
+    AutoRefillFailed,
+    AutoRefillRequested,
+    CreditsPurchased,
+    PaymentMethodSaved,
+    SubscriptionChanged,
+)
 
 DisputeStatus = Literal["open", "won", "lost"]
 
@@ -24,6 +36,17 @@ class Dispute:
     restored_ucr: int
     opened_at: datetime
     closed_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Purchase:
+    """A ``CreditsPurchased`` entry a refund or a dispute names: ``purchase_id`` is its ledger entry id."""
+
+    purchase_id: UUID
+    grant_id: UUID
+    purchased_at: datetime
+    #: Its dispute, if its payment was ever disputed (one per purchase, as one per Stripe charge).
+    dispute: Dispute | None = None
 
 
 RefillTrigger = Literal["threshold", "runout"]
@@ -101,3 +124,37 @@ class Subscription:
     def live(self) -> bool:
         """Whether it still bills (and so grants the allowance)."""
         return self.status not in ENDED
+
+
+def refill_after(r: AutoRefill, e: AutoRefillConfigured | PaymentMethodSaved | AutoRefillRequested
+                 | AutoRefillFailed | CreditsPurchased) -> AutoRefill:
+    """The auto-refill after ``e`` (``ledger.state.apply``'s part for it)."""
+    match e:
+        case AutoRefillConfigured():
+            return replace(r, enabled=e.enabled, threshold_ucr=e.threshold_ucr, amount_ucr=e.refill_ucr,
+                           cents=e.cents, daily_cap_ucr=e.daily_cap_ucr, runout_hours=e.runout_hours)
+        case PaymentMethodSaved():
+            return replace(r, stripe_customer=e.stripe_customer, payment_method=e.payment_method, failures=0)
+        case AutoRefillRequested():
+            day = day_key(e.occurred_at)
+            return replace(r, last=RefillRequest(e.crossing, e.credits_ucr, e.cents, e.trigger, e.occurred_at),
+                           day=day, requested_today_ucr=r.requested_on(day) + e.credits_ucr)
+    if r.last is None or r.last.crossing != e.crossing:
+        if isinstance(e, CreditsPurchased):
+            return r  # a refill recorded before requests were: nothing pending to close
+        raise ValueError(f"no refill was requested for crossing {e.crossing}")
+    if isinstance(e, AutoRefillFailed):
+        return replace(r, failures=e.failures, last=replace(r.last, status="failed"))
+    return replace(r, failures=0, last=replace(r.last, status="paid"))
+
+
+def subscription_after(sub: Subscription | None, e: SubscriptionChanged | AllowanceGranted) -> Subscription:
+    """The subscription after ``e``: what Stripe said of it, or an invoice of it paid (which makes
+    it active, whatever came first from Stripe)."""
+    same = sub is not None and sub.stripe_subscription == e.stripe_subscription
+    if isinstance(e, SubscriptionChanged):
+        return Subscription(e.stripe_subscription, e.plan, e.status, e.current_period_end, e.cancel_at_period_end,
+                            sub.last_invoice if sub is not None and same else None)
+    if sub is None or not same or e.stripe_subscription is None:
+        return Subscription(e.stripe_subscription or "", e.plan, "active", e.expires_at, False, e.stripe_invoice)
+    return replace(sub, plan=e.plan, last_invoice=e.stripe_invoice)

@@ -11,7 +11,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from uuid import UUID
 
-from ledger.clock import HOUR, day_key, month_key
+from ledger.clock import day_key, month_key
+from ledger.deployment import Deployment as Deployment
+from ledger.deployment import hour_due_at as hour_due_at
+from ledger.deployment import hours_due as hours_due
 from ledger.events import (
     AccountOpened,
     AllowanceGranted,
@@ -44,7 +47,8 @@ from ledger.events import (
 )
 from ledger.grants import Grant
 from ledger.money import MAX_UCR
-from ledger.payments import AutoRefill, Dispute, RefillRequest, Subscription
+from ledger.payments import AutoRefill, Dispute, Subscription, refill_after, subscription_after
+from ledger.payments import Purchase as Purchase
 from ledger.rates import coupon_code
 
 CounterKey = tuple[str, str, str]  # (scope, subject, period)
@@ -74,74 +78,6 @@ class Reservation:
     status: str  # held | settled | released | expired
     expires_at: datetime
     created_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Deployment:
-    """A deployment's clock: it is paid through ``hours_charged`` hours of running time.
-
-    Pauses stop the clock: ``used`` is the running time used before the current running segment
-    (began at ``segment_started_at``), or in all while paused or stopped.
-    """
-
-    deployment_id: str
-    instance_type: str
-    hourly_ucr: int
-    status: str  # running | paused | stopped
-    hours_charged: int
-    credits_ucr: int
-    segment_started_at: datetime | None
-    used: timedelta
-    paused_reason: str | None
-    started_at: datetime
-
-    @property
-    def paid(self) -> timedelta:
-        """The running time paid for: every hour charged is an hour of running, however it is split."""
-        return self.hours_charged * HOUR
-
-    def used_at(self, now: datetime) -> timedelta:
-        """Running time used by ``now``."""
-        if self.segment_started_at is None:
-            return self.used
-        # A clock that stepped back never gives time back.
-        return self.used + max(now - self.segment_started_at, timedelta(0))
-
-    def hours_due(self, now: datetime) -> range:
-        """The hour indexes due by ``now`` and not charged yet, in order, by ``hour_due_at``'s rule.
-
-        While paused or stopped the clock stands still: hour n is due once n hours are used.
-        """
-        return hours_due(self.segment_started_at or now, self.used, self.hours_charged, now)
-
-
-def hour_due_at(segment_started_at: datetime, used: timedelta, hour_index: int) -> datetime:
-    """When hour ``hour_index`` of a deployment running since ``segment_started_at`` is due.
-
-    Hour n is charged when the running time used (``used`` before this segment, plus the
-    segment so far) reaches n hours, i.e. when the paid time runs out. The scheduler and
-    ``decide`` both ask this, so they cannot disagree on which hours are due.
-    """
-    return segment_started_at + hour_index * HOUR - used
-
-
-def hours_due(segment_started_at: datetime, used: timedelta, hours_charged: int, now: datetime) -> range:
-    """The hour indexes from ``hours_charged`` on that are due by ``now`` (``hour_due_at``), in order."""
-    n = hours_charged
-    while hour_due_at(segment_started_at, used, n) <= now:
-        n += 1
-    return range(hours_charged, n)
-
-
-@dataclass(frozen=True, slots=True)
-class Purchase:
-    """A ``CreditsPurchased`` entry a refund names: ``purchase_id`` is its ledger entry id."""
-
-    purchase_id: UUID
-    grant_id: UUID
-    purchased_at: datetime
-    #: Its dispute, if its payment was ever disputed (one per purchase, as one per Stripe charge).
-    dispute: Dispute | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,14 +169,6 @@ def _add_grant(s: AccountState, grant: Grant) -> AccountState:
     return replace(s, grants={**s.grants, grant.grant_id: grant})
 
 
-def _invoiced(sub: Subscription | None, stripe_subscription: str, plan: str, invoice: str,
-              period_end: datetime) -> Subscription:
-    """The subscription after its invoice was paid (it is active, whatever came first from Stripe)."""
-    if sub is None or sub.stripe_subscription != stripe_subscription:
-        return Subscription(stripe_subscription, plan, "active", period_end, False, invoice)
-    return replace(sub, plan=plan, last_invoice=invoice)
-
-
 def _add_to_grant(s: AccountState, grant_id: UUID, amount_ucr: int) -> AccountState:
     g = s.grants[grant_id]
     return _add_grant(s, replace(g, remaining_ucr=g.remaining_ucr + amount_ucr))
@@ -281,9 +209,8 @@ def apply(s: AccountState, e: Event) -> AccountState:
         case AllowanceGranted():
             s = _add_grant(s, Grant(e.grant_id, "allowance", e.amount_ucr, e.amount_ucr, e.expires_at, e.occurred_at))
             s = replace(s, allowance_cycle=max(s.allowance_cycle, e.cycle))
-            if e.stripe_invoice is not None and e.stripe_subscription is not None:
-                s = replace(s, subscription=_invoiced(s.subscription, e.stripe_subscription, e.plan, e.stripe_invoice,
-                                                      e.expires_at))
+            if e.stripe_invoice is not None:
+                s = replace(s, subscription=subscription_after(s.subscription, e))
         case CreditsGranted():
             s = _add_grant(s, Grant(e.grant_id, e.source, e.amount_ucr, e.amount_ucr, e.expires_at, e.occurred_at))
         case CouponApplied():
@@ -292,9 +219,8 @@ def apply(s: AccountState, e: Event) -> AccountState:
         case CreditsPurchased():
             s = _add_grant(s, Grant(e.grant_id, "purchase", e.amount_ucr, e.amount_ucr, None, e.occurred_at))
             s = replace(s, purchases={**s.purchases, e.event_id: Purchase(e.event_id, e.grant_id, e.occurred_at)})
-            ar = s.auto_refill
-            if e.crossing is not None and ar.last is not None and ar.last.crossing == e.crossing:
-                s = replace(s, auto_refill=replace(ar, failures=0, last=replace(ar.last, status="paid")))
+            if e.crossing is not None:
+                s = replace(s, auto_refill=refill_after(s.auto_refill, e))
         case RefundIssued():
             if e.direction == "credit":
                 s = _add_grant(s, Grant(e.grant_id, "refund", e.amount_ucr, e.amount_ucr, None, e.occurred_at))
@@ -344,29 +270,10 @@ def apply(s: AccountState, e: Event) -> AccountState:
             d = s.deployments[e.deployment_id]
             s = replace(s, deployments={**s.deployments, d.deployment_id: replace(
                 d, status="running", segment_started_at=e.occurred_at, paused_reason=None)})
-        case AutoRefillConfigured():
-            s = replace(s, auto_refill=replace(
-                s.auto_refill, enabled=e.enabled, threshold_ucr=e.threshold_ucr, amount_ucr=e.refill_ucr,
-                cents=e.cents, daily_cap_ucr=e.daily_cap_ucr, runout_hours=e.runout_hours))
-        case PaymentMethodSaved():
-            s = replace(s, auto_refill=replace(s.auto_refill, stripe_customer=e.stripe_customer,
-                                               payment_method=e.payment_method, failures=0))
-        case AutoRefillRequested():
-            ar, day = s.auto_refill, day_key(e.occurred_at)
-            s = replace(s, auto_refill=replace(
-                ar, last=RefillRequest(e.crossing, e.credits_ucr, e.cents, e.trigger, e.occurred_at), day=day,
-                requested_today_ucr=ar.requested_on(day) + e.credits_ucr))
-        case AutoRefillFailed():
-            ar = s.auto_refill
-            if ar.last is None or ar.last.crossing != e.crossing:
-                raise ValueError(f"no refill was requested for crossing {e.crossing}")
-            s = replace(s, auto_refill=replace(ar, failures=e.failures, last=replace(ar.last, status="failed")))
+        case AutoRefillConfigured() | PaymentMethodSaved() | AutoRefillRequested() | AutoRefillFailed():
+            s = replace(s, auto_refill=refill_after(s.auto_refill, e))
         case SubscriptionChanged():
-            sub = s.subscription
-            same = sub is not None and sub.stripe_subscription == e.stripe_subscription
-            s = replace(s, subscription=Subscription(
-                e.stripe_subscription, e.plan, e.status, e.current_period_end, e.cancel_at_period_end,
-                sub.last_invoice if sub is not None and same else None))
+            s = replace(s, subscription=subscription_after(s.subscription, e))
         case BudgetSet():
             s = replace(s, budget=Budget(e.monthly_limit_ucr, e.warn_pct, e.critical_pct, e.hard_stop))
         case LimitSet():

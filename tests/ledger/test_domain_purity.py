@@ -23,7 +23,8 @@ IO_LIBRARIES = ("sqlalchemy", "asyncpg", "psycopg", "psycopg2", "redis", "httpx"
 
 DOMAIN = ["ledger.decide", "ledger.state", "ledger.events", "ledger.rates", "ledger.money", "ledger.grants",
           "ledger.alerts", "ledger.commands", "ledger.clock", "ledger.errors", "ledger.planner",
-          "ledger.idempotency", "ledger.rows", "ledger.views", "ledger.payments", "ledger.refill"]
+          "ledger.idempotency", "ledger.rows", "ledger.views", "ledger.payments", "ledger.refill",
+          "ledger.event_base", "ledger.payment_events", "ledger.deployment"]
 if hasattr(ledger.decide, "__path__"):  # a package: each of its modules too
     DOMAIN += [m.name for m in pkgutil.iter_modules(ledger.decide.__path__, "ledger.decide.")]
 
