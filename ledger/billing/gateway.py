@@ -108,6 +108,25 @@ class StripeGateway:
         return await self._call(lambda: self.client.v1.refunds.create_async(
             params, {"idempotency_key": idempotency_key}))  # type: ignore[arg-type]
 
+    async def pay_off_session(self, params: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
+        """Create and confirm an off-session PaymentIntent, answered with its latest charge expanded.
+
+        A declined card or one that needs its owner is an answer, not an error: Stripe's card error
+        carries the PaymentIntent (``last_payment_error`` says why), and that is returned.
+        """
+        async def create() -> Any:
+            try:
+                return await self.client.v1.payment_intents.create_async(
+                    {**params, "expand": ["latest_charge"]},  # type: ignore[arg-type]
+                    {"idempotency_key": idempotency_key})
+            except stripe.CardError as exc:
+                declined = ((exc.json_body or {}).get("error") or {}).get("payment_intent")
+                if not isinstance(declined, dict):
+                    raise
+                return declined
+
+        return await self._call(create)
+
     async def create_portal_session(self, params: dict[str, Any]) -> dict[str, Any]:
         return await self._call(lambda: self.client.v1.billing_portal.sessions.create_async(
             params))  # type: ignore[arg-type]
