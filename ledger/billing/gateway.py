@@ -114,13 +114,16 @@ class StripeGateway:
         A declined card or one that needs its owner is an answer, not an error: Stripe's card error
         carries the PaymentIntent (``last_payment_error`` says why), and that is returned.
         """
+        expanded: dict[str, Any] = {**params, "expand": ["latest_charge"]}
+
         async def create() -> Any:
             try:
                 return await self.client.v1.payment_intents.create_async(
-                    {**params, "expand": ["latest_charge"]},  # type: ignore[arg-type]
+                    expanded,  # type: ignore[arg-type]
                     {"idempotency_key": idempotency_key})
             except stripe.CardError as exc:
-                declined = ((exc.json_body or {}).get("error") or {}).get("payment_intent")
+                body: dict[str, Any] = exc.json_body if isinstance(exc.json_body, dict) else {}
+                declined = (body.get("error") or {}).get("payment_intent")
                 if not isinstance(declined, dict):
                     raise
                 return declined
