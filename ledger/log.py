@@ -34,6 +34,8 @@ START = LogPosition()
 class LogEntry:
     at: LogPosition
     event: Event
+    #: The event's account ``version`` (its place in the account's stream).
+    version: int = 0
 
 
 async def read_log(conn: AsyncConnection, after: LogPosition = START, limit: int = 1000) -> list[LogEntry]:
@@ -44,7 +46,7 @@ async def read_log(conn: AsyncConnection, after: LogPosition = START, limit: int
         " AND tx_id < pg_snapshot_xmin(pg_current_snapshot())"
         " ORDER BY tx_id, position LIMIT :limit"),
         {"tx": after.tx_id, "pos": after.position, "limit": limit})).all()
-    return [LogEntry(LogPosition(r.tx, r.position), row_to_event(r)) for r in rows]
+    return [LogEntry(LogPosition(r.tx, r.position), row_to_event(r), r.version) for r in rows]
 
 
 async def load_checkpoint(conn: AsyncConnection, name: str) -> LogPosition:

@@ -18,7 +18,8 @@ from dramatiq import Broker
 
 from ledger import commands as c
 from ledger import intake
-from ledger.errors import InvalidState, LedgerError, NotFound
+from ledger.billing.auto_refill import charge_refill
+from ledger.errors import InvalidState, LedgerError, NotFound, PaymentProviderNotConfigured
 from ledger.events import Attribution
 from workers import commands as payloads
 from workers import webhooks
@@ -56,6 +57,19 @@ async def pause_for_debt(account_id: str) -> None:
     result = (await ledger.execute_many([c.PauseForDebt(account_id=account_id)]))[0]
     if _transient(result):
         raise result
+
+
+async def auto_refill(account_id: str, crossing: int) -> None:
+    """Charge the refill of one crossing below the threshold (``charge_refill``: once, however
+    often it runs). An outage of Stripe or the database raises, and Dramatiq retries."""
+    ctx = context()
+    ledger = await ctx.ledger()
+    try:
+        result = await charge_refill(ledger, ctx.stripe(), account_id, crossing)
+    except PaymentProviderNotConfigured as exc:  # a retry cannot help: say so once
+        log.error("auto-refill of %s not charged: %s", account_id, exc.detail)
+        return
+    log.info("auto-refill of %s crossing %d: %s %s", account_id, crossing, result.status, result.detail)
 
 
 async def deliver_webhook(account_id: str, endpoint_id: str, event_id: str, attempt: int | None = None) -> None:
@@ -96,6 +110,7 @@ class Actors:
     pause_for_debt: dramatiq.Actor[Any, Any]
     deliver_webhook: dramatiq.Actor[Any, Any]
     record_usage: dramatiq.Actor[Any, Any]
+    auto_refill: dramatiq.Actor[Any, Any]
 
 
 def declare(broker: Broker, *, webhook_max_retries: int = 12, webhook_min_backoff_ms: int = 10_000,
@@ -114,11 +129,12 @@ def declare(broker: Broker, *, webhook_max_retries: int = 12, webhook_min_backof
         deliver_webhook=actor(deliver_webhook, "webhooks", max_retries=webhook_max_retries,
                               min_backoff=webhook_min_backoff_ms, max_backoff=webhook_max_backoff_ms),
         record_usage=actor(record_usage, "usage", max_retries=20, min_backoff=500, max_backoff=60_000),
+        auto_refill=actor(auto_refill, "payments", max_retries=20, min_backoff=1000, max_backoff=300_000),
     )
 
 
 def relay_sender(actors: Actors) -> Any:
-    """The relay's ``send``: one message per alert check, debt pause and webhook delivery."""
+    """The relay's ``send``: one message per alert check, debt pause, webhook delivery and refill."""
     from workers.relay import Plan
 
     def send(p: Plan) -> None:
@@ -128,6 +144,8 @@ def relay_sender(actors: Actors) -> Any:
             actors.pause_for_debt.send(account_id)
         for account_id, endpoint_id, event_id in p.deliveries:
             actors.deliver_webhook.send(account_id, endpoint_id, event_id, 0)  # registered with 0 attempts
+        for account_id, crossing in p.refills:
+            actors.auto_refill.send(account_id, crossing)
 
     return send
 

@@ -18,6 +18,7 @@ from dramatiq import Broker, Worker
 from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.middleware import Middleware
 
+from ledger.billing.gateway import StripeGateway
 from ledger.bootstrap import open_ledger
 from ledger.clock import Clock, SystemClock
 from ledger.service import Ledger
@@ -41,6 +42,13 @@ class WorkerContext:
         self.webhook_schedule = Schedule.of(settings)
         #: Hands a delivery's next attempt to the broker, delayed (set with the actors).
         self.send_delivery: Callable[[Due, timedelta], None] | None = None
+        self._stripe: StripeGateway | None = None
+
+    def stripe(self) -> StripeGateway:
+        """Stripe, as the settings configure it (built on first use)."""
+        if self._stripe is None:
+            self._stripe = StripeGateway.from_settings(self.settings)
+        return self._stripe
 
     async def ledger(self) -> Ledger:
         """The process's ledger, opened on first use (on the calling loop)."""

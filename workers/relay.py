@@ -1,7 +1,7 @@
 """The relay: reads the event log in order from its checkpoint and enqueues what must follow.
 
 The log is the outbox: a command commits its events and nothing else, and the relay derives the
-follow-ups (alert checks, debt pauses, webhook deliveries) afterwards. The checkpoint lives in
+follow-ups (alert checks, debt pauses, webhook deliveries, auto-refills) afterwards. The checkpoint lives in
 PostgreSQL and moves only after the messages of a batch were handed to the broker, so when
 Redis is down nothing is lost: the relay stalls, and catches up when the broker returns. A
 message may go out twice (enqueued, then the checkpoint save failed): every actor is idempotent.
@@ -47,6 +47,8 @@ from ledger.events import (
 )
 from ledger.log import LogEntry, load_checkpoint, read_log, save_checkpoint
 from ledger.rates import RateCard
+from ledger.refill import crossings
+from ledger.rows import auto_refill
 from ledger.state import CounterKey
 from workers.webhooks import register, wants
 
@@ -92,12 +94,17 @@ class Plan:
     deliveries: list[tuple[str, str, str]] = field(default_factory=list)
     #: Accounts with an event that may have made a held alert condition stop holding.
     eased: set[str] = field(default_factory=set)
+    #: ``(account, crossing)``: each event that took a balance below its auto-refill threshold.
+    refills: list[tuple[str, int]] = field(default_factory=list)
 
 
-def plan(entries: list[LogEntry], endpoints: dict[str, list[tuple[str, list[str] | None]]]) -> Plan:
+def plan(entries: list[LogEntry], endpoints: dict[str, list[tuple[str, list[str] | None]]],
+         thresholds: Mapping[str, int] | None = None) -> Plan:
     """What follows from ``entries`` (pure): alert check candidates (one per account and subject),
-    pauses, webhooks."""
+    pauses, webhooks, and a refill per crossing below a threshold in ``thresholds`` (per account
+    whose auto-refill is on)."""
     out = Plan()
+    thresholds = thresholds or {}
     for entry in entries:
         e: Event = entry.event
         if isinstance(e, _ALERTING):
@@ -112,6 +119,10 @@ def plan(entries: list[LogEntry], endpoints: dict[str, list[tuple[str, list[str]
         for endpoint_id, types in endpoints.get(e.account_id, ()):
             if wants(types, e.type):
                 out.deliveries.append((e.account_id, endpoint_id, str(e.event_id)))
+        threshold = thresholds.get(e.account_id)
+        if threshold is not None:
+            out.refills += [(e.account_id, v) for v in crossings(threshold, [
+                (entry.version, e.amount_ucr, e.balance_after_ucr)])]
     return out
 
 
@@ -245,7 +256,7 @@ class Relay:
                 "SELECT account_id, endpoint_id, event_types FROM webhook_endpoints"
                 " WHERE account_id = ANY(:a) AND status = 'enabled'"), {"a": accounts})).all():
                 endpoints.setdefault(r.account_id, []).append((r.endpoint_id, r.event_types))
-            messages = plan(entries, endpoints)
+            messages = plan(entries, endpoints, await refill_thresholds(conn, accounts))
             # After the log read, on the same connection: the state it judges includes the batch.
             covered = await self.screen.apply(conn, messages) if self.screen is not None else {}
         if messages.deliveries:
@@ -308,6 +319,15 @@ class Relay:
             log.warning("the relay is %d s behind the log%s", self.lag.total_seconds(), (
                 f"; the oldest write transaction on the server (pid {holder.pid}, database {holder.datname!r},"
                 f" {holder.state}, open {holder.age}) holds back every log reader" if holder else ""))
+
+
+async def refill_thresholds(conn: AsyncConnection, accounts: list[str]) -> dict[str, int]:
+    """The auto-refill threshold of each of ``accounts`` whose auto-refill is on."""
+    rows = (await conn.execute(text(
+        "SELECT account_id, settings FROM accounts WHERE account_id = ANY(:a) AND settings ? 'auto_refill'"),
+        {"a": accounts})).all()
+    refills = {r.account_id: auto_refill(r.settings) for r in rows}
+    return {a: r.threshold_ucr for a, r in refills.items() if r.enabled}
 
 
 async def relay_lag(conn: AsyncConnection) -> timedelta:

@@ -1,0 +1,86 @@
+"""Auto-refill end to end: the relay finds each crossing below the threshold in the log and the
+``auto_refill`` actor charges it through the Stripe stand-in, once, however often its message runs."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from uuid import uuid4
+
+import pytest
+
+from ledger import commands as c
+from ledger.events import AutoRefillRequested, CreditsGranted, CreditsPurchased, UsageMetered
+from ledger.log import LogEntry, LogPosition
+from ledger.service import Ledger
+from ledger.settings import Settings
+from ledger.testing.stripe import StripeStandIn
+from tests.workers.conftest import drain
+from tests.workers.test_relay import relay_until_caught_up
+from workers.relay import plan
+from workers.runner import Background
+
+C = 1_000_000
+EMAIL = 1_000  #: what an email costs on the test card, in µcr
+
+
+@pytest.fixture
+def standin() -> Iterator[StripeStandIn]:
+    with StripeStandIn() as s:
+        yield s
+
+
+@pytest.fixture
+def settings(settings: Settings, standin: StripeStandIn) -> Settings:
+    return settings.model_copy(update={"stripe_api_key": standin.api_key, "stripe_api_base": standin.base_url})
+
+
+async def test_the_relay_finds_each_crossing_and_the_actor_charges_it_once(
+        background: Background, wledger: Ledger, standin: StripeStandIn) -> None:
+    client = standin.client()
+    customer = client.v1.customers.create(params={"email": "gpu@example.com"})
+    pm = client.v1.payment_methods.attach("pm_card_visa", params={"customer": customer.id})
+    a = "refilled"
+    await wledger.execute(c.OpenAccount(account_id=a, name=a, plan="free"))  # 5 signup credits
+    await wledger.execute(c.ConfigureAutoRefill(account_id=a, enabled=True, threshold_ucr=4 * C, amount_ucr=20 * C))
+    await wledger.execute(c.SavePaymentMethod(account_id=a, stripe_customer=customer.id, payment_method=pm.id))
+    await wledger.execute(c.Meter(account_id=a, operation="email", quantity=2 * C // EMAIL))  # 5 -> 3: a crossing
+
+    background.start_worker(threads=2)
+    await relay_until_caught_up(background, wledger)
+    await asyncio.to_thread(drain, background)
+    # The message again (a redelivery, a second relay): nothing more is charged.
+    crossing = next(e for e in await wledger.entries(a, limit=20) if isinstance(e, AutoRefillRequested)).crossing
+    background.actors.auto_refill.send(a, crossing)
+    background.actors.auto_refill.send(a, crossing)
+    await asyncio.to_thread(drain, background)
+
+    pis = client.v1.payment_intents.list(params={"customer": customer.id}).data
+    assert [(p.status, p.amount) for p in pis] == [("succeeded", 2000)]
+    purchases = [e for e in await wledger.entries(a, limit=50) if isinstance(e, CreditsPurchased)]
+    assert [(p.kind, p.crossing) for p in purchases] == [("auto_refill", crossing)]
+    assert (await wledger.balance(a)).balance_ucr == 23 * C
+    # The refill's own events cross nothing: relaying them asks for no other refill.
+    await relay_until_caught_up(background, wledger)
+    await asyncio.to_thread(drain, background)
+    assert len(client.v1.payment_intents.list(params={"customer": customer.id}).data) == 1
+
+
+def test_plan_asks_one_refill_per_crossing_of_an_armed_account() -> None:
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+
+    def use(account: str, version: int, amount: int, after: int) -> LogEntry:
+        e = UsageMetered(event_id=uuid4(), account_id=account, occurred_at=now, recorded_at=now, amount_ucr=amount,
+                         balance_after_ucr=after, operation="email", quantities={}, cost_ucr=-amount,
+                         exact_cost=str(-amount), rate_card_version="v", gated=False)
+        return LogEntry(LogPosition(1, version), e, version)
+
+    granted = CreditsGranted(event_id=uuid4(), account_id="a", occurred_at=now, recorded_at=now, amount_ucr=10 * C,
+                             balance_after_ucr=12 * C, grant_id=uuid4(), source="purchase", reason="top up")
+    entries = [use("a", 2, -2 * C, 3 * C),  # 5 -> 3: crosses 4
+               use("a", 3, -1 * C, 2 * C),  # already below: no crossing
+               LogEntry(LogPosition(1, 4), granted, 4),  # back above
+               use("a", 5, -9 * C, 3 * C),  # crosses again
+               use("b", 2, -2 * C, 3 * C)]  # not armed
+    assert plan(entries, {}, {"a": 4 * C}).refills == [("a", 2), ("a", 5)]
