@@ -115,7 +115,10 @@ class MGrant:
     granted_at: datetime
     uid: UUID | None = None  # the ledger's grant id, bound once recorded
     entry: UUID | None = None  # the id of the ledger entry that added it, bound once recorded
-    bought: bool = False  # added by a purchase (a refund may name its entry)
+    bought: bool = False  # added by a purchase (a refund or a dispute may name its entry)
+    dispute: str | None = None  # the purchase's dispute id, once disputed
+    dispute_status: str = ""  # open | won | lost
+    frozen: int = 0
 
 
 @dataclass
@@ -440,6 +443,38 @@ class Model:
         self.emit("RefundIssued", -taken, grant=k,
                   fields={"direction": "clawback", "requested_ucr": requested, "capped": taken < requested,
                           "forced": outside, "purchase_id": g.entry})
+
+    def dispute(self, k: int | None, dispute_id: str) -> None:
+        """A dispute freezes what is left of the purchase; the same one again changes nothing."""
+        if k is None or not self.grants[k].bought:
+            raise Refused(NotFound)
+        g = self.grants[k]
+        if g.dispute is not None:
+            if g.dispute == dispute_id:
+                return
+            raise Refused(InvalidState)
+        g.dispute, g.dispute_status, g.frozen = dispute_id, "open", g.remaining
+        g.remaining = 0
+        self.emit("PurchaseDisputed", -g.frozen, grant=k, fields={"frozen_ucr": g.frozen, "dispute_id": dispute_id})
+        self.emit("AlertRaised", 0, fields={"kind": "purchase_disputed", "limit_ucr": g.frozen})
+
+    def close_dispute(self, k: int | None, dispute_id: str, outcome: str) -> None:
+        """Won gives the frozen credits back (debt first); lost keeps them gone; closed is final."""
+        if k is None or not self.grants[k].bought:
+            raise Refused(NotFound)
+        g = self.grants[k]
+        if g.dispute != dispute_id:
+            raise Refused(InvalidState)
+        if g.dispute_status != "open":
+            if g.dispute_status == outcome:
+                return
+            raise Refused(InvalidState)
+        restored = g.frozen if outcome == "won" else 0
+        g.remaining += restored
+        g.dispute_status = outcome
+        self.emit("DisputeClosed", restored, grant=k, fields={"restored_ucr": restored, "outcome": outcome})
+        if restored:
+            self.settle_debt(k)
 
     def start(self, dep: str, instance: str) -> None:
         if dep in self.deployments:
@@ -860,6 +895,35 @@ class LedgerMachine(RuleBasedStateMachine):
         self.step(c.IssueRefund(account_id=self.account, direction="clawback", purchase_id=uid, amount_ucr=amount,
                                 reason="stripe refund", force=force), lambda m: m.clawback(k, amount, force))
 
+    def _purchase_pick(self, pick: int) -> tuple[int | None, UUID]:
+        """Mostly a purchase's ledger entry; sometimes another grant's entry or an unknown id."""
+        purchases = sorted(k for k, g in self.model.grants.items() if g.bought)
+        others = sorted(k for k, g in self.model.grants.items() if not g.bought)
+        if pick < 8 and purchases:
+            k = purchases[pick % len(purchases)]
+            entry = self.model.grants[k].entry
+            assert entry is not None
+            return k, entry
+        if pick < 9 and others:
+            entry = self.model.grants[others[pick % len(others)]].entry
+            assert entry is not None
+            return None, entry
+        return None, uuid4()
+
+    @rule(pick=st.integers(0, 9), dispute_id=st.sampled_from(["dp_1", "dp_1", "dp_2"]))
+    def dispute(self, pick: int, dispute_id: str) -> None:
+        k, uid = self._purchase_pick(pick)
+        self.step(c.RecordDispute(account_id=self.account, purchase_id=uid, dispute_id=dispute_id,
+                                  reason="fraudulent"), lambda m: m.dispute(k, dispute_id))
+
+    @rule(pick=st.integers(0, 9), dispute_id=st.sampled_from(["dp_1", "dp_1", "dp_2"]),
+          outcome=st.sampled_from(["won", "lost"]))
+    def close_dispute(self, pick: int, dispute_id: str, outcome: str) -> None:
+        k, uid = self._purchase_pick(pick)
+        self.step(c.CloseDispute(account_id=self.account, purchase_id=uid, dispute_id=dispute_id,
+                                 outcome=outcome),  # type: ignore[arg-type]
+                  lambda m: m.close_dispute(k, dispute_id, outcome))
+
     @rule(offset=st.sampled_from([-1, 0, 0, 1]))
     def grant_allowance(self, offset: int) -> None:
         m = self.model
@@ -1021,6 +1085,32 @@ def test_clawback_after_burning_never_expiring_grants(machine_database_url: str)
         m.clawback(0, None, False)  # the untouched purchase: all 10 credits come back
         m.service_matches_model()
         assert m.model.balance == C  # what is left of the refund credit
+    finally:
+        m.teardown()
+
+
+def test_a_dispute_freezes_and_a_won_one_pays_debt_first(machine_database_url: str) -> None:
+    """The dispute rules driven in one deterministic run (the random runs reach them only now and then)."""
+    LedgerMachine.url = machine_database_url
+    m = LedgerMachine()
+    try:
+        m.open_account("free")  # 5 signup credits
+        m.record_purchase(("pack", "starter", -1, None))  # 10 credits
+        m.charge(("email", 7000, None), Attribution())  # signup 5, then 2 of the purchase
+        m.dispute(0, "dp_1")  # 8 frozen
+        m.service_matches_model()
+        assert m.model.balance == 0
+        m.dispute(0, "dp_1")  # again: nothing
+        m.dispute(0, "dp_2")  # another dispute of the same purchase: refused
+        m.close_dispute(0, "dp_2", "won")  # not its dispute: refused
+        m.meter(("email", 3000, None), Attribution())  # 3 credits of debt
+        m.close_dispute(0, "dp_1", "won")  # 8 back, 3 of them pay the debt
+        m.service_matches_model()
+        assert (m.model.debt, m.model.balance) == (0, 5 * C)
+        m.close_dispute(0, "dp_1", "lost")  # closed is final: refused
+        m.clawback(0, None, False)  # what is left of the purchase after the win
+        m.service_matches_model()
+        assert m.model.balance == 0
     finally:
         m.teardown()
 
