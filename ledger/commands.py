@@ -182,10 +182,12 @@ class SavePaymentMethod(Command):
 class RequestAutoRefill(Command):
     """Ask one refill for ``crossing``: the version of the event that took the balance below the
     threshold (``ledger.refill.crossings``), or for a ``runout`` trigger the version the forecast
-    read. Refused (``AutoRefillRefused``, nothing recorded) unless a refill is due."""
+    read, or for ``unpaid_hour`` the version a deployment hour found too little to pay (whatever the
+    threshold: the hour tries one refill before it pauses). Refused (``AutoRefillRefused``,
+    nothing recorded) unless a refill is due."""
 
     crossing: int = Field(ge=1)
-    trigger: Literal["threshold", "runout"] = "threshold"
+    trigger: Literal["threshold", "runout", "unpaid_hour"] = "threshold"
 
 
 class RecordAutoRefillFailure(Command):

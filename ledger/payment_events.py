@@ -65,7 +65,7 @@ class AutoRefillRequested(EventBase):
     crossing: int
     credits_ucr: int
     cents: int
-    trigger: Literal["threshold", "runout"]
+    trigger: Literal["threshold", "runout", "unpaid_hour"]
     stripe_customer: str
     payment_method: str
 

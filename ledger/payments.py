@@ -49,7 +49,7 @@ class Purchase:
     dispute: Dispute | None = None
 
 
-RefillTrigger = Literal["threshold", "runout"]
+RefillTrigger = Literal["threshold", "runout", "unpaid_hour"]
 RefillStatus = Literal["pending", "paid", "failed"]
 
 #: Failures in a row that stop auto-refills until the payment method changes.

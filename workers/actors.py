@@ -18,8 +18,8 @@ from dramatiq import Broker
 
 from ledger import commands as c
 from ledger import intake
-from ledger.billing.auto_refill import charge_refill
-from ledger.errors import InvalidState, LedgerError, NotFound, PaymentProviderNotConfigured
+from ledger.billing.auto_refill import charge_refill, refill_before_pausing
+from ledger.errors import InvalidState, LedgerError, NotFound, PaymentProviderNotConfigured, PaymentRequired
 from ledger.events import Attribution
 from workers import commands as payloads
 from workers import webhooks
@@ -35,14 +35,31 @@ def _transient(result: object) -> TypeGuard[LedgerError]:
 
 
 async def execute_commands(batch: list[list[Any]]) -> None:
-    """Run keyed commands (hourly charges, allowances, expiries, summaries) as one ordered group."""
+    """Run keyed commands (hourly charges, allowances, expiries, summaries) as one ordered group.
+
+    A deployment hour that cannot be paid tries one auto-refill before it pauses: the hours are
+    first asked not to pause, and those refused go through ``refill_before_pausing``.
+    """
     commands = [payloads.load(p) for p in batch]
-    ledger = await context().ledger()
-    for cmd, result in zip(commands, await ledger.execute_many(commands), strict=True):
+    ctx = context()
+    ledger = await ctx.ledger()
+    results = await ledger.execute_many([
+        cmd.model_copy(update={"pause_if_unpaid": False}) if _pausing_hour(cmd) else cmd for cmd in commands])
+    for i, (cmd, result) in enumerate(zip(commands, results, strict=True)):
+        if _pausing_hour(cmd) and isinstance(result, PaymentRequired):
+            try:
+                results[i] = await refill_before_pausing(ledger, ctx.stripe(), cmd)
+            except LedgerError as exc:
+                results[i] = exc
+    for cmd, result in zip(commands, results, strict=True):
         if _transient(result):
             raise result
         if isinstance(result, LedgerError) and not isinstance(result, InvalidState | NotFound):
             log.warning("%s for %s refused: %s", type(cmd).__name__, cmd.account_id, result.detail)
+
+
+def _pausing_hour(cmd: c.Command) -> TypeGuard[c.ChargeDeploymentHour]:
+    return isinstance(cmd, c.ChargeDeploymentHour) and cmd.pause_if_unpaid
 
 
 async def check_alerts(account_id: str, attribution: dict[str, Any] | None = None) -> None:

@@ -24,7 +24,9 @@ from ledger import commands as c
 from ledger import rows
 from ledger.billing.gateway import StripeGateway
 from ledger.billing.refills import outcome_command, payment_params, request_key
-from ledger.errors import AutoRefillRefused
+from ledger.errors import AutoRefillRefused, PaymentProviderNotConfigured
+from ledger.payments import RefillTrigger
+from ledger.planner import Outcome
 from ledger.service import Ledger
 
 log = logging.getLogger(__name__)
@@ -42,7 +44,7 @@ class RefillResult:
 
 
 async def charge_refill(ledger: Ledger, stripe: StripeGateway, account_id: str, crossing: int,
-                        trigger: Literal["threshold", "runout"] = "threshold") -> RefillResult:
+                        trigger: RefillTrigger = "threshold") -> RefillResult:
     """Charge the refill of ``crossing`` once (see the module docstring)."""
     key = request_key(account_id, crossing)
     try:
@@ -67,3 +69,20 @@ async def charge_refill(ledger: Ledger, stripe: StripeGateway, account_id: str, 
         return RefillResult("paid", str(payment["id"]))
     log.info("auto-refill of %s crossing %d declined: %s", account_id, crossing, command.reason)
     return RefillResult("failed", command.reason)
+
+
+async def refill_before_pausing(ledger: Ledger, stripe: StripeGateway, command: c.ChargeDeploymentHour) -> Outcome:
+    """A deployment hour found too little to pay (asked with ``pause_if_unpaid=False``, refused,
+    nothing recorded): try one refill, then charge it again, pausing the deployment if still unpaid.
+
+    The refill is asked for the account's version now (``unpaid_hour``): a later hour with no new
+    event in between finds it already asked, so a declining card is charged once, not every hour.
+    """
+    version = (await ledger.balance(command.account_id, recent=0)).version
+    try:
+        result = await charge_refill(ledger, stripe, command.account_id, version, "unpaid_hour")
+        log.info("hour %d of %s unpaid; auto-refill: %s %s", command.hour_index, command.deployment_id,
+                 result.status, result.detail)
+    except PaymentProviderNotConfigured:
+        pass  # no Stripe on this server: no refill to try, the hour pauses as it would
+    return await ledger.execute(command.model_copy(update={"pause_if_unpaid": True}))

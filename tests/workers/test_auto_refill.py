@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 import pytest
 
 from ledger import commands as c
+from ledger.clock import ManualClock
 from ledger.events import AutoRefillRequested, CreditsGranted, CreditsPurchased, UsageMetered
 from ledger.log import LogEntry, LogPosition
 from ledger.service import Ledger
@@ -18,6 +19,7 @@ from ledger.settings import Settings
 from ledger.testing.stripe import StripeStandIn
 from tests.workers.conftest import drain
 from tests.workers.test_relay import relay_until_caught_up
+from workers import commands as payloads
 from workers.relay import plan
 from workers.runner import Background
 
@@ -84,3 +86,27 @@ def test_plan_asks_one_refill_per_crossing_of_an_armed_account() -> None:
                use("a", 5, -9 * C, 3 * C),  # crosses again
                use("b", 2, -2 * C, 3 * C)]  # not armed
     assert plan(entries, {}, {"a": 4 * C}).refills == [("a", 2), ("a", 5)]
+
+
+async def test_the_hourly_charge_refills_before_it_pauses(
+        background: Background, wledger: Ledger, standin: StripeStandIn, clock: ManualClock) -> None:
+    client = standin.client()
+    customer = client.v1.customers.create(params={"email": "h100@example.com"})
+    pm = client.v1.payment_methods.attach("pm_card_visa", params={"customer": customer.id})
+    a = "hourly"
+    await wledger.execute(c.OpenAccount(account_id=a, name=a, plan="free"))  # 5 signup credits
+    await wledger.execute(c.ConfigureAutoRefill(account_id=a, enabled=True, threshold_ucr=1 * C, amount_ucr=20 * C))
+    await wledger.execute(c.SavePaymentMethod(account_id=a, stripe_customer=customer.id, payment_method=pm.id))
+    await wledger.execute(c.StartDeployment(account_id=a, deployment_id="h100", instance_type="gpu-l"))  # 1.01 left
+    clock.advance(timedelta(hours=1))
+    hour = c.ChargeDeploymentHour(account_id=a, deployment_id="h100", hour_index=1,
+                                  idempotency_key="deployment:h100:hour:1")
+
+    background.start_worker(threads=2)
+    background.actors.execute_commands.send([payloads.dump(hour)])  # as the scheduler sends it
+    await asyncio.to_thread(drain, background)
+
+    (d,) = await wledger.deployments(a)
+    assert (d.status, d.hours_charged) == ("running", 2)
+    assert (await wledger.balance(a)).balance_ucr == 1_010_000 + 20 * C - 3_990_000
+    assert len(client.v1.payment_intents.list(params={"customer": customer.id}).data) == 1

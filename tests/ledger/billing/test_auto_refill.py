@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 import stripe
 
 from ledger import commands as c
 from ledger import rows
-from ledger.billing.auto_refill import charge_refill
+from ledger.billing.auto_refill import charge_refill, refill_before_pausing
 from ledger.billing.gateway import StripeGateway
 from ledger.billing.refills import outcome_command
+from ledger.clock import ManualClock
+from ledger.errors import PaymentRequired
 from ledger.events import CreditsPurchased, DebtSettled
 from ledger.service import Ledger
 from ledger.testing.stripe import StripeStandIn
@@ -150,3 +153,28 @@ def test_the_webhook_and_the_worker_build_the_same_command(standin: StripeStandI
     first, second = outcome_command(created.to_dict()), outcome_command(again.to_dict())
     assert isinstance(first, c.RecordPurchase) and first == second
     assert first.fingerprint() == second.fingerprint()
+
+
+async def test_an_unpaid_deployment_hour_tries_one_refill_before_pausing(
+        ledger: Ledger, clock: ManualClock, open_account: OpenAccount, standin: StripeStandIn,
+        gateway: StripeGateway) -> None:
+    paid, _ = await armed(ledger, open_account, standin)
+    declined, declining = await armed(ledger, open_account, standin, token="pm_card_chargeDeclined")
+    for a in (paid, declined):  # hour 0 of an H100: 6 - 3.99 = 2.01 left, too little for hour 1
+        await ledger.execute(c.StartDeployment(account_id=a, deployment_id=f"{a}-d", instance_type="gpu-l"))
+    clock.advance(timedelta(hours=1))
+    for a in (paid, declined):
+        hour = c.ChargeDeploymentHour(account_id=a, deployment_id=f"{a}-d", hour_index=1,
+                                      idempotency_key=f"deployment:{a}-d:hour:1")
+        with pytest.raises(PaymentRequired):
+            await ledger.execute(hour.model_copy(update={"pause_if_unpaid": False}))
+        await refill_before_pausing(ledger, gateway, hour)
+    # Refilled, then charged: 2.01 + 20 - 3.99.
+    (running,) = await ledger.deployments(paid)
+    assert (running.status, running.hours_charged) == ("running", 2)
+    assert (await ledger.balance(paid)).balance_ucr == 18_020_000
+    # The card declined: one attempt, then the hour pauses the deployment, charging nothing.
+    (paused,) = await ledger.deployments(declined)
+    assert (paused.status, paused.hours_charged) == ("paused", 1)
+    assert len(payment_intents(standin, declining)) == 1
+    assert (await ledger.balance(declined)).balance_ucr == 2_010_000
