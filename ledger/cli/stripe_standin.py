@@ -16,6 +16,9 @@ def stripe_standin(
         help="The endpoints' signing secret (whsec_...); a new one is made and printed if not given.")] = None,
     hold: Annotated[bool, typer.Option(
         help="Hold events until POST /_standin/events/{id}/deliver instead of sending them at once.")] = False,
+    retry_delay: Annotated[list[float] | None, typer.Option(
+        help="Seconds before sending an event again to an endpoint that did not answer 2xx (repeat: "
+             "one retry each).")] = None,
 ) -> None:
     """Run a Stripe stand-in: point the stripe SDK at the printed base URL (STRIPE_API_BASE) with
     any sk_test_ key, and verify its webhooks with the printed secret (STRIPE_WEBHOOK_SECRET).
@@ -28,7 +31,8 @@ def stripe_standin(
 
     from ledger.testing.stripe import StripeStandIn
 
-    standin = StripeStandIn(webhook_url or [], webhook_secret, host=host, port=port, auto_deliver=not hold)
+    standin = StripeStandIn(webhook_url or [], webhook_secret, host=host, port=port, auto_deliver=not hold,
+                            retry_delays=retry_delay or ())
     try:
         sock = standin.bind()
     except OSError as exc:

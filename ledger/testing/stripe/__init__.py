@@ -87,7 +87,8 @@ Controls (``StripeStandIn`` method → HTTP control; JSON bodies, Stripe's error
 - ``events(type=None)`` → ``GET /_standin/events?type=``; ``deliveries`` (each attempt: event,
   url, status, signed_at, tampered) → ``GET /_standin/deliveries``; ``flush(timeout)`` → ``POST
   /_standin/flush`` waits until automatic delivery has sent everything.
-- Delivery: automatic (default; one background thread, in event order, no retries) or held
+- Delivery: automatic (default; one background thread, in event order; ``retry_delays`` /
+  ``--retry-delay`` resend to an endpoint that did not answer 2xx, none by default) or held
   (``auto_deliver=False``, ``--hold``, ``POST /_standin/config {"auto_deliver": false}``), to
   ``webhook_urls`` (settable once the receiving app is up; ``{"webhook_urls": [...]}`` there too);
   ``deliver(event_id, times=1, concurrently=False, signed_at=None, secret=None, tamper=False)``
@@ -96,7 +97,7 @@ Controls (``StripeStandIn`` method → HTTP control; JSON bodies, Stripe's error
 
 Every webhook carries ``Stripe-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>``,
 which ``stripe.Webhook.construct_event(payload, header, secret, tolerance=300)`` accepts.
-Not modelled: taxes, discounts, prorations, trials, retries of failed webhooks, Connect.
+Not modelled: taxes, discounts, prorations, trials, Connect; unknown parameters are not refused.
 """
 
 from ledger.testing.stripe.delivery import Delivery

@@ -1,10 +1,12 @@
 """Webhook delivery: events POSTed, signed, to every endpoint, each attempt recorded.
 
 Automatic delivery (the default) sends each new event from one background thread in the order
-the events happened, as soon as the change that caused it is done; nothing is retried (a test
-redelivers with ``deliver``). Held delivery (``auto=False``) records events and sends nothing
-until ``deliver`` is called, which sends one event now, once or ``times`` times, one after the
-other or all at once, signed at any time, with any secret, or with its body changed after signing.
+the events happened, as soon as the change that caused it is done. An endpoint that does not
+answer 2xx gets the event again after each of ``retry_delays`` (none by default: a test
+redelivers with ``deliver``), as Stripe retries with backoff. Held delivery (``auto=False``)
+records events and sends nothing until ``deliver`` is called, which sends one event now, once or
+``times`` times, one after the other or all at once, signed at any time, with any secret, or
+with its body changed after signing.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import json
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,14 +47,18 @@ def render(event: dict[str, Any]) -> bytes:
 
 
 class Deliverer:
-    def __init__(self, urls: list[str], secret: str, *, auto: bool = True, timeout: float = 10.0) -> None:
+    def __init__(self, urls: list[str], secret: str, *, auto: bool = True, timeout: float = 10.0,
+                 retry_delays: Sequence[float] = ()) -> None:
         self.urls = list(urls)
         self.secret = secret
         self.auto = auto
         self.timeout = timeout
+        self.retry_delays = list(retry_delays)
         self.deliveries: list[Delivery] = []
         self._lock = threading.Lock()
-        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        #: (event, the endpoints to send it to, how many times it was sent to them before); None stops.
+        self._queue: queue.Queue[tuple[dict[str, Any], list[str], int] | None] = queue.Queue()
+        self._timers: set[threading.Timer] = set()
         self._pending = 0
         self._idle = threading.Condition(self._lock)
         self._thread: threading.Thread | None = None
@@ -64,6 +70,10 @@ class Deliverer:
         self._thread.start()
 
     def stop(self) -> None:
+        with self._lock:
+            timers, self._timers = self._timers, set()
+        for timer in timers:
+            timer.cancel()
         if self._thread is not None:
             self._queue.put(None)
             self._thread.join(timeout=self.timeout + 1)
@@ -75,7 +85,7 @@ class Deliverer:
         if self.auto and self.urls:
             with self._lock:
                 self._pending += 1
-            self._queue.put(event)
+            self._queue.put((event, list(self.urls), 0))
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every queued event was sent; False if ``timeout`` ran out first."""
@@ -90,15 +100,32 @@ class Deliverer:
 
     def _run(self) -> None:
         with httpx.Client(timeout=self.timeout) as client:
-            while (event := self._queue.get()) is not None:
+            while (job := self._queue.get()) is not None:
+                event, urls, attempts = job
                 try:
-                    results = [self._post(client, url, event, int(time.time()), self.secret, False)
-                               for url in self.urls]
+                    results = [self._post(client, url, event, int(time.time()), self.secret, False) for url in urls]
                     self.on_delivered(event["id"], sum(d.ok for d in results))
+                    failed = [d.url for d in results if not d.ok]
+                    if failed and attempts < len(self.retry_delays):
+                        self._retry(event, failed, attempts)
                 finally:
                     with self._idle:
                         self._pending -= 1
                         self._idle.notify_all()
+
+    def _retry(self, event: dict[str, Any], urls: list[str], attempts: int) -> None:
+        """Send ``event`` to ``urls`` again after the next delay (``flush`` waits for it too)."""
+        def due() -> None:
+            with self._lock:
+                self._timers.discard(timer)
+            self._queue.put((event, urls, attempts + 1))
+
+        timer = threading.Timer(self.retry_delays[attempts], due)
+        timer.daemon = True
+        with self._lock:
+            self._pending += 1
+            self._timers.add(timer)
+        timer.start()
 
     def send(self, event: dict[str, Any], *, times: int = 1, concurrently: bool = False,
              signed_at: int | None = None, secret: str | None = None, tamper: bool = False) -> list[Delivery]:

@@ -28,18 +28,19 @@ T = TypeVar("T")
 class StripeStandIn:
     """A local Stripe: ``with StripeStandIn(webhook_url=..., webhook_secret=...) as s: s.client()...``.
 
-    ``port=0`` takes a free port; ``auto_deliver=False`` holds every event until ``deliver``.
+    ``port=0`` takes a free port; ``auto_deliver=False`` holds every event until ``deliver``;
+    ``retry_delays`` (seconds) resends an event to an endpoint that did not answer 2xx.
     """
 
     def __init__(self, webhook_url: str | Sequence[str] | None = None, webhook_secret: str | None = None, *,
                  api_key: str = "sk_test_standin", host: str = "127.0.0.1", port: int = 0,
-                 auto_deliver: bool = True) -> None:
+                 auto_deliver: bool = True, retry_delays: Sequence[float] = ()) -> None:
         urls = [webhook_url] if isinstance(webhook_url, str) else list(webhook_url or [])
         self.api_key = api_key
         self.webhook_secret = webhook_secret or "whsec_" + secrets.token_hex(16)
         self.host, self.port = host, port
         self.store = Store()
-        self.deliverer = Deliverer(urls, self.webhook_secret, auto=auto_deliver)
+        self.deliverer = Deliverer(urls, self.webhook_secret, auto=auto_deliver, retry_delays=retry_delays)
         self.store.on_event.append(self.deliverer.enqueue)
         self.deliverer.on_delivered = self._delivered
         self._server: uvicorn.Server | None = None

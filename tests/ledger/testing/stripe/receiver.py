@@ -24,6 +24,8 @@ class Receiver:
     secret: str
     #: Seconds each request takes (to see deliveries overlap).
     delay: float = 0.0
+    #: Statuses to answer the next requests with, before verifying any (an endpoint having an outage).
+    outage: list[int] = field(default_factory=list)
     received: list[Received] = field(default_factory=list)
     in_flight: int = 0
     most_in_flight: int = 0
@@ -54,6 +56,9 @@ class Receiver:
             self.most_in_flight = max(self.most_in_flight, self.in_flight)
         try:
             time.sleep(self.delay)
+            with self.lock:
+                if self.outage:
+                    return self.outage.pop(0)
             try:
                 event = stripe.Webhook.construct_event(body, signature, self.secret, tolerance=300)
             except (stripe.SignatureVerificationError, ValueError) as exc:
