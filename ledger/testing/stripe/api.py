@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from ledger.testing.stripe import checkout, forms, objects, payments, subscriptions
+from ledger.testing.stripe import billing_objects, checkout, forms, objects, payments, subscriptions
 from ledger.testing.stripe.errors import StripeError, idempotency_conflict, invalid_request, unauthorized
 from ledger.testing.stripe.store import CURRENT_REQUEST, RequestInfo, Saved, Store, new_id
 
@@ -57,8 +57,7 @@ def _line_items(store: Store, ids: list[str], params: dict[str, Any]) -> dict[st
 
 
 def _create_product(store: Store, ids: list[str], params: dict[str, Any]) -> dict[str, Any]:
-    from ledger.testing.stripe.billing_objects import product
-    return store.add(product(forms.as_str(params, "name", required=True) or ""))
+    return store.add(billing_objects.product(forms.as_str(params, "name", required=True) or ""))
 
 
 ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [(m, re.compile(f"^/v1/{p}$"), h) for m, p, h in [

@@ -139,6 +139,10 @@ def complete(store: Store, session_id: str, *, outcome: Outcome = "paid", amount
     """The customer pays: ``paid`` at once, or ``async`` (paid later by ``settle_async``);
     ``amount`` overrides what was paid (an underpayment)."""
     cs = _open(store, session_id)
+    if amount is not None and amount < 1:
+        raise invalid_request("The amount paid must be at least 1.", param="amount")
+    if outcome not in ("paid", "async"):
+        raise invalid_request("outcome must be paid or async", param="outcome")
     pm = payments.payment_method(store, payment_method)
     outcome_of_card, decline_code = store.card_outcomes.get(pm["id"], ("succeed", None))
     if cs["mode"] == "subscription" and outcome_of_card != "succeed":  # declined on the page: nothing starts

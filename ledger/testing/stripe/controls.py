@@ -32,21 +32,50 @@ def _opt_int(body: dict[str, Any], name: str) -> int | None:
     return value
 
 
+def _opt_str(body: dict[str, Any], name: str, default: str | None = None, choices: tuple[str, ...] = ()
+             ) -> str | None:
+    value = body.get(name, default)
+    if value is not None and (not isinstance(value, str) or (choices and value not in choices)):
+        raise invalid_request(f"{name} must be {' or '.join(choices) if choices else 'a string'}", param=name)
+    return value
+
+
+def _flag(body: dict[str, Any], name: str, default: bool = False) -> bool:
+    value = body.get(name, default)
+    if isinstance(value, str) and value in ("true", "false"):  # from a query string
+        return value == "true"
+    if not isinstance(value, bool):
+        raise invalid_request(f"{name} must be true or false", param=name)
+    return value
+
+
 def _deliver(s: StripeStandIn, path: dict[str, str], body: dict[str, Any]) -> Any:
-    done = s.deliver(path["id"], times=_opt_int(body, "times") or 1, concurrently=bool(body.get("concurrently")),
-                     signed_at=_opt_int(body, "signed_at"), secret=body.get("secret"), tamper=bool(body.get("tamper")))
+    times = _opt_int(body, "times")
+    times = 1 if times is None else times
+    if not 1 <= times <= 50:
+        raise invalid_request("times must be between 1 and 50", param="times")
+    done = s.deliver(path["id"], times=times, concurrently=_flag(body, "concurrently"),
+                     signed_at=_opt_int(body, "signed_at"), secret=_opt_str(body, "secret"),
+                     tamper=_flag(body, "tamper"))
     return [dataclasses.asdict(d) for d in done]
 
 
+def _flush(s: StripeStandIn, path: dict[str, str], body: dict[str, Any]) -> Any:
+    timeout = body.get("timeout", 10)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 120:
+        raise invalid_request("timeout must be a number of seconds up to 120", param="timeout")
+    return {"flushed": s.flush(float(timeout))}
+
+
 def _config(s: StripeStandIn, path: dict[str, str], body: dict[str, Any]) -> Any:
-    if "auto_deliver" in body:
-        s.auto_deliver = bool(body["auto_deliver"])
+    auto = _flag(body, "auto_deliver", s.auto_deliver)
     if "webhook_urls" in body:
         urls = body["webhook_urls"]
         if not isinstance(urls, list) or not all(isinstance(u, str) and u.startswith(("http://", "https://"))
                                                  for u in urls):
             raise invalid_request("webhook_urls must be a list of http(s) URLs", param="webhook_urls")
         s.webhook_urls = urls
+    s.auto_deliver = auto
     return {"base_url": s.base_url, "webhook_urls": s.webhook_urls, "auto_deliver": s.auto_deliver}
 
 
@@ -54,26 +83,27 @@ ACTIONS: list[tuple[str, str, Action]] = [
     ("GET", "/_standin", _config),
     ("POST", "/_standin/config", _config),
     ("POST", "/_standin/checkout/{id}/complete", lambda s, p, b: s.complete_checkout(
-        p["id"], outcome=b.get("outcome", "paid"), amount=_opt_int(b, "amount"),
-        payment_method=b.get("payment_method", "pm_card_visa"))),
+        p["id"], outcome="async" if _opt_str(b, "outcome", "paid", ("paid", "async")) == "async" else "paid",
+        amount=_opt_int(b, "amount"), payment_method=_opt_str(b, "payment_method", "pm_card_visa") or "")),
     ("POST", "/_standin/checkout/{id}/settle", lambda s, p, b: s.settle_async(
-        p["id"], succeeded=bool(b.get("succeeded", True)))),
+        p["id"], succeeded=_flag(b, "succeeded", True))),
     ("POST", "/_standin/checkout/{id}/fail", lambda s, p, b: s.fail_payment(
-        p["id"], payment_method=b.get("payment_method", "pm_card_chargeDeclined"))),
+        p["id"], payment_method=_opt_str(b, "payment_method", "pm_card_chargeDeclined") or "")),
     ("POST", "/_standin/subscriptions/{id}/renew", lambda s, p, b: s.renew(p["id"])),
     ("POST", "/_standin/subscriptions/{id}/end_period", lambda s, p, b: s.end_period(p["id"])),
     ("POST", "/_standin/refunds", lambda s, p, b: s.refund(
-        b.get("payment_intent"), charge=b.get("charge"), amount=_opt_int(b, "amount"), reason=b.get("reason"))),
+        _opt_str(b, "payment_intent"), charge=_opt_str(b, "charge"), amount=_opt_int(b, "amount"),
+        reason=_opt_str(b, "reason"))),
     ("POST", "/_standin/disputes", lambda s, p, b: s.dispute(
-        b.get("payment_intent"), charge=b.get("charge"), amount=_opt_int(b, "amount"),
-        reason=b.get("reason", "fraudulent"))),
-    ("POST", "/_standin/disputes/{id}/close", lambda s, p, b: s.close_dispute(p["id"], won=bool(b.get("won")))),
+        _opt_str(b, "payment_intent"), charge=_opt_str(b, "charge"), amount=_opt_int(b, "amount"),
+        reason=_opt_str(b, "reason", "fraudulent") or "fraudulent")),
+    ("POST", "/_standin/disputes/{id}/close", lambda s, p, b: s.close_dispute(p["id"], won=_flag(b, "won"))),
     ("POST", "/_standin/customers/{id}/card", lambda s, p, b: s.update_card(
-        p["id"], b.get("payment_method", "pm_card_visa"))),
-    ("GET", "/_standin/events", lambda s, p, b: s.events(b.get("type"))),
+        p["id"], _opt_str(b, "payment_method", "pm_card_visa") or "")),
+    ("GET", "/_standin/events", lambda s, p, b: s.events(_opt_str(b, "type"))),
     ("POST", "/_standin/events/{id}/deliver", _deliver),
     ("GET", "/_standin/deliveries", lambda s, p, b: [dataclasses.asdict(d) for d in s.deliveries]),
-    ("POST", "/_standin/flush", lambda s, p, b: {"flushed": s.flush(float(b.get("timeout", 10)))}),
+    ("POST", "/_standin/flush", _flush),
 ]
 
 

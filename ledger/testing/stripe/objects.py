@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ledger.testing.stripe import forms
 from ledger.testing.stripe.cards import TestCard
+from ledger.testing.stripe.errors import invalid_request
 from ledger.testing.stripe.store import new_id, now
 
 _ADDRESS = {"city": None, "country": None, "line1": None, "line2": None, "postal_code": None, "state": None}
@@ -15,7 +17,9 @@ _ADDRESS = {"city": None, "country": None, "line1": None, "line2": None, "postal
 
 def page(items: list[dict[str, Any]], url: str, params: dict[str, Any]) -> dict[str, Any]:
     """Stripe's list envelope over ``items`` (newest first), honouring limit/starting_after/ending_before."""
-    limit = max(1, min(100, int(params.get("limit") or 10)))
+    limit = forms.as_int(params, "limit", minimum=1) or 10
+    if limit > 100:
+        raise invalid_request("This value must be less than or equal to 100.", param="limit")
     ids = [o["id"] for o in items]
     if params.get("starting_after") in ids:
         items = items[ids.index(params["starting_after"]) + 1:]
