@@ -1,4 +1,4 @@
-"""Budget and per-agent / per-member limits (admin)."""
+"""Budget, per-agent / per-member limits and auto-refill (admin)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ from typing import Literal
 from fastapi import APIRouter, Response
 
 from ledger import commands as c
+from ledger import rows
 from ledger.api import schemas as s
 from ledger.api.body import JsonBodyRoute
-from ledger.api.deps import RT, Admin, IdemHeader, idempotency_key, replayed
+from ledger.api.deps import RT, Admin, IdemHeader, Reader, idempotency_key, replayed
 from ledger.events import BudgetSet, LimitSet
 from ledger.money import format_credits
+from ledger.payments import REFILL_BREAKER, AutoRefill
 
 router = APIRouter(tags=["controls"], responses=s.ERRORS, route_class=JsonBodyRoute)
 
@@ -55,3 +57,37 @@ async def set_limit(account: str, scope: Literal["agent", "member"],
 
 
 
+
+
+@router.put("/v1/accounts/{account}/auto-refill", response_model=s.AutoRefillOut)
+async def set_auto_refill(account: str, body: s.AutoRefillIn, rt: RT, who: Admin, response: Response,
+                          idem: IdemHeader = None) -> s.AutoRefillOut:
+    """Below ``threshold``, buy ``amount`` with the saved payment method, once per crossing, at most
+    ``daily_cap`` a day; three declines in a row stop refills until the payment method changes."""
+    threshold = s.pick_money("threshold", body.threshold, body.threshold_ucr)
+    amount = s.pick_money("amount", body.amount, body.amount_ucr)
+    assert threshold is not None and amount is not None  # required
+    outcome = await rt.ledger.execute(c.ConfigureAutoRefill(
+        account_id=account, enabled=body.enabled, threshold_ucr=threshold, amount_ucr=amount,
+        daily_cap_ucr=s.pick_money("daily_cap", body.daily_cap, body.daily_cap_ucr, required=False),
+        runout_hours=body.runout_hours, idempotency_key=idempotency_key(idem, body.idempotency_key)))
+    replayed(response, outcome.replayed)
+    return _auto_refill(rows.auto_refill((await rt.ledger.account(account)).settings))
+
+
+@router.get("/v1/accounts/{account}/auto-refill", response_model=s.AutoRefillOut)
+async def get_auto_refill(account: str, rt: RT, who: Reader) -> s.AutoRefillOut:
+    """The auto-refill rule, whether a card is saved, the breaker and the last refill asked."""
+    return _auto_refill(rows.auto_refill((await rt.ledger.account(account)).settings))
+
+
+def _auto_refill(r: AutoRefill) -> s.AutoRefillOut:
+    last = r.last
+    return s.AutoRefillOut(
+        enabled=r.enabled, threshold=format_credits(r.threshold_ucr), threshold_ucr=r.threshold_ucr,
+        amount=format_credits(r.amount_ucr), amount_ucr=r.amount_ucr, price_cents=r.cents,
+        daily_cap=_m(r.daily_cap_ucr), daily_cap_ucr=r.daily_cap_ucr, runout_hours=r.runout_hours,
+        payment_method_saved=r.payment_method is not None, failures=r.failures, breaker_after=REFILL_BREAKER,
+        breaker_open=r.breaker_open, last_request=None if last is None else s.RefillRequestOut(
+            crossing=last.crossing, credits=format_credits(last.credits_ucr), credits_ucr=last.credits_ucr,
+            cents=last.cents, trigger=last.trigger, status=last.status, requested_at=last.requested_at))

@@ -33,10 +33,13 @@ from ledger.api.schemas.catalogue import (
     RatesOut,
 )
 from ledger.api.schemas.controls import (
+    AutoRefillIn,
+    AutoRefillOut,
     BudgetIn,
     BudgetOut,
     LimitIn,
     LimitOut,
+    RefillRequestOut,
 )
 from ledger.api.schemas.deployments import (
     DeploymentActionIn,
@@ -103,6 +106,8 @@ __all__ = [
     "ApiKeyList",
     "ApiKeyOut",
     "AttributionIn",
+    "AutoRefillIn",
+    "AutoRefillOut",
     "BalanceOut",
     "Body",
     "BudgetIn",
@@ -138,6 +143,7 @@ __all__ = [
     "Quantities",
     "Quantity",
     "RatesOut",
+    "RefillRequestOut",
     "ReleaseOut",
     "ReservationIn",
     "ReservationOut",

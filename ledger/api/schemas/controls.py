@@ -1,7 +1,8 @@
-"""Controls: the monthly budget and spend limits."""
+"""Controls: the monthly budget, spend limits and auto-refill."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from pydantic import Field, StrictBool, StrictInt
@@ -51,3 +52,50 @@ class LimitOut(Out):
     per_day_ucr: int | None
     per_month: str | None
     per_month_ucr: int | None
+
+
+class AutoRefillIn(WriteBody):
+    model_config = examples(enabled=True, threshold="500", amount="2000", daily_cap="10000")
+
+    enabled: StrictBool
+    #: Refill when a debit takes the balance below this.
+    threshold: CreditsText | None = None
+    threshold_ucr: Ucr | None = None
+    #: What one refill buys (priced by the rate card's custom-amount rule).
+    amount: CreditsText | None = None
+    amount_ucr: Ucr | None = None
+    #: At most this much refilled per UTC day (null: no cap).
+    daily_cap: CreditsText | None = None
+    daily_cap_ucr: Ucr | None = None
+    #: Also refill when the burn-rate forecast says the balance runs out within this many hours.
+    runout_hours: Annotated[StrictInt, Field(gt=0, le=24 * 90)] | None = None
+
+
+class RefillRequestOut(Out):
+    crossing: int
+    credits: str
+    credits_ucr: int
+    cents: int
+    trigger: str
+    status: str
+    requested_at: datetime
+
+
+class AutoRefillOut(Out):
+    enabled: bool
+    threshold: str
+    threshold_ucr: int
+    amount: str
+    amount_ucr: int
+    #: What one refill is charged, in cents.
+    price_cents: int
+    daily_cap: str | None
+    daily_cap_ucr: int | None
+    runout_hours: int | None
+    #: Whether a payment method is saved (a setup-mode checkout or the billing portal saves one).
+    payment_method_saved: bool
+    #: Refills that failed in a row; at ``breaker_after`` refills stop until the payment method changes.
+    failures: int
+    breaker_after: int
+    breaker_open: bool
+    last_request: RefillRequestOut | None

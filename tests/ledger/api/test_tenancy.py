@@ -109,6 +109,9 @@ CASES: dict[tuple[str, str], Case] = {
         Case("admin", _body({"monthly_limit": "100", "warn_pct": 70, "critical_pct": 90})),
     ("PUT", "/v1/accounts/{account}/limits/{scope}/{key}"):
         Case("admin", _body({"per_run": "1"}, scope="agent", key="bot-1")),
+    ("PUT", "/v1/accounts/{account}/auto-refill"):
+        Case("admin", _body({"enabled": True, "threshold": "5", "amount": "20"})),
+    ("GET", "/v1/accounts/{account}/auto-refill"): Case("read", _no_body()),
     ("GET", "/v1/accounts/{account}/notifications"): Case("read", _no_body()),
     ("POST", "/v1/accounts/{account}/webhook-endpoints"): Case("admin", _body({"url": "https://93.184.216.34/hooks"})),
     ("GET", "/v1/accounts/{account}/webhook-endpoints"): Case("admin", _no_body()),
