@@ -180,7 +180,8 @@ class Ledger:
             debt_ucr=row["debt_ucr"], by_source=by_source, monthly_allowance_ucr=allowance,
             resets_at=add_months(row["opened_at"], max(cycle, 0) + 1) if allowance else None,
             version=row["version"], recent=[e for _, e in entries], entries=entries,
-            runout_at=runout_at(now, available, burned, now - window_start))
+            runout_at=runout_at(now, available, burned, now - window_start), burned_ucr=burned,
+            burn_window=now - window_start)
 
     async def entries(self, account_id: str, *, limit: int = 50, offset: int = 0) -> list[Event]:
         """The account's ledger, newest first, straight from its event stream."""

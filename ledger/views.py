@@ -34,6 +34,9 @@ class Balance:
     entries: Sequence[tuple[int, Event]] = ()
     #: When the available balance runs out at the recent burn rate (None: idle, or years away).
     runout_at: datetime | None = None
+    #: The burn rate behind ``runout_at`` (with ``forecast``): what was spent over ``burn_window``.
+    burned_ucr: int = 0
+    burn_window: timedelta = timedelta(days=7)
 
 
 @dataclass(frozen=True)

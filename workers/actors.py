@@ -18,7 +18,7 @@ from dramatiq import Broker
 
 from ledger import commands as c
 from ledger import intake
-from ledger.billing.auto_refill import charge_refill, refill_before_pausing
+from ledger.billing.auto_refill import charge_refill, refill_before_pausing, refill_if_running_out
 from ledger.errors import InvalidState, LedgerError, NotFound, PaymentProviderNotConfigured, PaymentRequired
 from ledger.events import Attribution
 from workers import commands as payloads
@@ -89,6 +89,18 @@ async def auto_refill(account_id: str, crossing: int) -> None:
     log.info("auto-refill of %s crossing %d: %s %s", account_id, crossing, result.status, result.detail)
 
 
+async def auto_refill_runout(account_id: str) -> None:
+    """Refill if the forecast says the balance runs out within the account's ``runout_hours``."""
+    ctx = context()
+    ledger = await ctx.ledger()
+    try:
+        result = await refill_if_running_out(ledger, ctx.stripe(), account_id)
+    except PaymentProviderNotConfigured as exc:
+        log.error("auto-refill of %s not charged: %s", account_id, exc.detail)
+        return
+    log.info("auto-refill forecast of %s: %s %s", account_id, result.status, result.detail)
+
+
 async def deliver_webhook(account_id: str, endpoint_id: str, event_id: str, attempt: int | None = None) -> None:
     """POST one event to one endpoint, signed. After a failure the next attempt goes back to the
     broker as a delayed message; PostgreSQL keeps its schedule, so if the broker loses it the
@@ -128,6 +140,7 @@ class Actors:
     deliver_webhook: dramatiq.Actor[Any, Any]
     record_usage: dramatiq.Actor[Any, Any]
     auto_refill: dramatiq.Actor[Any, Any]
+    auto_refill_runout: dramatiq.Actor[Any, Any]
 
 
 def declare(broker: Broker, *, webhook_max_retries: int = 12, webhook_min_backoff_ms: int = 10_000,
@@ -147,6 +160,8 @@ def declare(broker: Broker, *, webhook_max_retries: int = 12, webhook_min_backof
                               min_backoff=webhook_min_backoff_ms, max_backoff=webhook_max_backoff_ms),
         record_usage=actor(record_usage, "usage", max_retries=20, min_backoff=500, max_backoff=60_000),
         auto_refill=actor(auto_refill, "payments", max_retries=20, min_backoff=1000, max_backoff=300_000),
+        auto_refill_runout=actor(auto_refill_runout, "payments", max_retries=20, min_backoff=1000,
+                                 max_backoff=300_000),
     )
 
 
@@ -163,6 +178,8 @@ def relay_sender(actors: Actors) -> Any:
             actors.deliver_webhook.send(account_id, endpoint_id, event_id, 0)  # registered with 0 attempts
         for account_id, crossing in p.refills:
             actors.auto_refill.send(account_id, crossing)
+        for account_id in sorted(p.runouts):
+            actors.auto_refill_runout.send(account_id)
 
     return send
 

@@ -46,6 +46,7 @@ from ledger.events import (
     UsageMetered,
 )
 from ledger.log import LogEntry, load_checkpoint, read_log, save_checkpoint
+from ledger.payments import AutoRefill
 from ledger.rates import RateCard
 from ledger.refill import crossings
 from ledger.rows import auto_refill
@@ -77,6 +78,8 @@ BUSY_S = 0.01
 #: not at the next charge; a deployment started shortens the runway).
 _ALERTING = (UsageMetered, CreditsReserved, GrantExpired, RefundIssued, PurchaseDisputed, BudgetSet, LimitSet,
              DeploymentStarted, DeploymentResumed)
+#: Events that make an account burn faster without a debit of their own (the forecast counts them).
+_BURNING = (DeploymentStarted, DeploymentResumed)
 #: Events after which an alert that held may hold no longer (besides any event that adds credits):
 #: a hold released, a budget or limit changed, a deployment stopped or paused.
 _EASING = (CreditsReleased, BudgetSet, LimitSet, DeploymentStopped, DeploymentPaused)
@@ -96,15 +99,17 @@ class Plan:
     eased: set[str] = field(default_factory=set)
     #: ``(account, crossing)``: each event that took a balance below its auto-refill threshold.
     refills: list[tuple[str, int]] = field(default_factory=list)
+    #: Accounts refilling on a forecast (``runout_hours``) that spent, or started running costs.
+    runouts: set[str] = field(default_factory=set)
 
 
 def plan(entries: list[LogEntry], endpoints: dict[str, list[tuple[str, list[str] | None]]],
-         thresholds: Mapping[str, int] | None = None) -> Plan:
+         refills: Mapping[str, AutoRefill] | None = None) -> Plan:
     """What follows from ``entries`` (pure): alert check candidates (one per account and subject),
-    pauses, webhooks, and a refill per crossing below a threshold in ``thresholds`` (per account
-    whose auto-refill is on)."""
+    pauses, webhooks; for the accounts whose auto-refill is on (``refills``), a refill per crossing
+    below the threshold, and a forecast check after spending where ``runout_hours`` is set."""
     out = Plan()
-    thresholds = thresholds or {}
+    refills = refills or {}
     for entry in entries:
         e: Event = entry.event
         if isinstance(e, _ALERTING):
@@ -119,10 +124,12 @@ def plan(entries: list[LogEntry], endpoints: dict[str, list[tuple[str, list[str]
         for endpoint_id, types in endpoints.get(e.account_id, ()):
             if wants(types, e.type):
                 out.deliveries.append((e.account_id, endpoint_id, str(e.event_id)))
-        threshold = thresholds.get(e.account_id)
-        if threshold is not None:
-            out.refills += [(e.account_id, v) for v in crossings(threshold, [
+        refill = refills.get(e.account_id)
+        if refill is not None:
+            out.refills += [(e.account_id, v) for v in crossings(refill.threshold_ucr, [
                 (entry.version, e.amount_ucr, e.balance_after_ucr)])]
+            if refill.runout_hours is not None and (e.amount_ucr < 0 or isinstance(e, _BURNING)):
+                out.runouts.add(e.account_id)
     return out
 
 
@@ -231,7 +238,8 @@ class Relay:
 
     def __init__(self, engine: AsyncEngine, send: Send, *, batch: int = 1000,
                  screen: AlertScreen | None = None, lag_warn: timedelta = LAG_WARN, clock: Clock | None = None,
-                 delivery_lease: timedelta = timedelta(minutes=5)) -> None:
+                 delivery_lease: timedelta = timedelta(minutes=5),
+                 runout_recheck_s: float = 60.0) -> None:  # float-ok: a duration
         self.engine = engine
         self.clock = clock or SystemClock()
         #: How long a webhook delivery handed to the broker counts as in flight (``webhooks.register``).
@@ -242,6 +250,9 @@ class Relay:
         self.lag_warn = lag_warn
         #: The last lag measured by ``run`` (see ``relay_lag``).
         self.lag = timedelta(0)
+        #: At most one forecast check per account this often: a busy account spends in every batch.
+        self.runout_recheck_s = runout_recheck_s
+        self._runout_sent: dict[str, float] = {}  # float-ok: monotonic seconds
 
     async def run_once(self) -> int:
         """Relay one batch; the number of events it covered (0 when caught up)."""
@@ -256,7 +267,7 @@ class Relay:
                 "SELECT account_id, endpoint_id, event_types FROM webhook_endpoints"
                 " WHERE account_id = ANY(:a) AND status = 'enabled'"), {"a": accounts})).all():
                 endpoints.setdefault(r.account_id, []).append((r.endpoint_id, r.event_types))
-            messages = plan(entries, endpoints, await refill_thresholds(conn, accounts))
+            messages = plan(entries, endpoints, await armed_refills(conn, accounts))
             # After the log read, on the same connection: the state it judges includes the batch.
             covered = await self.screen.apply(conn, messages) if self.screen is not None else {}
         if messages.deliveries:
@@ -264,6 +275,7 @@ class Relay:
             # broker loses is sent again by the scheduler's sweep once its lease runs out.
             async with self.engine.begin() as conn:
                 await register(conn, messages.deliveries, self.clock.now(), self.delivery_lease)
+        messages.runouts = self._due_runouts(messages.runouts)
         # Hand over first, then move the checkpoint: a crash in between re-sends, never drops.
         await asyncio.to_thread(self.send, messages)
         if self.screen is not None:
@@ -271,6 +283,18 @@ class Relay:
         async with self.engine.begin() as conn:
             await save_checkpoint(conn, CHECKPOINT, entries[-1].at)
         return len(entries)
+
+    def _due_runouts(self, accounts: set[str]) -> set[str]:
+        """The forecast checks to send now (not sent for the account within ``runout_recheck_s``).
+
+        Skipping one loses nothing that matters: the account spends again, or its balance crosses
+        the threshold, which is never skipped."""
+        now_s = time.monotonic()
+        if len(self._runout_sent) > 10_000:
+            self._runout_sent = {a: t for a, t in self._runout_sent.items() if now_s - t < self.runout_recheck_s}
+        due = {a for a in accounts if now_s - self._runout_sent.get(a, -math.inf) >= self.runout_recheck_s}
+        self._runout_sent.update(dict.fromkeys(due, now_s))
+        return due
 
     async def run(self, stop: asyncio.Event, *, idle_s: float = 0.2, busy_s: float = BUSY_S,  # float-ok
                   retry_s: float = 1.0) -> None:  # float-ok: durations
@@ -321,13 +345,13 @@ class Relay:
                 f" {holder.state}, open {holder.age}) holds back every log reader" if holder else ""))
 
 
-async def refill_thresholds(conn: AsyncConnection, accounts: list[str]) -> dict[str, int]:
-    """The auto-refill threshold of each of ``accounts`` whose auto-refill is on."""
+async def armed_refills(conn: AsyncConnection, accounts: list[str]) -> dict[str, AutoRefill]:
+    """The auto-refill of each of ``accounts`` whose auto-refill is on."""
     rows = (await conn.execute(text(
         "SELECT account_id, settings FROM accounts WHERE account_id = ANY(:a) AND settings ? 'auto_refill'"),
         {"a": accounts})).all()
     refills = {r.account_id: auto_refill(r.settings) for r in rows}
-    return {a: r.threshold_ucr for a, r in refills.items() if r.enabled}
+    return {a: r for a, r in refills.items() if r.enabled}
 
 
 async def relay_lag(conn: AsyncConnection) -> timedelta:

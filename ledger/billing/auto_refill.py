@@ -27,6 +27,7 @@ from ledger.billing.refills import outcome_command, payment_params, request_key
 from ledger.errors import AutoRefillRefused, PaymentProviderNotConfigured
 from ledger.payments import RefillTrigger
 from ledger.planner import Outcome
+from ledger.refill import runs_out_within
 from ledger.service import Ledger
 
 log = logging.getLogger(__name__)
@@ -86,3 +87,19 @@ async def refill_before_pausing(ledger: Ledger, stripe: StripeGateway, command: 
     except PaymentProviderNotConfigured:
         pass  # no Stripe on this server: no refill to try, the hour pauses as it would
     return await ledger.execute(command.model_copy(update={"pause_if_unpaid": True}))
+
+
+async def refill_if_running_out(ledger: Ledger, stripe: StripeGateway, account_id: str) -> RefillResult:
+    """The forecast trigger (``runout_hours``): refill when the available balance runs out within
+    that many hours at the last days' burn rate plus what the running deployments cost an hour,
+    though no debit crossed the threshold yet. Asked for the account's version now, so a forecast
+    read again with nothing new in between asks nothing more."""
+    refill = rows.auto_refill((await ledger.account(account_id)).settings)
+    if not refill.enabled or refill.runout_hours is None:
+        return RefillResult("refused", "runout_off")
+    balance = await ledger.balance(account_id, recent=0, forecast=True)
+    hourly = sum(d.hourly_ucr for d in await ledger.deployments(account_id) if d.status == "running")
+    if not runs_out_within(balance.available_ucr, refill.runout_hours, burned_ucr=balance.burned_ucr,
+                           window=balance.burn_window, hourly_ucr=hourly):
+        return RefillResult("refused", "not_running_out")
+    return await charge_refill(ledger, stripe, account_id, balance.version, "runout")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
@@ -14,6 +15,7 @@ from ledger import commands as c
 from ledger.clock import ManualClock
 from ledger.events import AutoRefillRequested, CreditsGranted, CreditsPurchased, UsageMetered
 from ledger.log import LogEntry, LogPosition
+from ledger.payments import AutoRefill
 from ledger.service import Ledger
 from ledger.settings import Settings
 from ledger.testing.stripe import StripeStandIn
@@ -85,7 +87,12 @@ def test_plan_asks_one_refill_per_crossing_of_an_armed_account() -> None:
                LogEntry(LogPosition(1, 4), granted, 4),  # back above
                use("a", 5, -9 * C, 3 * C),  # crosses again
                use("b", 2, -2 * C, 3 * C)]  # not armed
-    assert plan(entries, {}, {"a": 4 * C}).refills == [("a", 2), ("a", 5)]
+    armed = AutoRefill(enabled=True, threshold_ucr=4 * C, amount_ucr=20 * C)
+    assert plan(entries, {}, {"a": armed}).refills == [("a", 2), ("a", 5)]
+    assert plan(entries, {}, {"a": armed}).runouts == set()
+    # With a forecast trigger, spending asks for a forecast check (once per account and batch).
+    forecasting = plan(entries, {}, {"a": replace(armed, runout_hours=24)})
+    assert (forecasting.refills, forecasting.runouts) == ([("a", 2), ("a", 5)], {"a"})
 
 
 async def test_the_hourly_charge_refills_before_it_pauses(

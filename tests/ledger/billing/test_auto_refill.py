@@ -13,7 +13,7 @@ import stripe
 
 from ledger import commands as c
 from ledger import rows
-from ledger.billing.auto_refill import charge_refill, refill_before_pausing
+from ledger.billing.auto_refill import charge_refill, refill_before_pausing, refill_if_running_out
 from ledger.billing.gateway import StripeGateway
 from ledger.billing.refills import outcome_command
 from ledger.clock import ManualClock
@@ -178,3 +178,22 @@ async def test_an_unpaid_deployment_hour_tries_one_refill_before_pausing(
     assert (paused.status, paused.hours_charged) == ("paused", 1)
     assert len(payment_intents(standin, declining)) == 1
     assert (await ledger.balance(declined)).balance_ucr == 2_010_000
+
+
+async def test_the_forecast_refills_before_the_threshold_is_crossed(
+        ledger: Ledger, open_account: OpenAccount, standin: StripeStandIn, gateway: StripeGateway) -> None:
+    """10 credits above a 1-credit threshold: an L4 (0.80/h) runs them out in 12.5 h, inside a
+    24-hour forecast; a small CPU (0.05/h) in 200 h, outside it."""
+    fast, slow = await open_account(credits_ucr=10 * C), await open_account(credits_ucr=10 * C)
+    for a, instance in ((fast, "gpu-s"), (slow, "cpu-s")):
+        await ledger.execute(c.ConfigureAutoRefill(account_id=a, enabled=True, threshold_ucr=1 * C,
+                                                   amount_ucr=20 * C, runout_hours=24))
+        customer, pm = saved_card(standin, "pm_card_visa")
+        await ledger.execute(c.SavePaymentMethod(account_id=a, stripe_customer=customer, payment_method=pm))
+        await ledger.execute(c.StartDeployment(account_id=a, deployment_id=f"{a}-d", instance_type=instance))
+    assert (await refill_if_running_out(ledger, gateway, slow)).detail == "not_running_out"
+    assert (await refill_if_running_out(ledger, gateway, fast)).status == "paid"
+    assert (await ledger.balance(fast)).balance_ucr == 10 * C - 800_000 + 20 * C
+    # Read again with nothing new in between: nothing more is asked.
+    again = await refill_if_running_out(ledger, gateway, fast)
+    assert again.status in ("refused", "settled") and (await ledger.balance(fast)).balance_ucr == 29_200_000
