@@ -23,6 +23,7 @@ from ledger.api.ratelimit import RateLimiter
 from ledger.api.routes import (
     accounts,
     balance,
+    billing,
     catalogue,
     controls,
     deployments,
@@ -98,7 +99,7 @@ def create_app(runtime: Runtime | None = None, *, settings: Settings | None = No
     if runtime is not None:
         _attach(app, runtime)
     problems.install(app)
-    for module in (accounts, balance, usage, grants, deployments, controls, notifications, catalogue, ops):
+    for module in (accounts, balance, usage, grants, billing, deployments, controls, notifications, catalogue, ops):
         app.include_router(module.router)
     app.add_middleware(Edge)  # inside the metrics: its answers are counted
     app.add_middleware(MetricsMiddleware, metrics=metrics)

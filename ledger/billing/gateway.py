@@ -17,6 +17,7 @@ import stripe
 
 from ledger.errors import (
     IdempotencyConflict,
+    InvalidRequest,
     InvalidSignature,
     PaymentProviderNotConfigured,
     PaymentProviderRejected,
@@ -27,6 +28,8 @@ from ledger.settings import Settings
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+#: Parameters the API's caller chose: Stripe refusing one of them is the caller's 422.
+_CALLERS_PARAMS = {"success_url", "cancel_url", "return_url"}
 #: Stripe's page size limit: more refunds or sessions than this on one payment is not a case here.
 _PAGE = 100
 
@@ -141,6 +144,11 @@ class StripeGateway:
             log.warning("Stripe unreachable or failing: %r", exc)
             raise PaymentProviderUnavailable(f"Stripe cannot be reached or is failing ({type(exc).__name__});"
                                              " nothing was recorded: retry later") from None
+        except stripe.InvalidRequestError as exc:
+            if exc.param in _CALLERS_PARAMS:  # e.g. a success_url Stripe does not accept: the caller's
+                raise InvalidRequest(f"{exc.param}: Stripe refused it: {exc.user_message or exc}") from None
+            log.error("Stripe refused a request: %r", exc)
+            raise PaymentProviderRejected(f"Stripe refused the request: {exc.user_message or exc}") from None
         except stripe.IdempotencyError as exc:
             raise IdempotencyConflict(f"the idempotency key was used with a different request: {exc.user_message}"
                                       ) from None

@@ -3,8 +3,9 @@
 1. The clawback is decided on an unlocked snapshot without committing: outside the refund window
    without ``force``, or nothing left of the purchase, refuses it before Stripe is called.
 2. What is left (at most what was asked) is turned into cents, rounded down, and refunded through
-   Stripe with an idempotency key derived from the API call's ``Idempotency-Key``; a retried call
-   finds the refund it already made (by that key in the refund's metadata) instead of deciding anew.
+   Stripe (its metadata names the credits taken back) with an idempotency key derived from the
+   API call's ``Idempotency-Key``; a retried call finds the refund it already made (by that key in
+   the refund's metadata) instead of deciding anew.
 3. The clawback is recorded with the very command the ``charge.refunded`` webhook will build from
    the same Stripe refund (``stripe_events.refund_command``), so whichever comes second replays.
 """
@@ -22,6 +23,7 @@ from ledger.billing.stripe_events import PurchaseFacts, cents_for_credits, refun
 from ledger.decide import Context, decide
 from ledger.errors import NotFound, RefundRejected
 from ledger.events import CreditsPurchased, RefundIssued
+from ledger.money import format_credits
 from ledger.planner import Outcome, new_uuid
 from ledger.service import Ledger
 
@@ -74,14 +76,16 @@ async def refund_purchase(ledger: Ledger, gateway: StripeGateway, account_id: st
         taken = await would_take(ledger, c.IssueRefund(
             account_id=account_id, direction="clawback", purchase_id=purchase_id, amount_ucr=amount_ucr,
             reason=reason, force=force))
+        if taken <= 0:
+            raise RefundRejected(f"nothing of purchase {purchase_id} is left to refund", "nothing_left")
         cents = cents_for_credits(facts, taken)
         if cents <= 0:
-            raise RefundRejected(f"nothing of purchase {purchase_id} is left to refund (less than a cent)",
-                                 "nothing_left")
+            raise RefundRejected(f"{format_credits(taken)} credits of purchase {purchase_id} are worth less than"
+                                 " a cent: nothing to refund", "below_one_cent")
         refund = await gateway.create_refund({
             "payment_intent": payment_intent, "amount": cents,
             "metadata": {"account": account_id, "purchase_id": str(purchase_id), "reason": reason[:500],
-                         "request": key}}, key)
+                         "credits_ucr": str(taken), "request": key}}, key)
     cmd = refund_command(account_id, facts, refund)
     if cmd is None:
         raise RefundRejected(f"Stripe refund {refund.get('id')} is {refund.get('status')}: nothing was taken back",

@@ -167,18 +167,40 @@ def cents_for_credits(p: PurchaseFacts, ucr: int) -> int:
 
 def refund_command(account_id: str, p: PurchaseFacts, refund: dict[str, Any]) -> c.IssueRefund | None:
     """The clawback a Stripe refund records, or ``None`` (a failed or cancelled refund, or less
-    than a µcr). ``force``: Stripe has already returned the money, so the credits go whatever the
-    refund window says (an operator refunding through the API is held to the window before
-    Stripe is called)."""
+    than a µcr): the credits the ledger named in its metadata, else the share of the purchase the
+    refunded cents were (``credits_for_cents``). ``force``: Stripe has already returned the money,
+    so the credits go whatever the refund window says (an operator refunding through the API is
+    held to the window before Stripe is called)."""
     if refund.get("status") not in ("succeeded", "pending"):
         return None
-    amount = credits_for_cents(p, int(refund.get("amount") or 0))
+    meta = refund.get("metadata") or {}
+    # A refund the ledger made names the credits it takes back (cents rounded down would leave
+    # a few µcr of "all that is left" behind); one made in Stripe's dashboard is converted.
+    named = str(meta.get("credits_ucr") or "")
+    amount = int(named) if named.isdigit() else credits_for_cents(p, int(refund.get("amount") or 0))
     if amount <= 0:
         return None
-    reason = ((refund.get("metadata") or {}).get("reason")
+    reason = (meta.get("reason")
               or f"refunded in Stripe ({refund.get('reason') or 'no reason given'})")
     return c.IssueRefund(account_id=account_id, direction="clawback", purchase_id=p.purchase_id, amount_ucr=amount,
                          reason=str(reason)[:500], force=True, idempotency_key=refund_key(str(refund["id"])))
+
+
+def dispute_commands(account_id: str, p: PurchaseFacts, dispute: dict[str, Any]) -> list[c.Command]:
+    """The dispute recorded (always first, under the key ``created`` uses, so a ``closed`` that
+    arrives first still finds it), then closed when Stripe says it is: ``won`` gives the frozen
+    credits back; ``lost`` keeps them gone. An inquiry closed without a chargeback
+    (``warning_closed``) returned no money, so it counts as won."""
+    dispute_id = str(dispute["id"])
+    found: list[c.Command] = [c.RecordDispute(
+        account_id=account_id, purchase_id=p.purchase_id, dispute_id=dispute_id,
+        reason=str(dispute.get("reason") or "unknown")[:500], idempotency_key=dispute_key(dispute_id, "opened"))]
+    status = dispute.get("status")
+    if status in ("won", "lost", "warning_closed"):
+        found.append(c.CloseDispute(account_id=account_id, purchase_id=p.purchase_id, dispute_id=dispute_id,
+                                    outcome="lost" if status == "lost" else "won",
+                                    idempotency_key=dispute_key(dispute_id, "closed")))
+    return found
 
 
 def payment_intent_of(obj: dict[str, Any]) -> str | None:

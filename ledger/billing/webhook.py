@@ -24,6 +24,7 @@ from ledger.billing.stripe_events import (
     Notice,
     PurchaseFacts,
     classify,
+    dispute_commands,
     failed_notice,
     payment_intent_of,
     purchase_command,
@@ -74,7 +75,7 @@ class StripeWebhooks:
         if action.kind == "refunded":
             return await self.record_refunds(action.obj)
         if action.kind in ("dispute_opened", "dispute_closed"):
-            return Handled("ignored", "disputes are not recorded yet")
+            return await self.record_dispute(action.obj)
         return Handled("ignored", action.why)
 
     def _notice(self, notice: Notice) -> Handled:
@@ -130,25 +131,47 @@ class StripeWebhooks:
             return found
         return session_account(session) or "", found[0]
 
-    async def record_refunds(self, charge: dict[str, Any]) -> Handled:
-        """Take back, once per Stripe refund, the credits each refund of the charge paid back."""
-        pi = payment_intent_of(charge)
+    async def _purchase_paid_by(self, obj: dict[str, Any]) -> tuple[str, PurchaseFacts] | Handled:
+        pi = payment_intent_of(obj)
         if pi is None:
-            return Handled("ignored", "a charge without a PaymentIntent")
+            return Handled("ignored", "no PaymentIntent")
         found = await self.purchase_of_payment(pi)
         if found is None:
             return Handled("ignored", f"{pi} did not pay for a ledger checkout")
         if isinstance(found, Notice):
             return self._notice(found)
+        return found
+
+    async def record_refunds(self, charge: dict[str, Any]) -> Handled:
+        """Take back, once per Stripe refund, the credits each refund of the charge paid back."""
+        found = await self._purchase_paid_by(charge)
+        if isinstance(found, Handled):
+            return found
         account, facts = found
-        commands = [cmd for r in await self.gateway.refunds_for_payment_intent(pi)
-                    if (cmd := refund_command(account, facts, r)) is not None]
+        pi = str(payment_intent_of(charge))
+        commands: list[c.Command] = [cmd for r in await self.gateway.refunds_for_payment_intent(pi)
+                                     if (cmd := refund_command(account, facts, r)) is not None]
+        return await self._run(account, commands, f"refund(s) of purchase {facts.purchase_id}")
+
+    async def record_dispute(self, dispute: dict[str, Any]) -> Handled:
+        """Freeze what is left of the disputed purchase (and raise its alert); release it if won."""
+        found = await self._purchase_paid_by(dispute)
+        if isinstance(found, Handled):
+            return found
+        account, facts = found
+        return await self._run(account, dispute_commands(account, facts, dispute),
+                               f"dispute {dispute.get('id')} of purchase {facts.purchase_id}")
+
+    async def _run(self, account: str, commands: list[c.Command], what: str) -> Handled:
+        """Run the commands in order; a transient failure or a conflict (409) is raised so Stripe
+        delivers again; any other refusal is a notice."""
         new = 0
-        for result in await self.ledger.execute_many(commands) if commands else []:
-            if isinstance(result, LedgerError):
-                if result.transient:
-                    raise result
-                return self._notice(Notice(account, getattr(result, "reason", result.type_slug), result.detail))
-            new += not result.replayed
-        return Handled("recorded" if new else "replayed", f"{len(commands)} refund(s) of purchase {facts.purchase_id}",
-                       account)
+        for cmd in commands:
+            try:
+                outcome = await self.ledger.execute(cmd)
+            except LedgerError as exc:
+                if exc.transient or exc.status == 409:
+                    raise
+                return self._notice(Notice(account, getattr(exc, "reason", exc.type_slug), exc.detail))
+            new += bool(outcome.events) and not outcome.replayed
+        return Handled("recorded" if new else "replayed", f"{len(commands)} command(s): {what}", account)

@@ -4,9 +4,11 @@ with one key per role, all driven through ``httpx`` against the ASGI app in-proc
 
 from __future__ import annotations
 
+import asyncio
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
@@ -17,9 +19,12 @@ from redis.asyncio import Redis
 from ledger.api.app import create_app
 from ledger.api.ratelimit import RateLimiter
 from ledger.api.runtime import Runtime
+from ledger.billing.gateway import StripeGateway
 from ledger.keys import create_operator_key
 from ledger.service import Ledger
 from ledger.settings import Settings
+from ledger.testing.stripe import StripeStandIn
+from tests.ledger.api.stripe_bridge import WebhookBridge
 
 
 @dataclass(frozen=True)
@@ -39,13 +44,41 @@ def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
+@pytest.fixture(scope="session")
+def webhook_bridge() -> Iterator[WebhookBridge]:
+    """Where the Stripe stand-in sends its webhooks: on to the test's in-process app."""
+    bridge = WebhookBridge().start()
+    try:
+        yield bridge
+    finally:
+        bridge.stop()
+
+
+@pytest.fixture(scope="session")
+def stripe_standin(webhook_bridge: WebhookBridge) -> Iterator[StripeStandIn]:
+    """One Stripe stand-in for the session, delivering signed webhooks to the test app."""
+    with StripeStandIn(webhook_url=f"{webhook_bridge.url}/v1/stripe/webhook") as standin:
+        yield standin
+
+
+def standin_settings(standin: StripeStandIn) -> dict[str, Any]:
+    """``Settings`` that point a live server at the stand-in."""
+    return {"stripe_api_key": standin.api_key, "stripe_webhook_secret": standin.webhook_secret,
+            "stripe_api_base": standin.base_url}
+
+
+def standin_gateway(standin: StripeStandIn) -> StripeGateway:
+    return StripeGateway(api_key=standin.api_key, webhook_secret=standin.webhook_secret, api_base=standin.base_url)
+
+
 @pytest_asyncio.fixture(loop_scope="session")
-async def runtime(ledger: Ledger, redis_url: str) -> AsyncIterator[Runtime]:
-    """The API's runtime on the test ledger (manual clock) and the real Redis."""
+async def runtime(ledger: Ledger, redis_url: str, stripe_standin: StripeStandIn) -> AsyncIterator[Runtime]:
+    """The API's runtime on the test ledger (manual clock), the real Redis and the Stripe stand-in."""
     limiter = RateLimiter(redis_url, fail_open=False)
     redis = Redis.from_url(redis_url)
     try:
-        yield Runtime(ledger=ledger, settings=Settings(key_env="test"), limiter=limiter, redis=redis)
+        yield Runtime(ledger=ledger, settings=Settings(key_env="test"), limiter=limiter, redis=redis,
+                      stripe=standin_gateway(stripe_standin))
     finally:
         await limiter.close()
         await redis.aclose()
@@ -57,9 +90,15 @@ def app(runtime: Runtime) -> FastAPI:
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+async def client(app: FastAPI, webhook_bridge: WebhookBridge,
+                 stripe_standin: StripeStandIn) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ledger.test") as c:
-        yield c
+        webhook_bridge.target = (c, asyncio.get_running_loop())
+        try:
+            yield c
+        finally:
+            await asyncio.to_thread(stripe_standin.flush)  # the test's webhooks reach its own app
+            webhook_bridge.target = None
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -9,7 +9,9 @@ them at every depth.
 
 from __future__ import annotations
 
+import json
 import re
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -18,6 +20,8 @@ import pytest_asyncio
 from fastapi import FastAPI
 
 from ledger.service import Ledger
+from ledger.testing.stripe import StripeStandIn
+from ledger.testing.stripe.signing import header
 from tests.ledger.api.conftest import OpenApiAccount, bearer
 from tests.ledger.api.test_tenancy import CASES, UNSCOPED, World, app_routes, own_key, send
 from tests.ledger.api.test_tenancy import world as world  # the fixture, reused
@@ -107,7 +111,7 @@ async def ok(c: httpx.AsyncClient, method: str, path: str, key: str, body: Json 
 
 async def test_every_amount_in_every_response_appears_twice(
         app: FastAPI, recorded: Any, api_account: OpenApiAccount, operator_key: str, world: World,
-        ledger: Ledger) -> None:
+        ledger: Ledger, stripe_standin: StripeStandIn) -> None:
     c, bodies = recorded
     op = operator_key
     acct = await api_account(plan="team", prefix="amounts")
@@ -164,6 +168,14 @@ async def test_every_amount_in_every_response_appears_twice(
     for route, case in {**CASES, **UNSCOPED}.items():
         r = await send(c, world, route, case, headers=bearer(own_key(world, case.role)))
         assert 200 <= r.status_code < 300, f"{route}: {r.status_code} {r.text}"
+
+    # Stripe's webhook (no key): an event signed as Stripe signs it.
+    event = json.dumps({"id": "evt_amounts", "object": "event", "type": "customer.created",
+                        "data": {"object": {"id": "cus_amounts"}}}).encode()
+    r = await c.post("/v1/stripe/webhook", content=event,
+                     headers={"Content-Type": "application/json",
+                              "Stripe-Signature": header(event, stripe_standin.webhook_secret, int(time.time()))})
+    assert r.status_code == 200, r.text
 
     served = {route for route in app_routes(app) if route not in NOT_JSON}
     driven = {(m, p) for m, p, _, _ in bodies}

@@ -26,6 +26,8 @@ from hypothesis import strategies as st
 from schemathesis.generation import GenerationMode
 
 from ledger.api.app import create_app
+from ledger.testing.stripe import StripeStandIn
+from tests.ledger.api.conftest import standin_settings
 from tests.ledger.api.live import live_server, operator_key_for
 
 pytestmark = pytest.mark.slow
@@ -34,9 +36,9 @@ PROBLEM = "application/problem+json"
 
 
 @pytest.fixture(scope="module")
-def live(database_url: str, redis_url: str) -> Iterator[tuple[str, str, str]]:
+def live(database_url: str, redis_url: str, stripe_standin: StripeStandIn) -> Iterator[tuple[str, str, str]]:
     """A live server (rate limits off: the fuzz would trip them), an operator key, a funded account."""
-    with live_server(database_url, redis_url, rate_limits=False) as base:
+    with live_server(database_url, redis_url, rate_limits=False, **standin_settings(stripe_standin)) as base:
         key = operator_key_for(database_url)
         account = f"fz-{secrets.token_hex(4)}"
         h = {"Authorization": f"Bearer {key}"}

@@ -22,14 +22,16 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from ledger.api.app import create_app
+from ledger.testing.stripe import StripeStandIn
+from tests.ledger.api.conftest import standin_settings
 from tests.ledger.api.live import live_server, operator_key_for
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def live(database_url: str, redis_url: str) -> Iterator[tuple[str, str, str]]:
-    with live_server(database_url, redis_url) as base:
+def live(database_url: str, redis_url: str, stripe_standin: StripeStandIn) -> Iterator[tuple[str, str, str]]:
+    with live_server(database_url, redis_url, **standin_settings(stripe_standin)) as base:
         key = operator_key_for(database_url)
         account = f"st-{secrets.token_hex(4)}"
         h = {"Authorization": f"Bearer {key}"}

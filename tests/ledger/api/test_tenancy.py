@@ -30,8 +30,10 @@ from fastapi.routing import iter_route_contexts
 
 from ledger.keys import create_operator_key
 from ledger.service import Ledger
+from ledger.testing.stripe import StripeStandIn
 from tests.ledger.api.conftest import OpenApiAccount, bearer
 from tests.ledger.api.conftest import TestAccount as Account
+from tests.ledger.api.stripe_helpers import PAGES, checkout, invoices, pay
 
 PROBLEM = "application/problem+json"
 RANK = {"read": 0, "member": 1, "admin": 2, "operator": 3}
@@ -56,6 +58,8 @@ class World:
     endpoint_to_patch: str
     endpoint_to_delete: str
     spare_operator_key_id: str
+    #: A purchase paid through the Stripe stand-in (refunds, the billing portal).
+    purchase_id: str
 
 
 @dataclass(frozen=True)
@@ -119,6 +123,11 @@ CASES: dict[tuple[str, str], Case] = {
         Case("admin", lambda w: ({"endpoint_id": w.endpoint_to_patch}, {"enabled": False})),
     ("DELETE", "/v1/accounts/{account}/webhook-endpoints/{endpoint_id}"):
         Case("admin", lambda w: ({"endpoint_id": w.endpoint_to_delete}, None)),
+    ("POST", "/v1/accounts/{account}/checkout"): Case("admin", _body({"pack": "starter", **PAGES})),
+    ("POST", "/v1/accounts/{account}/refunds"):
+        Case("operator", lambda w: ({}, {"purchase_id": w.purchase_id, "amount": "1", "reason": "tenancy"})),
+    ("POST", "/v1/accounts/{account}/billing-portal"): Case("admin", _no_body()),
+    ("GET", "/v1/accounts/{account}/invoices"): Case("read", _no_body()),
 }
 
 #: Routes that need a key but name no account in their path (an account key acts on its own).
@@ -138,6 +147,10 @@ PUBLIC: set[tuple[str, str]] = {
     ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"),
     ("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/docs/oauth2-redirect"), ("GET", "/redoc"),
 }
+
+#: Routes whose caller proves itself another way than an API key: Stripe signs its webhooks
+#: (tests/ledger/api/test_checkout.py: a missing or bad signature is a 400 and records nothing).
+SIGNED: set[tuple[str, str]] = {("POST", "/v1/stripe/webhook")}
 
 #: POSTs that write nothing (a read key may use them).
 READ_ONLY_POSTS = {("POST", "/v1/accounts/{account}/estimate")}
@@ -216,7 +229,8 @@ async def ok(client: httpx.AsyncClient, method: str, path: str, key: str, body: 
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def world(client: httpx.AsyncClient, api_account: OpenApiAccount, operator_key: str, ledger: Ledger) -> World:
+async def world(client: httpx.AsyncClient, api_account: OpenApiAccount, operator_key: str, ledger: Ledger,
+                stripe_standin: StripeStandIn) -> World:
     a = await api_account(credits="50", prefix="ten-a")
     b = await api_account(credits="50", prefix="ten-b")
     base = f"/v1/accounts/{a.id}"
@@ -230,10 +244,13 @@ async def world(client: httpx.AsyncClient, api_account: OpenApiAccount, operator
     to_patch, to_delete = [await ok(client, "POST", f"{base}/webhook-endpoints", a.admin,
                                     {"url": f"https://93.184.216.34/{name}"}) for name in ("patch", "delete")]
     spare_operator, _ = await create_operator_key(ledger.engine, "tenancy spare", env="test")
+    opened = await checkout(client, a, pack="builder")
+    await pay(stripe_standin, opened["session_id"])
+    [purchase] = await invoices(client, a)
     return World(a=a, b=b, operator=operator_key, entry_id=charge["id"], spare_key_id=spare["id"],
                  reservation_to_settle=settle["id"], reservation_to_release=release["id"],
                  endpoint_to_patch=to_patch["id"], endpoint_to_delete=to_delete["id"],
-                 spare_operator_key_id=spare_operator.key_id)
+                 spare_operator_key_id=spare_operator.key_id, purchase_id=purchase["id"])
 
 
 def own_key(w: World, role: str) -> str:
@@ -249,14 +266,15 @@ def test_every_route_has_a_tenancy_case(app: FastAPI) -> None:
     assert ("POST", "/v1/accounts/{account}/charges") in served
     assert len(served) >= len(CASES)
 
-    known = set(CASES) | set(UNSCOPED) | PUBLIC
+    known = set(CASES) | set(UNSCOPED) | PUBLIC | SIGNED
     missing = sorted(served - known)
     assert not missing, f"routes without a tenancy case (add them to CASES, or UNSCOPED/PUBLIC): {missing}"
     stale = sorted((set(CASES) | set(UNSCOPED)) - served)
     assert not stale, f"cases for routes the app no longer serves: {stale}"
 
     assert all("{account}" in path for _, path in CASES), "an account-scoped case without {account}"
-    assert not any("{account}" in path for _, path in set(UNSCOPED) | PUBLIC), "an unscoped route names an account"
+    assert not any("{account}" in path for _, path in set(UNSCOPED) | PUBLIC | SIGNED), \
+        "an unscoped route names an account"
     # A read key may use no write route: every write is a member's at least (estimate writes nothing).
     weak_writes = [r for r, c in CASES.items() if r[0] in WRITE_METHODS and c.role == "read"
                    and r not in READ_ONLY_POSTS]
