@@ -2,7 +2,7 @@
 
 Each command lives in the module of its job and only parses, calls the ledger and renders with
 Rich: ``database`` (migrate, verify), ``processes`` (serve, worker, scheduler), ``accounts``
-(balance, history, ``accounts open``), ``demo``, ``rates`` and ``keys``. Every command acts on
+(balance, history, ``accounts open``), ``demo``, ``rates``, ``keys`` and ``billing`` (refund). Every command acts on
 ``DATABASE_URL``, or on the embedded default under ``CREDITS_DATA_DIR`` (started on first use,
 reused afterwards). Expected failures (a ``LedgerError``, bad input, a bad rate-card file, an
 unreachable database) print one ``error: ...`` line on stderr and exit 1 (``runner``); usage
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import typer
 
-from ledger.cli import accounts, database, demo, keys, processes, rates, stripe_standin
+from ledger.cli import accounts, billing, database, demo, keys, processes, rates, stripe_standin
 
 app = typer.Typer(
     name="credits",
@@ -24,7 +24,7 @@ app = typer.Typer(
 )
 # In this order in ``credits --help``.
 for command in (database.migrate, processes.serve, processes.worker, processes.scheduler, accounts.balance,
-                accounts.history, database.verify, demo.demo):
+                accounts.history, database.verify, demo.demo, billing.refund):
     app.command()(command)
 app.command("stripe-standin")(stripe_standin.stripe_standin)
 app.add_typer(rates.app, name="rates")

@@ -7,6 +7,10 @@
 ...     for entry in client.credits.iter():           # every entry, newest first, cursor-stable
 ...         print(entry.amount, entry.operation)
 
+Buying credits: ``client.billing.checkout("builder", success_url=..., cancel_url=...)`` returns
+Stripe's ``checkout_url``; ``billing.portal()``, ``billing.invoices()`` and (operator keys)
+``billing.refund(purchase_id, reason=...)`` do the rest.
+
 ``AsyncClient`` has the same namespaces, awaitable (``async for`` over ``credits.iter()``).
 
 Every write carries an idempotency key made once per call (or the one given); retries
@@ -18,6 +22,7 @@ decimal strings, never floats.
 """
 
 from ledger.client.async_client import AsyncClient
+from ledger.client.billing import CheckoutSession, Invoice, InvoicePage, PortalSession, Refund
 from ledger.client.errors import (
     AccountRequiredError,
     AuthenticationError,
@@ -69,6 +74,7 @@ __all__ = [
     "AuthenticationError",
     "Balance",
     "Charge",
+    "CheckoutSession",
     "Client",
     "ConflictError",
     "Deployment",
@@ -80,6 +86,8 @@ __all__ = [
     "Grant",
     "IdempotencyConflictError",
     "InvalidRequestError",
+    "Invoice",
+    "InvoicePage",
     "LedgerAPIError",
     "LedgerClientError",
     "LedgerConnectionError",
@@ -87,8 +95,10 @@ __all__ = [
     "NotFoundError",
     "PaymentRequiredError",
     "PermissionDeniedError",
+    "PortalSession",
     "PriceLine",
     "RateLimitedError",
+    "Refund",
     "Release",
     "Reservation",
     "ServerError",

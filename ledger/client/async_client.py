@@ -17,7 +17,8 @@ from uuid import UUID
 
 import httpx
 
-from ledger.client import calls
+from ledger.client import billing, calls
+from ledger.client.billing import CheckoutSession, InvoicePage, PortalSession, Refund
 from ledger.client.calls import Attributes, Call, Quantities
 from ledger.client.exchange import ClientCore, Done, Flow, Outcome, Sleep, advance
 from ledger.client.models import (
@@ -60,6 +61,7 @@ class AsyncClient(ClientCore[httpx.AsyncBaseTransport]):
         self.deployments = AsyncDeployments(self)
         self.coupons = AsyncCoupons(self)
         self.accounts = AsyncAccounts(self)
+        self.billing = AsyncBilling(self)
 
     async def aclose(self) -> None:
         if self._owns_http:
@@ -196,3 +198,19 @@ class AsyncCoupons(_AsyncNamespace):
 class AsyncAccounts(_AsyncNamespace):
     async def get(self, account_id: str | None = None) -> Account:
         return await self._c._run(calls.account(account_id))
+
+
+class AsyncBilling(_AsyncNamespace):
+    async def checkout(self, pack: str | None = None, *, credits_amount: str | int | None = None,
+                       success_url: str, cancel_url: str, idempotency_key: str | None = None) -> CheckoutSession:
+        return await self._c._run(billing.checkout(pack, credits_amount, success_url, cancel_url, idempotency_key))
+
+    async def portal(self, return_url: str | None = None) -> PortalSession:
+        return await self._c._run(billing.portal(return_url))
+
+    async def invoices(self, limit: int = 50, *, cursor: str | None = None) -> InvoicePage:
+        return await self._c._run(billing.invoices(limit, cursor))
+
+    async def refund(self, purchase_id: str | UUID, *, reason: str, amount: str | int | None = None,
+                     force: bool = False, idempotency_key: str | None = None) -> Refund:
+        return await self._c._run(billing.refund(purchase_id, amount, reason, force, idempotency_key))

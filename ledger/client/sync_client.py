@@ -17,7 +17,8 @@ from uuid import UUID
 
 import httpx
 
-from ledger.client import calls
+from ledger.client import billing, calls
+from ledger.client.billing import CheckoutSession, InvoicePage, PortalSession, Refund
 from ledger.client.calls import Attributes, Call, Quantities
 from ledger.client.exchange import ClientCore, Done, Flow, Outcome, Sleep, advance
 from ledger.client.models import (
@@ -69,6 +70,7 @@ class Client(ClientCore[httpx.BaseTransport]):
         self.deployments = Deployments(self)
         self.coupons = Coupons(self)
         self.accounts = Accounts(self)
+        self.billing = Billing(self)
 
     def close(self) -> None:
         if self._owns_http:
@@ -221,3 +223,25 @@ class Accounts(_Namespace):
     def get(self, account_id: str | None = None) -> Account:
         """The account (this client's unless ``account_id`` is given)."""
         return self._c._run(calls.account(account_id))
+
+
+class Billing(_Namespace):
+    """Money through Stripe: checkout and the billing portal (admin key), invoices, refunds (operator key)."""
+
+    def checkout(self, pack: str | None = None, *, credits_amount: str | int | None = None, success_url: str,
+                 cancel_url: str, idempotency_key: str | None = None) -> CheckoutSession:
+        """A Stripe Checkout Session for a pack or ``credits_amount``; the same key returns the same session."""
+        return self._c._run(billing.checkout(pack, credits_amount, success_url, cancel_url, idempotency_key))
+
+    def portal(self, return_url: str | None = None) -> PortalSession:
+        """A Stripe billing portal session (update the saved card)."""
+        return self._c._run(billing.portal(return_url))
+
+    def invoices(self, limit: int = 50, *, cursor: str | None = None) -> InvoicePage:
+        """Purchases, newest first, with Stripe's receipt and invoice links."""
+        return self._c._run(billing.invoices(limit, cursor))
+
+    def refund(self, purchase_id: str | UUID, *, reason: str, amount: str | int | None = None, force: bool = False,
+               idempotency_key: str | None = None) -> Refund:
+        """Refund a purchase through Stripe and take its credits back (operator key; at most what is left)."""
+        return self._c._run(billing.refund(purchase_id, amount, reason, force, idempotency_key))

@@ -1,0 +1,111 @@
+"""Buying credits and refunds through Stripe: the answers' models and the ``Call`` of each endpoint
+(``client.billing.checkout/portal/invoices/refund``), as ``calls`` does for the others."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from ledger.client.calls import Call, _account_path, _model, _new_key, _written, check_int
+from ledger.client.models import _Model, _Written, to_ucr
+
+
+class CheckoutSession(_Model):
+    """A Stripe Checkout Session: send the customer to ``checkout_url``; credits land once Stripe says it was paid."""
+
+    checkout_url: str
+    session_id: str
+    kind: str
+    pack: str | None
+    credits: str
+    credits_ucr: int
+    bonus: str
+    bonus_ucr: int
+    price_cents: int
+    price: str
+    currency: str
+
+
+class Refund(_Written):
+    id: UUID
+    purchase_id: UUID
+    created_at: datetime
+    amount: str
+    amount_ucr: int
+    requested: str
+    requested_ucr: int
+    capped: bool
+    forced: bool
+    reason: str
+    balance_after: str
+    balance_after_ucr: int
+    stripe_refund: str
+    refunded_cents: int
+    refunded: str
+    currency: str
+
+
+class Invoice(_Model):
+    id: UUID
+    created_at: datetime
+    kind: str
+    pack: str | None
+    credits: str
+    credits_ucr: int
+    bonus: str
+    bonus_ucr: int
+    paid_cents: int
+    paid: str
+    currency: str
+    receipt_url: str | None
+    invoice_pdf: str | None
+    stripe_checkout_session: str | None = None
+    stripe_payment_intent: str | None = None
+    stripe_invoice: str | None = None
+
+
+class InvoicePage(_Model):
+    data: list[Invoice]
+    has_more: bool
+    next_cursor: str | None
+
+
+class PortalSession(_Model):
+    url: str
+
+
+def checkout(pack: str | None, credits_amount: str | int | None, success_url: str, cancel_url: str,
+             idempotency_key: str | None) -> Call[CheckoutSession]:
+    if (pack is None) == (credits_amount is None):
+        raise ValueError("give exactly one of pack or credits_amount")
+    body: dict[str, object] = {"success_url": success_url, "cancel_url": cancel_url}
+    if pack is not None:
+        body["pack"] = pack
+    else:
+        to_ucr(credits_amount)  # float-ok: refuse a float or a malformed amount here, not at the server
+        body["credits_amount"] = credits_amount
+    return Call("POST", _account_path(None, "/checkout"), _model(CheckoutSession), json=body,
+                idempotency_key=_new_key(idempotency_key))
+
+
+def refund(purchase_id: str | UUID, amount: str | int | None, reason: str, force: bool,
+           idempotency_key: str | None) -> Call[Refund]:
+    body: dict[str, object] = {"purchase_id": str(purchase_id), "reason": reason, "force": force}
+    if amount is not None:
+        to_ucr(amount)  # float-ok: refused here
+        body["amount"] = amount
+    return Call("POST", _account_path(None, "/refunds"), _written(Refund), json=body,
+                idempotency_key=_new_key(idempotency_key))
+
+
+def portal(return_url: str | None) -> Call[PortalSession]:
+    return Call("POST", _account_path(None, "/billing-portal"), _model(PortalSession),
+                json={"return_url": return_url} if return_url is not None else None)
+
+
+def invoices(limit: int = 50, cursor: str | None = None) -> Call[InvoicePage]:
+    check_int("limit", limit)
+    params: dict[str, str | int] = {"limit": limit}
+    if cursor is not None:
+        params["cursor"] = cursor
+    return Call("GET", _account_path(None, "/invoices"), _model(InvoicePage), params=params)
