@@ -110,7 +110,8 @@ def _customer_for(store: Store, cs: dict[str, Any]) -> str | None:
     email = cs["customer_email"] or (store.objects[cs["customer"]]["email"] if cs["customer"] else None)
     cs["customer_details"] = {"address": None, "email": email or "customer@example.com", "name": None,
                               "phone": None, "tax_exempt": "none", "tax_ids": []}
-    return cs["customer"]  # type: ignore[no-any-return]
+    customer: str | None = cs["customer"]
+    return customer
 
 
 def _open(store: Store, session_id: str) -> dict[str, Any]:
@@ -131,6 +132,8 @@ def _payment_intent(store: Store, cs: dict[str, Any], pm: dict[str, Any], amount
             setup_future_usage=forms.as_str(data, "setup_future_usage")))
         cs["payment_intent"] = pi["id"]
         store.emit("payment_intent.created", pi)
+    elif pi["customer"] is None:  # a declined attempt made it before the session had a customer
+        pi["customer"] = cs["customer"]
     return pi
 
 

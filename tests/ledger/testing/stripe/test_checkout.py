@@ -175,3 +175,14 @@ def test_the_hosted_page_pays_later_or_cancels(standin: StripeStandIn, client: s
     declined = httpx.post(f"{standin.base_url}/_standin/checkout/{kept.id}/pay",
                           data={"action": "pay", "payment_method": "pm_card_chargeDeclined"})
     assert declined.status_code == 402 and "declined" in declined.text
+
+
+def test_a_retry_after_a_decline_pays_the_same_intent_for_the_new_customer(standin: StripeStandIn,
+                                                                          client: stripe.StripeClient) -> None:
+    cs = client.v1.checkout.sessions.create(params={"mode": "payment", "line_items": [pack()],
+                                                    "customer_creation": "always"})
+    failed = standin.fail_payment(cs.id)
+    done = standin.complete_checkout(cs.id)
+    assert done["payment_intent"] == failed["id"] and done["customer"]
+    pi = client.v1.payment_intents.retrieve(failed["id"])
+    assert pi.status == "succeeded" and pi.customer == done["customer"]
