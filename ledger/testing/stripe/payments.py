@@ -36,7 +36,7 @@ def update_customer(store: Store, customer_id: str, params: dict[str, Any]) -> d
             cus[name] = forms.as_str(params, name)
     if "metadata" in params:
         previous["metadata"] = dict(cus["metadata"])
-        _merge_metadata(cus, forms.metadata(params))
+        merge_metadata(cus, forms.metadata(params))
     settings = forms.as_dict(params, "invoice_settings")
     if "default_payment_method" in settings:
         pm_id = forms.as_str(settings, "default_payment_method")
@@ -51,8 +51,9 @@ def update_customer(store: Store, customer_id: str, params: dict[str, Any]) -> d
     return cus
 
 
-def _merge_metadata(obj: dict[str, Any], new: dict[str, str]) -> None:
-    for key, value in new.items():  # Stripe: an empty value unsets the key
+def merge_metadata(obj: dict[str, Any], new: dict[str, str]) -> None:
+    """Stripe's metadata update: keys are set one by one, and an empty value unsets its key."""
+    for key, value in new.items():
         if value == "":
             obj["metadata"].pop(key, None)
         else:

@@ -156,7 +156,7 @@ def update(store: Store, subscription_id: str, params: dict[str, Any]) -> dict[s
         item["quantity"] = forms.as_int(raw, "quantity", minimum=1) or item["quantity"]
     if "metadata" in params:
         previous["metadata"] = dict(sub["metadata"])
-        sub["metadata"].update(forms.metadata(params))
+        payments.merge_metadata(sub, forms.metadata(params))
     store.emit("customer.subscription.updated", sub, previous)
     return sub
 

@@ -91,8 +91,11 @@ def test_a_price_change_and_an_immediate_cancel(standin: StripeStandIn, client: 
     bigger = client.v1.prices.create(params={"currency": "usd", "unit_amount": 5000, "recurring": {"interval": "month"},
                                              "product_data": {"name": "Team plan"}})
     item = sub["items"]["data"][0]["id"]
-    moved = client.v1.subscriptions.update(sub.id, params={"items": [{"id": item, "price": bigger.id}]})
+    moved = client.v1.subscriptions.update(sub.id, params={"items": [{"id": item, "price": bigger.id}],
+                                                           "proration_behavior": "none",
+                                                           "metadata": {"plan": "team", "account_id": ""}})
     assert moved["items"]["data"][0]["price"]["id"] == bigger.id
+    assert moved.metadata is not None and moved.metadata.to_dict() == {"plan": "team"}  # "" unsets a key
     standin.renew(sub.id)
     assert standin.events("invoice.paid")[-1]["data"]["object"]["amount_paid"] == 5000
     canceled = client.v1.subscriptions.cancel(sub.id)
