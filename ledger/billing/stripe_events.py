@@ -10,6 +10,7 @@ idempotency replays it (same key, same request) instead of appending it again.
 - purchase: ``stripe:checkout:{session id}``
 - refund (clawback): ``stripe:refund:{refund id}``
 - dispute: ``stripe:dispute:{dispute id}:opened`` / ``...:closed``
+- auto-refill: ``stripe:refill:{account}:{crossing}:paid`` / ``...:failed`` (``ledger.billing.refills``)
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from typing import Any, Literal
 
 from ledger import commands as c
 from ledger.billing.checkout import SOURCE
+from ledger.billing.refills import is_refill
 from ledger.money import floor_ucr, format_cents
 
-Kind = Literal["purchase", "payment_failed", "refunded", "dispute_opened", "dispute_closed", "ignored"]
+Kind = Literal["purchase", "payment_failed", "refunded", "dispute_opened", "dispute_closed", "refill", "ignored"]
 
 #: Checkout Session events that mean "paid" (``completed`` only when ``payment_status`` says so).
 _PAID = "checkout.session.async_payment_succeeded"
@@ -65,6 +67,10 @@ def classify(event: dict[str, Any]) -> Action:
         if etype == "checkout.session.async_payment_failed":
             return Action("payment_failed", obj)
         return Action("ignored", obj, f"{etype} changes nothing")
+    if etype in ("payment_intent.succeeded", "payment_intent.payment_failed"):
+        if is_refill(obj):  # an auto-refill's outcome (``ledger.billing.refills``)
+            return Action("refill", obj)
+        return Action("ignored", obj, "not an auto-refill: checkouts are recorded from their session")
     if etype == "charge.refunded":
         return Action("refunded", obj)
     if etype == "charge.dispute.created":

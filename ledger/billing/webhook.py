@@ -19,6 +19,7 @@ from typing import Any
 from ledger import commands as c
 from ledger.billing.checkout import SOURCE
 from ledger.billing.gateway import StripeGateway
+from ledger.billing.refills import outcome_command
 from ledger.billing.stripe_events import (
     Action,
     Notice,
@@ -76,6 +77,8 @@ class StripeWebhooks:
             return await self.record_refunds(action.obj)
         if action.kind in ("dispute_opened", "dispute_closed"):
             return await self.record_dispute(action.obj)
+        if action.kind == "refill":
+            return await self.record_refill(action.obj)
         return Handled("ignored", action.why)
 
     def _notice(self, notice: Notice) -> Handled:
@@ -161,6 +164,15 @@ class StripeWebhooks:
         account, facts = found
         return await self._run(account, dispute_commands(account, facts, dispute),
                                f"dispute {dispute.get('id')} of purchase {facts.purchase_id}")
+
+    async def record_refill(self, payment_intent: dict[str, Any]) -> Handled:
+        """An auto-refill's outcome, built as the worker builds it (from the PaymentIntent with its
+        charge expanded, so the two meet under one key): credits when paid, a failure when declined."""
+        pi = await self.gateway.payment_intent(str(payment_intent["id"]))
+        cmd = outcome_command(pi)
+        if cmd is None:
+            return Handled("ignored", f"{pi.get('id')} is {pi.get('status')}: its outcome comes later")
+        return await self._run(cmd.account_id, [cmd], f"auto-refill {pi.get('id')}")
 
     async def _run(self, account: str, commands: list[c.Command], what: str) -> Handled:
         """Run the commands in order; a transient failure or a conflict (409) is raised so Stripe

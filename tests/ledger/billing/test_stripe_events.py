@@ -16,6 +16,7 @@ from ledger.billing.stripe_events import (
     cents_for_credits,
     classify,
     credits_for_cents,
+    dispute_commands,
     purchase_command,
     purchase_key,
     refund_command,
@@ -95,6 +96,34 @@ def test_refunds_take_back_the_paid_share_of_credits_and_bonus_rounded_down() ->
     assert refund_command("acct-1", p, {**refund, "amount": 0}) is None
     dashboard = refund_command("acct-1", p, {"id": "re_2", "amount": 10, "status": "succeeded", "metadata": {}})
     assert dashboard is not None and dashboard.reason == "refunded in Stripe (no reason given)"
+
+
+def test_a_refund_the_ledger_made_takes_back_the_credits_it_named() -> None:
+    p = PurchaseFacts(uuid4(), 5000, 55 * UCR)
+    # 15 credits left: $13.63 back, and the 15 credits, not the 14.993 that $13.63 bought.
+    made = {"id": "re_3", "amount": 1363, "status": "succeeded", "metadata": {"credits_ucr": str(15 * UCR)}}
+    cmd = refund_command("acct-1", p, made)
+    assert cmd is not None and cmd.amount_ucr == 15 * UCR
+    assert credits_for_cents(p, 1363) == 14_993_000
+
+
+def test_a_dispute_is_recorded_before_it_is_closed_under_its_own_keys() -> None:
+    p = PurchaseFacts(uuid4(), 1000, 10 * UCR)
+    opened = dispute_commands("acct-1", p, {"id": "du_1", "status": "needs_response", "reason": "fraudulent"})
+    assert [type(cmd).__name__ for cmd in opened] == ["RecordDispute"]
+    assert opened[0].idempotency_key == "stripe:dispute:du_1:opened"
+    for status, outcome in (("won", "won"), ("lost", "lost"), ("warning_closed", "won")):
+        record, close = dispute_commands("acct-1", p, {"id": "du_1", "status": status, "reason": "fraudulent"})
+        assert record == opened[0]  # the same command as at creation: a replay if it landed
+        assert isinstance(close, c.CloseDispute) and close.outcome == outcome
+        assert close.idempotency_key == "stripe:dispute:du_1:closed"
+
+
+def test_only_an_auto_refills_payment_intent_events_are_acted_on() -> None:
+    refill = {"id": "pi_9", "metadata": {"source": SOURCE, "kind": "auto_refill", "account": "a", "crossing": "3"}}
+    assert classify(event("payment_intent.succeeded", refill)).kind == "refill"
+    assert classify(event("payment_intent.payment_failed", refill)).kind == "refill"
+    assert classify(event("payment_intent.succeeded", {"id": "pi_8", "metadata": {}})).kind == "ignored"
 
 
 def test_checkout_prices_packs_and_custom_amounts_from_the_card_before_stripe() -> None:
