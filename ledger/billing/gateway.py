@@ -133,6 +133,16 @@ class StripeGateway:
 
         return await self._call(create)
 
+    async def create_customer(self, params: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
+        return await self._call(lambda: self.client.v1.customers.create_async(
+            params, {"idempotency_key": idempotency_key}))  # type: ignore[arg-type]
+
+    async def customer(self, customer: str) -> dict[str, Any]:
+        return await self._call(lambda: self.client.v1.customers.retrieve_async(customer))
+
+    async def setup_intent(self, setup_intent: str) -> dict[str, Any]:
+        return await self._call(lambda: self.client.v1.setup_intents.retrieve_async(setup_intent))
+
     async def create_portal_session(self, params: dict[str, Any]) -> dict[str, Any]:
         return await self._call(lambda: self.client.v1.billing_portal.sessions.create_async(
             params))  # type: ignore[arg-type]

@@ -21,10 +21,12 @@ from typing import Any, Literal
 
 from ledger import commands as c
 from ledger.billing.checkout import SOURCE
+from ledger.billing.payment_methods import is_card_setup
 from ledger.billing.refills import is_refill
 from ledger.money import floor_ucr, format_cents
 
-Kind = Literal["purchase", "payment_failed", "refunded", "dispute_opened", "dispute_closed", "refill", "ignored"]
+Kind = Literal["purchase", "payment_failed", "refunded", "dispute_opened", "dispute_closed", "refill", "card_saved",
+               "customer_updated", "ignored"]
 
 #: Checkout Session events that mean "paid" (``completed`` only when ``payment_status`` says so).
 _PAID = "checkout.session.async_payment_succeeded"
@@ -49,12 +51,18 @@ class Action:
     kind: Kind
     obj: dict[str, Any]
     why: str = ""
+    #: The Stripe event's id (keys what the event says, where the object alone cannot).
+    event_id: str = ""
 
 
 def classify(event: dict[str, Any]) -> Action:
     """What to do with a verified event; anything else is ignored (answered 200)."""
     etype = str(event.get("type", ""))
     obj = dict((event.get("data") or {}).get("object") or {})
+    if etype == "checkout.session.completed" and is_card_setup(obj):
+        return Action("card_saved", obj)
+    if etype == "customer.updated":
+        return Action("customer_updated", obj, event_id=str(event.get("id", "")))
     if etype.startswith("checkout.session."):
         if obj.get("mode") != "payment" or (obj.get("metadata") or {}).get("source") != SOURCE:
             return Action("ignored", obj, "not a credits checkout opened by this ledger")

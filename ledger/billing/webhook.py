@@ -19,6 +19,7 @@ from typing import Any
 from ledger import commands as c
 from ledger.billing.checkout import SOURCE
 from ledger.billing.gateway import StripeGateway
+from ledger.billing.payment_methods import accounts_of_customer, card_saved, default_card
 from ledger.billing.refills import outcome_command
 from ledger.billing.stripe_events import (
     Action,
@@ -79,6 +80,10 @@ class StripeWebhooks:
             return await self.record_dispute(action.obj)
         if action.kind == "refill":
             return await self.record_refill(action.obj)
+        if action.kind == "card_saved":
+            return await self.record_card(action.obj)
+        if action.kind == "customer_updated":
+            return await self.record_default_card(action.obj, action.event_id)
         return Handled("ignored", action.why)
 
     def _notice(self, notice: Notice) -> Handled:
@@ -187,3 +192,26 @@ class StripeWebhooks:
                 return self._notice(Notice(account, getattr(exc, "reason", exc.type_slug), exc.detail))
             new += bool(outcome.events) and not outcome.replayed
         return Handled("recorded" if new else "replayed", f"{len(commands)} command(s): {what}", account)
+
+    async def record_card(self, session: dict[str, Any]) -> Handled:
+        """A setup-mode checkout saved a card for auto-refills."""
+        intent = session.get("setup_intent")
+        if not intent:
+            return Handled("ignored", f"setup session {session.get('id')} names no SetupIntent")
+        setup = intent if isinstance(intent, dict) else await self.gateway.setup_intent(str(intent))
+        command = card_saved(session, setup)
+        if command is None:
+            return Handled("ignored", f"setup session {session.get('id')} saved no card")
+        return await self._run(command.account_id, [command], f"card saved by {session.get('id')}")
+
+    async def record_default_card(self, customer: dict[str, Any], event_id: str) -> Handled:
+        """A customer's default card changed (the billing portal): the accounts it pays refill with it."""
+        fresh = await self.gateway.customer(str(customer["id"]))
+        accounts = await accounts_of_customer(self.ledger, fresh)
+        commands = [cmd for a in accounts if (cmd := default_card(a, fresh, event_id)) is not None]
+        if not commands:
+            return Handled("ignored", f"{fresh.get('id')}: no account refills with it, or no default card")
+        handled = [await self._run(cmd.account_id, [cmd], f"default card of {fresh['id']}") for cmd in commands]
+        return handled[0] if len(handled) == 1 else Handled(
+            "recorded" if any(h.outcome == "recorded" for h in handled) else "replayed",
+            f"default card of {fresh['id']} for {len(handled)} accounts")
