@@ -11,6 +11,7 @@ from ledger import rows
 from ledger.api import schemas as s
 from ledger.api.body import JsonBodyRoute
 from ledger.api.deps import RT, Admin, IdemHeader, Reader, idempotency_key, replayed
+from ledger.billing.payment_methods import open_card_setup
 from ledger.events import BudgetSet, LimitSet
 from ledger.money import format_credits
 from ledger.payments import REFILL_BREAKER, AutoRefill
@@ -73,6 +74,17 @@ async def set_auto_refill(account: str, body: s.AutoRefillIn, rt: RT, who: Admin
         runout_hours=body.runout_hours, idempotency_key=idempotency_key(idem, body.idempotency_key)))
     replayed(response, outcome.replayed)
     return _auto_refill(rows.auto_refill((await rt.ledger.account(account)).settings))
+
+
+@router.post("/v1/accounts/{account}/auto-refill/payment-method", response_model=s.CardSetupOut)
+async def save_card(account: str, body: s.CardSetupIn, rt: RT, who: Admin, idem: IdemHeader = None) -> s.CardSetupOut:
+    """A Stripe setup-mode Checkout where the customer saves the card refills charge; the card is
+    the account's once Stripe's webhook says so (a new card also restarts refills the breaker
+    stopped). The same ``Idempotency-Key`` returns the same session."""
+    session = await open_card_setup(rt.ledger, rt.gateway, account, success_url=body.success_url,
+                                    cancel_url=body.cancel_url,
+                                    request_key=idempotency_key(idem, body.idempotency_key))
+    return s.CardSetupOut(checkout_url=str(session["url"]), session_id=str(session["id"]))
 
 
 @router.get("/v1/accounts/{account}/auto-refill", response_model=s.AutoRefillOut)

@@ -99,3 +99,19 @@ class AutoRefillOut(Out):
     breaker_after: int
     breaker_open: bool
     last_request: RefillRequestOut | None
+
+
+class CardSetupIn(WriteBody):
+    """Where Stripe's hosted page sends the customer back."""
+
+    model_config = examples(success_url="https://app.example.com/billing?card=saved",
+                            cancel_url="https://app.example.com/billing")
+
+    success_url: Annotated[str, Field(min_length=8, max_length=2000, pattern=r"^https?://\S+$")]
+    cancel_url: Annotated[str, Field(min_length=8, max_length=2000, pattern=r"^https?://\S+$")]
+
+
+class CardSetupOut(Out):
+    #: Stripe's hosted page (a setup-mode Checkout) where the customer saves the card.
+    checkout_url: str
+    session_id: str

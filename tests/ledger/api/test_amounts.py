@@ -126,6 +126,8 @@ async def test_every_amount_in_every_response_appears_twice(
     await ok(c, "PUT", f"{base}/limits/agent/bot", acct.admin, {"per_day": "900000"})
     await ok(c, "PUT", f"{base}/auto-refill", acct.admin, {"enabled": False, "threshold": "5", "amount": "20"})
     await ok(c, "GET", f"{base}/auto-refill", acct.read)
+    await ok(c, "POST", f"{base}/auto-refill/payment-method", acct.admin,
+             {"success_url": "https://app.example.com/ok", "cancel_url": "https://app.example.com/no"})
     account = await ok(c, "GET", base, acct.read)
     assert account["settings"]["budget"]["monthly_limit"] == "900000.000000", account
 

@@ -3,11 +3,17 @@ rate card, refused when it cannot work, and only for an admin."""
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 
 from ledger import commands as c
+from ledger import rows
+from ledger.events import PaymentMethodSaved
 from ledger.service import Ledger
+from ledger.testing.stripe import StripeStandIn
 from tests.ledger.api.conftest import OpenApiAccount, bearer
+from tests.ledger.api.stripe_helpers import PAGES, deliver, event_of, held
 
 
 async def test_an_admin_arms_auto_refill_and_reads_it_back(
@@ -45,3 +51,45 @@ async def test_what_cannot_work_is_refused_and_changes_nothing(
     assert (await client.get(url, headers=bearer(acct.admin))).json()["enabled"] is False
     member = await client.put(url, headers=bearer(acct.member), json={"enabled": True, "threshold": "5", "amount": 20})
     assert member.status_code == 403
+
+
+async def test_a_card_saved_through_stripe_arms_refills_and_a_new_one_restarts_them(
+        client: httpx.AsyncClient, api_account: OpenApiAccount, ledger: Ledger, stripe_standin: StripeStandIn) -> None:
+    acct = await api_account()
+    url = f"/v1/accounts/{acct.id}/auto-refill"
+    r = await client.put(url, headers=bearer(acct.admin), json={"enabled": True, "threshold": "5", "amount": "20"})
+    assert r.status_code == 200, r.text
+    setup = await client.post(f"{url}/payment-method", headers=bearer(acct.admin) | {"Idempotency-Key": "card-1"},
+                              json=PAGES)
+    assert setup.status_code == 200, setup.text
+    again = await client.post(f"{url}/payment-method", headers=bearer(acct.admin) | {"Idempotency-Key": "card-1"},
+                              json=PAGES)
+    assert again.json()["session_id"] == setup.json()["session_id"]  # a retried call: the same session
+    assert (await client.get(url, headers=bearer(acct.read))).json()["payment_method_saved"] is False
+    # The customer saves a card on Stripe's page; its webhook (five times) saves it once.
+    with held(stripe_standin):
+        await asyncio.to_thread(stripe_standin.complete_checkout, setup.json()["session_id"])
+        completed = event_of(stripe_standin, "checkout.session.completed", setup.json()["session_id"])
+        sent = await deliver(stripe_standin, completed["id"], times=5, concurrently=True)
+    assert [d.status for d in sent] == [200] * 5
+    saved = rows.auto_refill((await ledger.account(acct.id)).settings)
+    assert saved.payment_method is not None and saved.stripe_customer is not None
+    assert (await client.get(url, headers=bearer(acct.read))).json()["payment_method_saved"] is True
+    saves = [e for e in await ledger.entries(acct.id, limit=50) if isinstance(e, PaymentMethodSaved)]
+    assert len(saves) == 1
+    # A new card from the billing portal: refills charge it from now on.
+    await asyncio.to_thread(stripe_standin.update_card, saved.stripe_customer, "pm_card_mastercard")
+    await asyncio.to_thread(stripe_standin.flush)
+    changed = rows.auto_refill((await ledger.account(acct.id)).settings)
+    assert changed.payment_method not in (None, saved.payment_method)
+    assert changed.stripe_customer == saved.stripe_customer and changed.failures == 0
+
+
+async def test_saving_a_card_for_an_unknown_account_calls_no_one(
+        client: httpx.AsyncClient, operator_key: str, stripe_standin: StripeStandIn) -> None:
+    before = len(stripe_standin.events("checkout.session.created")) + len(stripe_standin.events("customer.created"))
+    r = await client.post("/v1/accounts/nobody-here/auto-refill/payment-method", headers=bearer(operator_key),
+                          json=PAGES)
+    assert r.status_code == 404, r.text
+    after = len(stripe_standin.events("checkout.session.created")) + len(stripe_standin.events("customer.created"))
+    assert after == before
