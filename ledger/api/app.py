@@ -74,6 +74,8 @@ async def serve_runtime(settings: Settings, *, clock: Clock | None = None) -> As
                 revocations.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await revocations
+            if rt.stripe is not None:
+                await rt.stripe.close()
             if limiter is not None:
                 await limiter.close()
             if redis is not None:

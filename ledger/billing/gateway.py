@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
-
-import stripe
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ledger.errors import (
     IdempotencyConflict,
@@ -24,6 +22,9 @@ from ledger.errors import (
     PaymentProviderUnavailable,
 )
 from ledger.settings import Settings
+
+if TYPE_CHECKING:  # the SDK takes most of a second to import: only when Stripe is used
+    import stripe
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,8 @@ _PAGE = 100
 
 def as_dict(obj: Any) -> dict[str, Any]:
     """A Stripe object (or a dict already) as plain nested dicts and lists."""
+    import stripe
+
     if isinstance(obj, stripe.StripeObject):
         return obj.to_dict()
     return dict(obj)
@@ -49,17 +52,26 @@ class StripeGateway:
         self.webhook_secret = webhook_secret
         self.tolerance_s = tolerance_s
         self._client: stripe.StripeClient | None = None
+        self._http: stripe.HTTPXClient | None = None
         if api_key:
+            import stripe
+
+            self._http = stripe.HTTPXClient(timeout=timeout_s)
             # Two retries on connection errors, with the SDK's own idempotency keys on POSTs.
             self._client = stripe.StripeClient(
                 api_key, base_addresses={"api": api_base} if api_base else None, max_network_retries=2,
-                http_client=stripe.HTTPXClient(timeout=timeout_s))
+                http_client=self._http)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> StripeGateway:
         return cls(api_key=settings.stripe_api_key, webhook_secret=settings.stripe_webhook_secret,
                    api_base=settings.stripe_api_base, tolerance_s=settings.stripe_webhook_tolerance_s,
                    timeout_s=settings.stripe_timeout_s)
+
+    async def close(self) -> None:
+        """Close the connections to Stripe (the process is stopping)."""
+        if self._http is not None:
+            await self._http.close_async()  # type: ignore[no-untyped-call]
 
     @property
     def client(self) -> stripe.StripeClient:
@@ -76,6 +88,8 @@ class StripeGateway:
             raise PaymentProviderNotConfigured("Stripe webhooks are not configured: set STRIPE_WEBHOOK_SECRET")
         if not signature:
             raise InvalidSignature("no Stripe-Signature header")
+        import stripe
+
         try:
             stripe.WebhookSignature.verify_header(payload.decode("utf-8", "replace"), signature,
                                                   self.webhook_secret, self.tolerance_s)
@@ -119,6 +133,8 @@ class StripeGateway:
         """
         expanded: dict[str, Any] = {**params, "expand": ["latest_charge"]}
 
+        import stripe
+
         async def create() -> Any:
             try:
                 return await self.client.v1.payment_intents.create_async(
@@ -148,6 +164,8 @@ class StripeGateway:
             params))  # type: ignore[arg-type]
 
     async def _call(self, call: Callable[[], Awaitable[Any]]) -> dict[str, Any]:
+        import stripe
+
         try:
             return as_dict(await call())
         except (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError) as exc:
