@@ -22,7 +22,16 @@ decimal strings, never floats.
 """
 
 from ledger.client.async_client import AsyncClient
-from ledger.client.billing import CheckoutSession, Invoice, InvoicePage, PortalSession, Refund
+from ledger.client.billing import (
+    AutoRefill,
+    CardSetup,
+    CheckoutSession,
+    Invoice,
+    InvoicePage,
+    PortalSession,
+    RefillRequest,
+    Refund,
+)
 from ledger.client.errors import (
     AccountRequiredError,
     AuthenticationError,
@@ -72,7 +81,9 @@ __all__ = [
     "AsyncGate",
     "Attribution",
     "AuthenticationError",
+    "AutoRefill",
     "Balance",
+    "CardSetup",
     "Charge",
     "CheckoutSession",
     "Client",
@@ -98,6 +109,7 @@ __all__ = [
     "PortalSession",
     "PriceLine",
     "RateLimitedError",
+    "RefillRequest",
     "Refund",
     "Release",
     "Reservation",

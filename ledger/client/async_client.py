@@ -18,7 +18,7 @@ from uuid import UUID
 import httpx
 
 from ledger.client import billing, calls
-from ledger.client.billing import CheckoutSession, InvoicePage, PortalSession, Refund
+from ledger.client.billing import AutoRefill, CardSetup, CheckoutSession, InvoicePage, PortalSession, Refund
 from ledger.client.calls import Attributes, Call, Quantities
 from ledger.client.exchange import ClientCore, Done, Flow, Outcome, Sleep, advance
 from ledger.client.models import (
@@ -214,3 +214,15 @@ class AsyncBilling(_AsyncNamespace):
     async def refund(self, purchase_id: str | UUID, *, reason: str, amount: str | int | None = None,
                      force: bool = False, idempotency_key: str | None = None) -> Refund:
         return await self._c._run(billing.refund(purchase_id, amount, reason, force, idempotency_key))
+
+    async def auto_refill(self, *, enabled: bool, threshold: str | int, amount: str | int,
+                          daily_cap: str | int | None = None, runout_hours: int | None = None,
+                          idempotency_key: str | None = None) -> AutoRefill:
+        return await self._c._run(billing.auto_refill(enabled, threshold, amount, daily_cap, runout_hours,
+                                                      idempotency_key))
+
+    async def auto_refill_settings(self) -> AutoRefill:
+        return await self._c._run(billing.auto_refill_settings())
+
+    async def save_card(self, *, success_url: str, cancel_url: str, idempotency_key: str | None = None) -> CardSetup:
+        return await self._c._run(billing.save_card(success_url, cancel_url, idempotency_key))

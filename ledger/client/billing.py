@@ -1,5 +1,5 @@
 """Buying credits and refunds through Stripe: the answers' models and the ``Call`` of each endpoint
-(``client.billing.checkout/portal/invoices/refund``), as ``calls`` does for the others."""
+(``client.billing.checkout/portal/invoices/refund/auto_refill/save_card``), as ``calls`` does for the others."""
 
 from __future__ import annotations
 
@@ -74,6 +74,42 @@ class PortalSession(_Model):
     url: str
 
 
+class RefillRequest(_Model):
+    crossing: int
+    credits: str
+    credits_ucr: int
+    cents: int
+    trigger: str
+    status: str
+    requested_at: datetime
+
+
+class AutoRefill(_Model):
+    """The auto-refill rule, whether a card is saved, the breaker and the last refill asked."""
+
+    enabled: bool
+    threshold: str
+    threshold_ucr: int
+    amount: str
+    amount_ucr: int
+    price_cents: int
+    daily_cap: str | None
+    daily_cap_ucr: int | None
+    runout_hours: int | None
+    payment_method_saved: bool
+    failures: int
+    breaker_after: int
+    breaker_open: bool
+    last_request: RefillRequest | None
+
+
+class CardSetup(_Model):
+    """A Stripe setup-mode Checkout: send the customer to ``checkout_url`` to save the card refills charge."""
+
+    checkout_url: str
+    session_id: str
+
+
 def checkout(pack: str | None, credits_amount: str | int | None, success_url: str, cancel_url: str,
              idempotency_key: str | None) -> Call[CheckoutSession]:
     if (pack is None) == (credits_amount is None):
@@ -109,3 +145,26 @@ def invoices(limit: int = 50, cursor: str | None = None) -> Call[InvoicePage]:
     if cursor is not None:
         params["cursor"] = cursor
     return Call("GET", _account_path(None, "/invoices"), _model(InvoicePage), params=params)
+
+
+def auto_refill(enabled: bool, threshold: str | int, amount: str | int, daily_cap: str | int | None,
+                runout_hours: int | None, idempotency_key: str | None) -> Call[AutoRefill]:
+    body: dict[str, object] = {"enabled": enabled, "threshold": threshold, "amount": amount}
+    for name, value in (("threshold", threshold), ("amount", amount), ("daily_cap", daily_cap)):
+        if value is not None:
+            to_ucr(value)  # float-ok: refused here
+            body[name] = value
+    if runout_hours is not None:
+        check_int("runout_hours", runout_hours)
+        body["runout_hours"] = runout_hours
+    return Call("PUT", _account_path(None, "/auto-refill"), _model(AutoRefill), json=body,
+                idempotency_key=_new_key(idempotency_key))
+
+
+def auto_refill_settings() -> Call[AutoRefill]:
+    return Call("GET", _account_path(None, "/auto-refill"), _model(AutoRefill))
+
+
+def save_card(success_url: str, cancel_url: str, idempotency_key: str | None) -> Call[CardSetup]:
+    return Call("POST", _account_path(None, "/auto-refill/payment-method"), _model(CardSetup),
+                json={"success_url": success_url, "cancel_url": cancel_url}, idempotency_key=_new_key(idempotency_key))

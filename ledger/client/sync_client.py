@@ -18,7 +18,7 @@ from uuid import UUID
 import httpx
 
 from ledger.client import billing, calls
-from ledger.client.billing import CheckoutSession, InvoicePage, PortalSession, Refund
+from ledger.client.billing import AutoRefill, CardSetup, CheckoutSession, InvoicePage, PortalSession, Refund
 from ledger.client.calls import Attributes, Call, Quantities
 from ledger.client.exchange import ClientCore, Done, Flow, Outcome, Sleep, advance
 from ledger.client.models import (
@@ -245,3 +245,16 @@ class Billing(_Namespace):
                idempotency_key: str | None = None) -> Refund:
         """Refund a purchase through Stripe and take its credits back (operator key; at most what is left)."""
         return self._c._run(billing.refund(purchase_id, amount, reason, force, idempotency_key))
+
+    def auto_refill(self, *, enabled: bool, threshold: str | int, amount: str | int, daily_cap: str | int | None = None,
+                    runout_hours: int | None = None, idempotency_key: str | None = None) -> AutoRefill:
+        """Below ``threshold``, buy ``amount`` with the saved card, once per crossing (admin key)."""
+        return self._c._run(billing.auto_refill(enabled, threshold, amount, daily_cap, runout_hours, idempotency_key))
+
+    def auto_refill_settings(self) -> AutoRefill:
+        """The auto-refill rule, whether a card is saved, the breaker and the last refill asked."""
+        return self._c._run(billing.auto_refill_settings())
+
+    def save_card(self, *, success_url: str, cancel_url: str, idempotency_key: str | None = None) -> CardSetup:
+        """A Stripe setup-mode Checkout where the customer saves the card refills charge (admin key)."""
+        return self._c._run(billing.save_card(success_url, cancel_url, idempotency_key))
