@@ -30,6 +30,7 @@ from ledger.api.routes import (
     grants,
     notifications,
     ops,
+    plans,
     usage,
 )
 from ledger.api.runtime import Runtime
@@ -101,7 +102,8 @@ def create_app(runtime: Runtime | None = None, *, settings: Settings | None = No
     if runtime is not None:
         _attach(app, runtime)
     problems.install(app)
-    for module in (accounts, balance, usage, grants, billing, deployments, controls, notifications, catalogue, ops):
+    for module in (accounts, balance, usage, grants, billing, plans, deployments, controls, notifications, catalogue,
+                   ops):
         app.include_router(module.router)
     app.add_middleware(Edge)  # inside the metrics: its answers are counted
     app.add_middleware(MetricsMiddleware, metrics=metrics)

@@ -116,6 +116,20 @@ class StripeGateway:
     async def invoice(self, invoice: str) -> dict[str, Any]:
         return await self._call(lambda: self.client.v1.invoices.retrieve_async(invoice))
 
+    async def subscription(self, subscription: str) -> dict[str, Any]:
+        return await self._call(lambda: self.client.v1.subscriptions.retrieve_async(subscription))
+
+    async def update_subscription(self, subscription: str, params: dict[str, Any],
+                                  idempotency_key: str | None) -> dict[str, Any]:
+        return await self._call(lambda: self.client.v1.subscriptions.update_async(
+            subscription, params,  # type: ignore[arg-type]
+            {"idempotency_key": idempotency_key} if idempotency_key else None))
+
+    async def create_price(self, params: dict[str, Any], idempotency_key: str | None) -> dict[str, Any]:
+        return await self._call(lambda: self.client.v1.prices.create_async(
+            params,  # type: ignore[arg-type]
+            {"idempotency_key": idempotency_key} if idempotency_key else None))
+
     async def refunds_for_payment_intent(self, payment_intent: str) -> list[dict[str, Any]]:
         page = await self._call(lambda: self.client.v1.refunds.list_async(
             {"payment_intent": payment_intent, "limit": _PAGE}))

@@ -117,6 +117,7 @@ CASES: dict[tuple[str, str], Case] = {
         Case("admin", _body({"enabled": True, "threshold": "5", "amount": "20"})),
     ("GET", "/v1/accounts/{account}/auto-refill"): Case("read", _no_body()),
     ("POST", "/v1/accounts/{account}/auto-refill/payment-method"): Case("admin", _body(PAGES)),
+    ("PUT", "/v1/accounts/{account}/plan"): Case("admin", _body({"plan": "free"})),
     ("GET", "/v1/accounts/{account}/notifications"): Case("read", _no_body()),
     ("POST", "/v1/accounts/{account}/webhook-endpoints"): Case("admin", _body({"url": "https://93.184.216.34/hooks"})),
     ("GET", "/v1/accounts/{account}/webhook-endpoints"): Case("admin", _no_body()),
