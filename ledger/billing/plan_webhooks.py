@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 Done = tuple[str, str, str | None]
 
 
-async def act_on_plan(ledger: Ledger, gateway: StripeGateway, kind: PlanKind, obj: dict[str, Any]) -> Done:
+async def act_on_plan(ledger: Ledger, gateway: StripeGateway, kind: PlanKind | str, obj: dict[str, Any]) -> Done:
+    """``kind`` and ``obj`` as ``subscription_events.plan_action`` gave them."""
     if kind == "subscription":
         sub = await gateway.subscription(str(obj["subscription"]))
         cmd: c.Command | None = subscription_command(sub, str(obj.get("event") or ""))

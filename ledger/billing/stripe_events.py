@@ -23,10 +23,11 @@ from ledger import commands as c
 from ledger.billing.checkout import SOURCE
 from ledger.billing.payment_methods import is_card_setup
 from ledger.billing.refills import is_refill
+from ledger.billing.subscription_events import plan_action
 from ledger.money import floor_ucr, format_cents
 
 Kind = Literal["purchase", "payment_failed", "refunded", "dispute_opened", "dispute_closed", "refill", "card_saved",
-               "customer_updated", "ignored"]
+               "customer_updated", "subscription", "plan_invoice", "ignored"]
 
 #: Checkout Session events that mean "paid" (``completed`` only when ``payment_status`` says so).
 _PAID = "checkout.session.async_payment_succeeded"
@@ -63,6 +64,9 @@ def classify(event: dict[str, Any]) -> Action:
         return Action("card_saved", obj)
     if etype == "customer.updated":
         return Action("customer_updated", obj, event_id=str(event.get("id", "")))
+    plan = plan_action(event)  # a plan's subscription or paid invoice (``ledger.billing.subscription_events``)
+    if plan is not None:
+        return Action(*plan)
     if etype.startswith("checkout.session."):
         if obj.get("mode") != "payment" or (obj.get("metadata") or {}).get("source") != SOURCE:
             return Action("ignored", obj, "not a credits checkout opened by this ledger")

@@ -20,6 +20,7 @@ from ledger import commands as c
 from ledger.billing.checkout import SOURCE
 from ledger.billing.gateway import StripeGateway
 from ledger.billing.payment_methods import accounts_of_customer, card_saved, default_card
+from ledger.billing.plan_webhooks import act_on_plan
 from ledger.billing.refills import outcome_command
 from ledger.billing.stripe_events import (
     Action,
@@ -84,6 +85,8 @@ class StripeWebhooks:
             return await self.record_card(action.obj)
         if action.kind == "customer_updated":
             return await self.record_default_card(action.obj, action.event_id)
+        if action.kind in ("subscription", "plan_invoice"):
+            return Handled(*await act_on_plan(self.ledger, self.gateway, action.kind, action.obj))
         return Handled("ignored", action.why)
 
     def _notice(self, notice: Notice) -> Handled:

@@ -106,7 +106,7 @@ async def test_an_upgrade_through_checkout_lands_the_allowance_once_however_ofte
     assert again.session_id == opened.session_id
     assert opened.session_id is not None
     session = standin.client().v1.checkout.sessions.retrieve(opened.session_id)
-    assert session.mode == "subscription" and session.metadata["plan"] == "pro"
+    assert session.mode == "subscription" and session.to_dict()["metadata"]["plan"] == "pro"
     assert await plan_of(ledger, a) == "free"  # nothing changes until Stripe says it is paid
 
     completed = standin.complete_checkout(opened.session_id)

@@ -8,6 +8,7 @@ from typing import Any
 
 from ledger import commands as c
 from ledger.billing.plans import checkout_params, plan_metadata
+from ledger.billing.stripe_events import Action, classify
 from ledger.billing.subscription_events import allowance_command, invoice_key, plan_action, subscription_command
 from ledger.testing.stripe import billing_objects
 from tests.cards import frozen_rate_card
@@ -132,3 +133,13 @@ def test_the_plan_checkout_carries_the_plan_for_the_session_and_the_subscription
     assert (line["unit_amount"], line["recurring"], line["currency"]) == (2000, {"interval": "month"}, "usd")
     assert params["metadata"] == params["subscription_data"]["metadata"] == plan_metadata("acct-1", "pro", "k-1")
     assert params["metadata"]["key"] == "k-1" and "customer" not in params
+
+
+def test_the_webhook_classifies_plan_events_and_leaves_the_others_as_they_were() -> None:
+    sub = subscription()
+    assert classify(event("customer.subscription.updated", sub, "evt_5")) == Action(
+        "subscription", {"subscription": sub["id"], "event": "evt_5"})
+    inv = paid_invoice(sub)
+    assert classify(event("invoice.paid", inv)) == Action("plan_invoice", inv)
+    assert classify(event("customer.subscription.updated", subscription(meta={}))).kind == "ignored"
+    assert classify(event("invoice.paid", {"id": "in_x", "status": "paid"})).kind == "ignored"
