@@ -18,7 +18,15 @@ from uuid import UUID
 import httpx
 
 from ledger.client import billing, calls
-from ledger.client.billing import AutoRefill, CardSetup, CheckoutSession, InvoicePage, PortalSession, Refund
+from ledger.client.billing import (
+    AutoRefill,
+    CardSetup,
+    CheckoutSession,
+    InvoicePage,
+    PlanChange,
+    PortalSession,
+    Refund,
+)
 from ledger.client.calls import Attributes, Call, Quantities
 from ledger.client.exchange import ClientCore, Done, Flow, Outcome, Sleep, advance
 from ledger.client.models import (
@@ -226,3 +234,7 @@ class AsyncBilling(_AsyncNamespace):
 
     async def save_card(self, *, success_url: str, cancel_url: str, idempotency_key: str | None = None) -> CardSetup:
         return await self._c._run(billing.save_card(success_url, cancel_url, idempotency_key))
+
+    async def plan(self, plan: str, *, success_url: str | None = None, cancel_url: str | None = None,
+                   idempotency_key: str | None = None) -> PlanChange:
+        return await self._c._run(billing.plan(plan, success_url, cancel_url, idempotency_key))

@@ -1,5 +1,5 @@
 """Buying credits and refunds through Stripe: the answers' models and the ``Call`` of each endpoint
-(``client.billing.checkout/portal/invoices/refund/auto_refill/save_card``), as ``calls`` does for the others."""
+(``client.billing.checkout/portal/invoices/refund/auto_refill/save_card/plan``), as ``calls`` does for the others."""
 
 from __future__ import annotations
 
@@ -168,3 +168,28 @@ def auto_refill_settings() -> Call[AutoRefill]:
 def save_card(success_url: str, cancel_url: str, idempotency_key: str | None) -> Call[CardSetup]:
     return Call("POST", _account_path(None, "/auto-refill/payment-method"), _model(CardSetup),
                 json={"success_url": success_url, "cancel_url": cancel_url}, idempotency_key=_new_key(idempotency_key))
+
+
+class PlanChange(_Model):
+    """What ``PUT /plan`` did: ``checkout`` (send the customer to ``checkout_url``; the plan changes
+    when Stripe says it was paid), ``scheduled`` (the new price from ``effective_at``), ``cancelling``
+    (back to the free plan at ``effective_at``), ``resumed``, ``changed`` (now) or ``unchanged``."""
+
+    status: str
+    plan: str
+    current_plan: str
+    checkout_url: str | None = None
+    session_id: str | None = None
+    stripe_subscription: str | None = None
+    effective_at: datetime | None = None
+
+
+def plan(plan_id: str, success_url: str | None, cancel_url: str | None,
+         idempotency_key: str | None) -> Call[PlanChange]:
+    body: dict[str, object] = {"plan": plan_id}
+    if success_url is not None:
+        body["success_url"] = success_url
+    if cancel_url is not None:
+        body["cancel_url"] = cancel_url
+    return Call("PUT", _account_path(None, "/plan"), _model(PlanChange), json=body,
+                idempotency_key=_new_key(idempotency_key))

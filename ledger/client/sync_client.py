@@ -18,7 +18,15 @@ from uuid import UUID
 import httpx
 
 from ledger.client import billing, calls
-from ledger.client.billing import AutoRefill, CardSetup, CheckoutSession, InvoicePage, PortalSession, Refund
+from ledger.client.billing import (
+    AutoRefill,
+    CardSetup,
+    CheckoutSession,
+    InvoicePage,
+    PlanChange,
+    PortalSession,
+    Refund,
+)
 from ledger.client.calls import Attributes, Call, Quantities
 from ledger.client.exchange import ClientCore, Done, Flow, Outcome, Sleep, advance
 from ledger.client.models import (
@@ -258,3 +266,10 @@ class Billing(_Namespace):
     def save_card(self, *, success_url: str, cancel_url: str, idempotency_key: str | None = None) -> CardSetup:
         """A Stripe setup-mode Checkout where the customer saves the card refills charge (admin key)."""
         return self._c._run(billing.save_card(success_url, cancel_url, idempotency_key))
+
+    def plan(self, plan: str, *, success_url: str | None = None, cancel_url: str | None = None,
+             idempotency_key: str | None = None) -> PlanChange:
+        """Move to ``plan`` through Stripe (admin key): a paid plan opens a subscription Checkout
+        (``success_url``/``cancel_url``), or changes the live subscription from the period's end;
+        the free plan cancels it at the period's end."""
+        return self._c._run(billing.plan(plan, success_url, cancel_url, idempotency_key))
