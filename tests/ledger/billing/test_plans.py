@@ -273,3 +273,22 @@ async def test_without_stripe_a_paid_plan_is_a_503_and_the_free_plan_still_works
     assert (done.outcome, done.current_plan) == ("changed", "free") and await plan_of(ledger, b) == "free"
     assert (await change_plan(ledger, offline, b, "free", success_url=None, cancel_url=None,
                               request_key=None)).outcome == "unchanged"
+
+
+async def test_two_checkouts_paid_before_any_webhook_are_a_notice(
+        ledger: Ledger, open_account: OpenAccount, standin: StripeStandIn, gateway: StripeGateway,
+        events: Events) -> None:
+    a = await open_account()
+    first = await change_plan(ledger, gateway, a, "pro", success_url=OK, cancel_url=NO, request_key="tab-1")
+    second = await change_plan(ledger, gateway, a, "pro", success_url=OK, cancel_url=NO, request_key="tab-2")
+    assert first.session_id and second.session_id and first.session_id != second.session_id
+    standin.complete_checkout(first.session_id)
+    await events.deliver_all(events.new())
+    standin.complete_checkout(second.session_id)
+    batch = events.new()
+    done = [d for d in await events.deliver_all(batch) if d]
+    notices = [d for d in done if d[0] == "notice"]
+    assert len(notices) == 1 and "two_subscriptions" in notices[0][1], done
+    # Stripe delivers them again: nothing new, no second notice.
+    again = [d for d in await events.deliver_all(batch) if d]
+    assert {d[0] for d in again} <= {"replayed", "unchanged"}, again
