@@ -306,6 +306,16 @@ class RaiseAlert(Command):
     spent_ucr: int | None = Field(default=None, ge=0, le=MAX_UCR)
 
 
+class NotifyPaymentProblem(Command):
+    """A payment that credited nothing and needs a person (a failed bank debit, a session paid
+    another amount than it sold): an alert the account sees and its webhooks deliver. ``reference``
+    names the Stripe object, so each problem is told once."""
+
+    reason: str = Field(min_length=1, max_length=100)
+    reference: str = Field(min_length=1, max_length=255)
+    message: str = Field(min_length=1, max_length=1000)
+
+
 class PauseForDebt(Command):
     """Pause every running deployment while the account is in debt (metered usage outran its credits)."""
 
@@ -316,5 +326,5 @@ AnyCommand = (
     | StartDeployment | ChargeDeploymentHour | StopDeployment | PauseDeployment | ResumeDeployment
     | SetBudget | SetLimit | CreateApiKey | RevokeApiKey | RaiseAlert | PauseForDebt | RecordDispute
     | CloseDispute | ConfigureAutoRefill | SavePaymentMethod | RequestAutoRefill | RecordAutoRefillFailure
-    | RecordSubscription | GrantPlanAllowance
+    | RecordSubscription | GrantPlanAllowance | NotifyPaymentProblem
 )

@@ -101,11 +101,13 @@ def _id(value: Any) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class Notice:
-    """A payment that credits nothing and must be seen: why, for which account."""
+    """A payment that credits nothing and must be seen: why, for which account, about which Stripe
+    object (the notification is told once per object and reason)."""
 
     account_id: str
     reason: str
     message: str
+    reference: str = ""
 
 
 def session_account(session: dict[str, Any]) -> str | None:
@@ -133,7 +135,7 @@ def purchase_command(session: dict[str, Any], payment_intent: dict[str, Any] | N
         return Notice(account, "amount_mismatch",
                       f"checkout {session.get('id')} was paid {format_cents(paid) if isinstance(paid, int) else paid}"
                       f" but sold {meta.get('kind')} {meta.get('pack') or ''} for {format_cents(price_cents)}:"
-                      " nothing was credited; refund or credit it by hand")
+                      " nothing was credited; refund or credit it by hand", str(session.get("id")))
     charge = (payment_intent or {}).get("latest_charge")
     kind: Literal["pack", "custom"] = "pack" if meta.get("kind") == "pack" else "custom"
     return c.RecordPurchase(
@@ -152,7 +154,7 @@ def purchase_command(session: dict[str, Any], payment_intent: dict[str, Any] | N
 def failed_notice(session: dict[str, Any]) -> Notice:
     account = session_account(session) or ""
     return Notice(account, "payment_failed",
-                  f"the payment of checkout {session.get('id')} failed: nothing was credited")
+                  f"the payment of checkout {session.get('id')} failed: nothing was credited", str(session.get("id")))
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ Answers: a bad signature is a 400 and nothing is recorded; an outage (Stripe or 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -74,7 +75,7 @@ class StripeWebhooks:
         if action.kind == "purchase":
             return await self.record_purchase(action.obj)
         if action.kind == "payment_failed":
-            return self._notice(failed_notice(action.obj))
+            return await self._notice(failed_notice(action.obj))
         if action.kind == "refunded":
             return await self.record_refunds(action.obj)
         if action.kind in ("dispute_opened", "dispute_closed"):
@@ -89,9 +90,19 @@ class StripeWebhooks:
             return Handled(*await act_on_plan(self.ledger, self.gateway, action.kind, action.obj))
         return Handled("ignored", action.why)
 
-    def _notice(self, notice: Notice) -> Handled:
+    async def _notice(self, notice: Notice) -> Handled:
+        """Tell the account (an alert: its notifications and webhooks), once per object and reason."""
         log.warning("Stripe payment for account %r needs attention (%s): %s", notice.account_id, notice.reason,
                     notice.message)
+        reference = notice.reference or hashlib.sha256(notice.message.encode()).hexdigest()[:32]
+        try:
+            await self.ledger.execute(c.NotifyPaymentProblem(
+                account_id=notice.account_id, reason=notice.reason[:100], reference=reference,
+                message=notice.message[:1000], idempotency_key=f"stripe:notice:{reference}:{notice.reason}"))
+        except LedgerError as exc:
+            if exc.transient:
+                raise  # Stripe delivers it again
+            log.warning("the notice for account %r was not recorded: %s", notice.account_id, exc.detail)
         return Handled("notice", f"{notice.reason}: {notice.message}", notice.account_id)
 
     async def _purchase_command(self, session: dict[str, Any]) -> c.RecordPurchase | Notice:
@@ -106,7 +117,7 @@ class StripeWebhooks:
         """Credit a paid session once; a payment that is not what was sold credits nothing (a notice)."""
         found = await self._purchase(session)
         if isinstance(found, Notice):
-            return self._notice(found)
+            return await self._notice(found)
         facts, replayed = found
         return Handled("replayed" if replayed else "recorded", f"purchase {facts.purchase_id}",
                        session_account(session))
@@ -150,7 +161,7 @@ class StripeWebhooks:
         if found is None:
             return Handled("ignored", f"{pi} did not pay for a ledger checkout")
         if isinstance(found, Notice):
-            return self._notice(found)
+            return await self._notice(found)
         return found
 
     async def record_refunds(self, charge: dict[str, Any]) -> Handled:
@@ -192,7 +203,7 @@ class StripeWebhooks:
             except LedgerError as exc:
                 if exc.transient or exc.status == 409:
                     raise
-                return self._notice(Notice(account, getattr(exc, "reason", exc.type_slug), exc.detail))
+                return await self._notice(Notice(account, getattr(exc, "reason", exc.type_slug), exc.detail))
             new += bool(outcome.events) and not outcome.replayed
         return Handled("recorded" if new else "replayed", f"{len(commands)} command(s): {what}", account)
 

@@ -78,6 +78,16 @@ def _raise_alert(b: Builder, cmd: c.RaiseAlert) -> None:
            limit_ucr=found.limit_ucr)
 
 
+#: The kind of the alert a payment that credited nothing raises.
+PAYMENT_PROBLEM_ALERT = "payment_problem"
+
+
+def _payment_problem(b: Builder, cmd: c.NotifyPaymentProblem) -> None:
+    # Keyed like every alert (scope, subject, period): once per Stripe object and reason.
+    b.emit(AlertRaised, kind=PAYMENT_PROBLEM_ALERT, scope="payment", subject=cmd.reference, period=cmd.reason,
+           threshold_pct=0, level="warning", message=cmd.message, spent_ucr=0, limit_ucr=0)
+
+
 def _create_key(b: Builder, cmd: c.CreateApiKey) -> None:
     b.emit(ApiKeyCreated, key_id=cmd.key_id, prefix=cmd.prefix, role=cmd.role, name=cmd.name)
 
@@ -94,6 +104,7 @@ HANDLERS: dict[type[c.Command], Callable[[Builder, Any], None]] = {
     c.SetBudget: _budget,
     c.SetLimit: _limit,
     c.RaiseAlert: _raise_alert,
+    c.NotifyPaymentProblem: _payment_problem,
     c.CreateApiKey: _create_key,
     c.RevokeApiKey: _revoke_key,
 }

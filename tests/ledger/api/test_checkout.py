@@ -15,6 +15,7 @@ import pytest
 from ledger.testing.stripe import StripeStandIn
 from ledger.testing.stripe.signing import header
 from tests.ledger.api.conftest import OpenApiAccount, bearer
+from tests.ledger.api.conftest import TestAccount as ApiAccount
 from tests.ledger.api.stripe_helpers import (
     PAGES,
     balance,
@@ -80,6 +81,14 @@ async def test_async_payment_lands_when_it_succeeds_and_never_when_it_fails(
     assert d.status == 200
     assert (await balance(client, a))["balance_ucr"] == 10 * UCR
     assert len(await invoices(client, a)) == 1
+    # The failure is told to the account once, however often Stripe delivered it.
+    assert await payment_problems(client, a) == [("payment_failed", bad["session_id"])]
+
+
+async def payment_problems(client: httpx.AsyncClient, account: ApiAccount) -> list[tuple[str, str]]:
+    r = await client.get(f"/v1/accounts/{account.id}/notifications", headers=bearer(account.read))
+    assert r.status_code == 200, r.text
+    return [(n["period"], n["subject"]) for n in r.json()["data"] if n["kind"] == "payment_problem"]
 
 
 async def stripe_standin_settle(standin: StripeStandIn, session_id: str, *, succeeded: bool) -> None:
@@ -99,6 +108,7 @@ async def test_an_underpaid_pack_credits_nothing(client: httpx.AsyncClient, api_
     assert r.json()["outcome"] == "notice" and "amount_mismatch" in r.json()["detail"]
     assert (await balance(client, a))["balance_ucr"] == 0
     assert await invoices(client, a) == []
+    assert await payment_problems(client, a) == [("amount_mismatch", opened["session_id"])]
 
 
 def _body(event: Mapping[str, object]) -> bytes:
