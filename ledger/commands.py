@@ -221,6 +221,9 @@ class GrantPlanAllowance(Command):
     period_start: AwareDatetime
     period_end: AwareDatetime
     stripe_subscription: str = Field(min_length=1, max_length=255)
+    #: What the invoice was paid (its currency's smallest unit) and its PDF, for ``GET .../invoices``.
+    cents_paid: int | None = Field(default=None, ge=0, le=10**12)
+    invoice_pdf: str | None = Field(default=None, max_length=2000)
 
 
 class GrantAllowance(Command):

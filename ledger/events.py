@@ -52,6 +52,9 @@ class AllowanceGranted(EventBase):
     #: A plan paid through Stripe: the paid invoice this allowance is for, and its subscription.
     stripe_invoice: str | None = None
     stripe_subscription: str | None = None
+    #: That invoice's amount paid (cents) and its PDF, when Stripe gave them.
+    cents_paid: int | None = None
+    invoice_pdf: str | None = None
 
 
 class CreditsGranted(EventBase):

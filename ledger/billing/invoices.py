@@ -9,23 +9,25 @@ from sqlalchemy import text
 
 from ledger.billing.gateway import StripeGateway
 from ledger.errors import InvalidState
-from ledger.events import CreditsPurchased
+from ledger.events import AllowanceGranted, CreditsPurchased
 from ledger.rows import EVENT_COLUMNS, row_to_event
 from ledger.service import Ledger
 
 
-async def purchases(ledger: Ledger, account_id: str, *, limit: int,
-                    before_version: int | None = None) -> list[tuple[int, CreditsPurchased]]:
-    """The account's purchases, newest first (``before_version`` continues an iteration)."""
+async def purchases(ledger: Ledger, account_id: str, *, limit: int, before_version: int | None = None
+                    ) -> list[tuple[int, CreditsPurchased | AllowanceGranted]]:
+    """The account's purchases and the plan invoices it paid (an allowance granted for a Stripe
+    invoice), newest first (``before_version`` continues an iteration)."""
     await ledger.account(account_id)  # 404 for an unknown account
     async with ledger.engine.connect() as conn:
         rows = (await conn.execute(text(
             f"SELECT {EVENT_COLUMNS} FROM events"
-            " WHERE account_id = :a AND type = 'CreditsPurchased' AND version < :b"
+            " WHERE account_id = :a AND version < :b AND (type = 'CreditsPurchased'"
+            "  OR (type = 'AllowanceGranted' AND data ? 'stripe_invoice' AND data->>'stripe_invoice' IS NOT NULL))"
             " ORDER BY version DESC LIMIT :l"),
             {"a": account_id, "b": before_version if before_version is not None else 2**62, "l": limit})).all()
     found = [(r.version, row_to_event(r)) for r in rows]
-    return [(v, e) for v, e in found if isinstance(e, CreditsPurchased)]
+    return [(v, e) for v, e in found if isinstance(e, CreditsPurchased | AllowanceGranted)]
 
 
 async def stripe_customer(ledger: Ledger, account_id: str) -> str | None:

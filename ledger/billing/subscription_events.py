@@ -139,4 +139,6 @@ def allowance_command(invoice: dict[str, Any]) -> c.GrantPlanAllowance | None:
         return None
     return c.GrantPlanAllowance(
         account_id=str(meta["account"]), invoice_id=str(invoice["id"]), plan=str(meta["plan"]),
-        period_start=start, period_end=end, stripe_subscription=sub, idempotency_key=invoice_key(str(invoice["id"])))
+        period_start=start, period_end=end, stripe_subscription=sub, idempotency_key=invoice_key(str(invoice["id"])),
+        cents_paid=paid if isinstance(paid := invoice.get("amount_paid"), int) else None,
+        invoice_pdf=invoice.get("invoice_pdf") or None)

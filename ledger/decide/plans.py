@@ -67,7 +67,8 @@ def _plan_allowance(b: Builder, cmd: c.GrantPlanAllowance) -> None:
     # Granted even when the plan gives no credits: the entry records that the invoice was honoured.
     b.emit(AllowanceGranted, amount_ucr=amount, grant_id=grant_id, plan=plan.id,
            cycle=cycle_at(b.state.opened_at, cmd.period_start), expires_at=cmd.period_end,
-           stripe_invoice=cmd.invoice_id, stripe_subscription=cmd.stripe_subscription)
+           stripe_invoice=cmd.invoice_id, stripe_subscription=cmd.stripe_subscription, cents_paid=cmd.cents_paid,
+           invoice_pdf=cmd.invoice_pdf)
     settle_debt(b, grant_id)
 
 

@@ -16,6 +16,7 @@ from ledger.billing import invoices
 from ledger.billing.checkout import open_checkout
 from ledger.billing.refunds import refund_purchase
 from ledger.billing.webhook import StripeWebhooks
+from ledger.events import AllowanceGranted, CreditsPurchased
 from ledger.money import format_cents
 
 router = APIRouter(tags=["billing"], responses=s.ERRORS, route_class=JsonBodyRoute)
@@ -85,16 +86,27 @@ async def billing_portal(account: str, rt: RT, who: Admin, body: s.PortalIn | No
 @router.get("/v1/accounts/{account}/invoices", response_model=s.InvoicePage)
 async def list_invoices(account: str, rt: RT, who: Reader, limit: Annotated[int, Query(ge=1, le=500)] = 50,
                         cursor: Annotated[str | None, Query(max_length=100)] = None) -> s.InvoicePage:
-    """Purchases, newest first, with Stripe's ``receipt_url`` / ``invoice_pdf`` where Stripe gave one."""
+    """Purchases and paid plan invoices, newest first, with Stripe's ``receipt_url`` / ``invoice_pdf``
+    where Stripe gave one (a plan invoice's ``kind`` is ``plan`` and its ``pack`` the plan)."""
     rows = await invoices.purchases(rt.ledger, account, limit=limit + 1,
                                     before_version=decode_cursor(cursor) if cursor else None)
     more = len(rows) > limit
     rows = rows[:limit]
-    currency = rt.ledger.card.currency
-    data = [s.InvoiceOut(
+    data = [_invoice(e, rt.ledger.card.currency) for _, e in rows]
+    return s.InvoicePage(data=data, has_more=more, next_cursor=encode_cursor(rows[-1][0]) if more else None)
+
+
+def _invoice(e: CreditsPurchased | AllowanceGranted, currency: str) -> s.InvoiceOut:
+    if isinstance(e, AllowanceGranted):  # a plan's invoice: the allowance it paid for
+        cents = e.cents_paid or 0
+        return s.InvoiceOut(
+            id=e.event_id, created_at=e.recorded_at, kind="plan", pack=e.plan, **money_pair("credits", e.amount_ucr),
+            **money_pair("bonus", 0), paid_cents=cents, paid=format_cents(cents), currency=currency,
+            receipt_url=None, invoice_pdf=e.invoice_pdf, stripe_checkout_session=None, stripe_payment_intent=None,
+            stripe_invoice=e.stripe_invoice)
+    return s.InvoiceOut(
         id=e.event_id, created_at=e.recorded_at, kind=e.kind, pack=e.pack_id, **money_pair("credits", e.credits_ucr),
         **money_pair("bonus", e.bonus_ucr), paid_cents=e.cents_paid, paid=format_cents(e.cents_paid),
         currency=currency, receipt_url=e.receipt_url, invoice_pdf=e.invoice_pdf,
         stripe_checkout_session=e.stripe_checkout_session, stripe_payment_intent=e.stripe_payment_intent,
-        stripe_invoice=e.stripe_invoice) for _, e in rows]
-    return s.InvoicePage(data=data, has_more=more, next_cursor=encode_cursor(rows[-1][0]) if more else None)
+        stripe_invoice=e.stripe_invoice)

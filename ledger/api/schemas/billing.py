@@ -94,7 +94,7 @@ class PortalOut(Out):
 
 
 class InvoiceOut(Out):
-    #: The purchase's ledger entry id (a refund's ``purchase_id``).
+    #: The ledger entry id: of the purchase (a refund's ``purchase_id``), or of a plan invoice's allowance.
     id: UUID
     created_at: datetime
     kind: str

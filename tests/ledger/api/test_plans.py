@@ -57,6 +57,12 @@ async def test_buying_a_plan_through_checkout_grants_its_allowance_once(
     assert (await balance(client, a))["balance_ucr"] == 25 * UCR
     same = await put_plan(client, a, "pro", 200)
     assert (same["status"], same["stripe_subscription"]) == ("unchanged", session["subscription"])
+    # Both paid plan invoices are listed, with what was paid and Stripe's PDF.
+    r = await client.get(f"/v1/accounts/{a.id}/invoices", headers=bearer(a.read))
+    listed = [i for i in r.json()["data"] if i["kind"] == "plan"]
+    assert len(listed) == 2 and {i["pack"] for i in listed} == {"pro"}, r.text
+    assert all(i["paid_cents"] > 0 and i["invoice_pdf"] and i["stripe_invoice"] for i in listed), listed
+    assert listed[1]["stripe_invoice"] == session["invoice"]
 
 
 async def test_the_free_plan_cancels_at_the_period_end(
