@@ -9,6 +9,7 @@ key with other parameters: ``IdempotencyConflict`` (409). No key set: ``PaymentP
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -33,6 +34,15 @@ T = TypeVar("T")
 _CALLERS_PARAMS = {"success_url", "cancel_url", "return_url"}
 #: Stripe's page size limit: more refunds or sessions than this on one payment is not a case here.
 _PAGE = 100
+
+
+def header_key(key: str) -> str:
+    """Stripe's ``Idempotency-Key`` header for one of the ledger's keys: the key itself when it is
+    printable ASCII of at most 255 characters (Stripe's limit), else a digest of it. The ledger's keys
+    carry the caller's, which may be any Unicode; the same key always gives the same header."""
+    if len(key) <= 255 and all(" " < ch <= "~" for ch in key):
+        return key
+    return "credit-ledger:sha256:" + hashlib.sha256(key.encode()).hexdigest()
 
 
 def as_dict(obj: Any) -> dict[str, Any]:
@@ -101,7 +111,7 @@ class StripeGateway:
     async def create_checkout_session(self, params: dict[str, Any], idempotency_key: str | None) -> dict[str, Any]:
         return await self._call(lambda: self.client.v1.checkout.sessions.create_async(
             params,  # type: ignore[arg-type]
-            {"idempotency_key": idempotency_key} if idempotency_key else None))
+            {"idempotency_key": header_key(idempotency_key)} if idempotency_key else None))
 
     async def sessions_for_payment_intent(self, payment_intent: str) -> list[dict[str, Any]]:
         page = await self._call(lambda: self.client.v1.checkout.sessions.list_async(
@@ -123,12 +133,12 @@ class StripeGateway:
                                   idempotency_key: str | None) -> dict[str, Any]:
         return await self._call(lambda: self.client.v1.subscriptions.update_async(
             subscription, params,  # type: ignore[arg-type]
-            {"idempotency_key": idempotency_key} if idempotency_key else None))
+            {"idempotency_key": header_key(idempotency_key)} if idempotency_key else None))
 
     async def create_price(self, params: dict[str, Any], idempotency_key: str | None) -> dict[str, Any]:
         return await self._call(lambda: self.client.v1.prices.create_async(
             params,  # type: ignore[arg-type]
-            {"idempotency_key": idempotency_key} if idempotency_key else None))
+            {"idempotency_key": header_key(idempotency_key)} if idempotency_key else None))
 
     async def refunds_for_payment_intent(self, payment_intent: str) -> list[dict[str, Any]]:
         page = await self._call(lambda: self.client.v1.refunds.list_async(
@@ -137,7 +147,7 @@ class StripeGateway:
 
     async def create_refund(self, params: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
         return await self._call(lambda: self.client.v1.refunds.create_async(
-            params, {"idempotency_key": idempotency_key}))  # type: ignore[arg-type]
+            params, {"idempotency_key": header_key(idempotency_key)}))  # type: ignore[arg-type]
 
     async def pay_off_session(self, params: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
         """Create and confirm an off-session PaymentIntent, answered with its latest charge expanded.
@@ -153,7 +163,7 @@ class StripeGateway:
             try:
                 return await self.client.v1.payment_intents.create_async(
                     expanded,  # type: ignore[arg-type]
-                    {"idempotency_key": idempotency_key})
+                    {"idempotency_key": header_key(idempotency_key)})
             except stripe.CardError as exc:
                 body: dict[str, Any] = exc.json_body if isinstance(exc.json_body, dict) else {}
                 declined = (body.get("error") or {}).get("payment_intent")
@@ -165,7 +175,7 @@ class StripeGateway:
 
     async def create_customer(self, params: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
         return await self._call(lambda: self.client.v1.customers.create_async(
-            params, {"idempotency_key": idempotency_key}))  # type: ignore[arg-type]
+            params, {"idempotency_key": header_key(idempotency_key)}))  # type: ignore[arg-type]
 
     async def customer(self, customer: str) -> dict[str, Any]:
         return await self._call(lambda: self.client.v1.customers.retrieve_async(customer))

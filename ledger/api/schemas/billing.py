@@ -9,9 +9,7 @@ from uuid import UUID
 from pydantic import Field, StrictBool
 
 from ledger.api.schemas.base import Body, Out, WriteBody, examples
-from ledger.api.schemas.fields import CreditsText, Ucr
-
-Url = Annotated[str, Field(min_length=8, max_length=2000, pattern=r"^https?://\S+$")]
+from ledger.api.schemas.fields import CreditsText, Ucr, Url
 
 
 class CheckoutIn(WriteBody):

@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import Field, StrictBool, StrictInt
 
 from ledger.api.schemas.base import Out, WriteBody, examples
-from ledger.api.schemas.fields import CreditsText, Ucr
+from ledger.api.schemas.fields import CreditsText, Ucr, Url
 
 
 class BudgetIn(WriteBody):
@@ -107,8 +107,8 @@ class CardSetupIn(WriteBody):
     model_config = examples(success_url="https://app.example.com/billing?card=saved",
                             cancel_url="https://app.example.com/billing")
 
-    success_url: Annotated[str, Field(min_length=8, max_length=2000, pattern=r"^https?://\S+$")]
-    cancel_url: Annotated[str, Field(min_length=8, max_length=2000, pattern=r"^https?://\S+$")]
+    success_url: Url
+    cancel_url: Url
 
 
 class CardSetupOut(Out):

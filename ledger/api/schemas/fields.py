@@ -60,3 +60,8 @@ def pick_money(name: str, text: str | None, ucr: int | None, *, required: bool =
     if required:
         raise InvalidRequest(f"{name} (or {name}_ucr) is required")
     return None
+
+#: A page Stripe sends the customer back to: http(s), printable ASCII (a client percent-encodes the
+#: rest, as a browser does), so Stripe is never handed a URL it refuses.
+Url = Annotated[str, Field(min_length=8, max_length=2000, pattern=r"^https?://[!-~]+$",
+                           examples=["https://app.example.com/billing"])]

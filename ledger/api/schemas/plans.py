@@ -8,8 +8,7 @@ from typing import Annotated
 from pydantic import Field
 
 from ledger.api.schemas.base import Out, WriteBody, examples
-
-Url = Annotated[str, Field(min_length=8, max_length=2000, pattern=r"^https?://\S+$")]
+from ledger.api.schemas.fields import Url
 
 
 class PlanIn(WriteBody):

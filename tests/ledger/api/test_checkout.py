@@ -189,3 +189,12 @@ async def test_a_retried_checkout_returns_the_same_session(client: httpx.AsyncCl
     # Only an admin buys.
     r = await client.post(f"/v1/accounts/{a.id}/checkout", json={**PAGES, "pack": "starter"}, headers=bearer(a.member))
     assert r.status_code == 403, r.text
+
+
+async def test_a_checkout_retried_with_a_unicode_key_returns_the_same_session(
+        client: httpx.AsyncClient, api_account: OpenApiAccount, stripe_standin: StripeStandIn) -> None:
+    """The caller's key rides in Stripe's Idempotency-Key header, which takes printable ASCII only."""
+    a = await api_account(prefix="unikey")
+    first = await checkout(client, a, pack="starter", idempotency_key="ключ ✓ \u0016")
+    again = await checkout(client, a, pack="starter", idempotency_key="ключ ✓ \u0016")
+    assert first["session_id"] == again["session_id"]
