@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from ledger.client import Client
+from ledger.embedded import start_embedded_postgres, stop_embedded_postgres
 from tests.ledger.api.live import free_port
 from tests.ledger.cli.test_demo_embedded import REPO_ROOT, credits_command, run_credits
 from tests.ledger.cli.test_serve import start_serve, stop
@@ -95,3 +96,6 @@ def test_money_in_from_serve_on_the_embedded_default(tmp_path: Path) -> None:
     finally:
         standin.terminate()
         standin.communicate(timeout=30)
+        if (data_dir / "pg").exists():  # the embedded PostgreSQL outlives `credits serve` by design
+            start_embedded_postgres(data_dir)
+            stop_embedded_postgres(data_dir)
