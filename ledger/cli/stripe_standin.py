@@ -16,7 +16,7 @@ def stripe_standin(
         help="The endpoints' signing secret (whsec_...); a new one is made and printed if not given.")] = None,
     hold: Annotated[bool, typer.Option(
         help="Hold events until POST /_standin/events/{id}/deliver instead of sending them at once.")] = False,
-    retry_delay: Annotated[list[float] | None, typer.Option(
+    retry_delay: Annotated[list[float] | None, typer.Option(  # float-ok: a duration
         help="Seconds before sending an event again to an endpoint that did not answer 2xx (repeat: "
              "one retry each).")] = None,
 ) -> None:

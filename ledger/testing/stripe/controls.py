@@ -62,9 +62,9 @@ def _deliver(s: StripeStandIn, path: dict[str, str], body: dict[str, Any]) -> An
 
 def _flush(s: StripeStandIn, path: dict[str, str], body: dict[str, Any]) -> Any:
     timeout = body.get("timeout", 10)
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 120:
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 120:  # float-ok
         raise invalid_request("timeout must be a number of seconds up to 120", param="timeout")
-    return {"flushed": s.flush(float(timeout))}
+    return {"flushed": s.flush(float(timeout))}  # float-ok: a duration
 
 
 def _config(s: StripeStandIn, path: dict[str, str], body: dict[str, Any]) -> Any:

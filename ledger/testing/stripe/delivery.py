@@ -47,8 +47,8 @@ def render(event: dict[str, Any]) -> bytes:
 
 
 class Deliverer:
-    def __init__(self, urls: list[str], secret: str, *, auto: bool = True, timeout: float = 10.0,
-                 retry_delays: Sequence[float] = ()) -> None:
+    def __init__(self, urls: list[str], secret: str, *, auto: bool = True, timeout: float = 10.0,  # float-ok
+                 retry_delays: Sequence[float] = ()) -> None:  # float-ok: a duration
         self.urls = list(urls)
         self.secret = secret
         self.auto = auto
@@ -87,7 +87,7 @@ class Deliverer:
                 self._pending += 1
             self._queue.put((event, list(self.urls), 0))
 
-    def flush(self, timeout: float = 10.0) -> bool:
+    def flush(self, timeout: float = 10.0) -> bool:  # float-ok: a duration
         """Wait until every queued event was sent; False if ``timeout`` ran out first."""
         deadline = time.monotonic() + timeout
         with self._idle:

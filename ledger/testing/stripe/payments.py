@@ -15,7 +15,7 @@ from ledger.testing.stripe.store import Store
 
 
 def money(amount: int, currency: str) -> str:
-    """``$5.00`` for Stripe's messages (integers only: no float rounding)."""
+    """``$5.00`` for Stripe's messages (integer cents only: exact)."""
     sign = "$" if currency == "usd" else f"{currency.upper()} "
     return f"{sign}{amount // 100}.{amount % 100:02d}"
 

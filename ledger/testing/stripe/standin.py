@@ -34,7 +34,7 @@ class StripeStandIn:
 
     def __init__(self, webhook_url: str | Sequence[str] | None = None, webhook_secret: str | None = None, *,
                  api_key: str = "sk_test_standin", host: str = "127.0.0.1", port: int = 0,
-                 auto_deliver: bool = True, retry_delays: Sequence[float] = ()) -> None:
+                 auto_deliver: bool = True, retry_delays: Sequence[float] = ()) -> None:  # float-ok: a duration
         urls = [webhook_url] if isinstance(webhook_url, str) else list(webhook_url or [])
         self.api_key = api_key
         self.webhook_secret = webhook_secret or "whsec_" + secrets.token_hex(16)
@@ -206,7 +206,7 @@ class StripeStandIn:
         """Every delivery attempt so far, in the order they ended."""
         return list(self.deliverer.deliveries)
 
-    def flush(self, timeout: float = 10.0) -> bool:
+    def flush(self, timeout: float = 10.0) -> bool:  # float-ok: a duration
         """Wait until automatic delivery has sent every event so far."""
         return self.deliverer.flush(timeout)
 
