@@ -45,6 +45,13 @@ def header_key(key: str) -> str:
     return "credit-ledger:sha256:" + hashlib.sha256(key.encode()).hexdigest()
 
 
+def stripe_id(value: Any) -> str | None:
+    """An object's id whether Stripe sent it expanded or just its id."""
+    if isinstance(value, dict):
+        return str(value["id"]) if value.get("id") else None
+    return str(value) if value else None
+
+
 def as_dict(obj: Any) -> dict[str, Any]:
     """A Stripe object (or a dict already) as plain nested dicts and lists."""
     import stripe

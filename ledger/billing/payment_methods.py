@@ -17,17 +17,12 @@ from ledger import commands as c
 from ledger import rows
 from ledger.billing import invoices
 from ledger.billing.checkout import SOURCE
-from ledger.billing.gateway import StripeGateway
+from ledger.billing.gateway import StripeGateway, stripe_id
 from ledger.service import Ledger
 
 #: ``metadata.kind`` of a setup session opened here.
 KIND = "payment_method"
 
-
-def _id(value: Any) -> str | None:
-    if isinstance(value, dict):
-        return str(value["id"]) if value.get("id") else None
-    return str(value) if value else None
 
 
 async def account_customer(ledger: Ledger, gateway: StripeGateway, account_id: str) -> str:
@@ -61,8 +56,8 @@ def is_card_setup(session: dict[str, Any]) -> bool:
 
 def card_saved(session: dict[str, Any], setup_intent: dict[str, Any]) -> c.SavePaymentMethod | None:
     """The card a completed setup session saved (keyed by the session: once however often told)."""
-    pm = _id(setup_intent.get("payment_method"))
-    customer = _id(session.get("customer")) or _id(setup_intent.get("customer"))
+    pm = stripe_id(setup_intent.get("payment_method"))
+    customer = stripe_id(session.get("customer")) or stripe_id(setup_intent.get("customer"))
     if pm is None or customer is None:
         return None
     return c.SavePaymentMethod(account_id=str((session.get("metadata") or {})["account"]), stripe_customer=customer,
@@ -72,7 +67,7 @@ def card_saved(session: dict[str, Any], setup_intent: dict[str, Any]) -> c.SaveP
 def default_card(account_id: str, customer: dict[str, Any], event_id: str) -> c.SavePaymentMethod | None:
     """The customer's default card as Stripe has it now (read fresh, so events delivered out of
     order still end on the card the customer chose last), keyed by the event."""
-    pm = _id((customer.get("invoice_settings") or {}).get("default_payment_method"))
+    pm = stripe_id((customer.get("invoice_settings") or {}).get("default_payment_method"))
     if pm is None:
         return None
     return c.SavePaymentMethod(account_id=account_id, stripe_customer=str(customer["id"]), payment_method=pm,

@@ -18,6 +18,7 @@ from typing import Any
 
 from ledger import commands as c
 from ledger.billing.checkout import SOURCE
+from ledger.billing.gateway import stripe_id
 from ledger.money import format_credits
 from ledger.payments import RefillRequest
 
@@ -56,11 +57,6 @@ def is_refill(payment_intent: dict[str, Any]) -> bool:
     return meta.get("source") == SOURCE and meta.get("kind") == KIND
 
 
-def _id(value: Any) -> str | None:
-    if isinstance(value, dict):
-        return str(value["id"]) if value.get("id") else None
-    return str(value) if value else None
-
 
 def outcome_command(payment_intent: dict[str, Any]) -> c.RecordPurchase | c.RecordAutoRefillFailure | None:
     """What the PaymentIntent of a refill says: paid, failed, or ``None`` while it is still under way.
@@ -76,7 +72,7 @@ def outcome_command(payment_intent: dict[str, Any]) -> c.RecordPurchase | c.Reco
             account_id=account, kind="auto_refill", crossing=crossing,
             cents_paid=int(payment_intent.get("amount_received") or payment_intent["amount"]),
             credits_ucr=int(meta["credits_ucr"]), stripe_payment_intent=str(payment_intent["id"]),
-            stripe_charge=_id(charge), stripe_customer=_id(payment_intent.get("customer")),
+            stripe_charge=stripe_id(charge), stripe_customer=stripe_id(payment_intent.get("customer")),
             receipt_url=charge.get("receipt_url") if isinstance(charge, dict) else None,
             idempotency_key=paid_key(account, crossing))
     if status in ("requires_payment_method", "requires_action", "canceled"):
