@@ -49,6 +49,78 @@ async def read_log(conn: AsyncConnection, after: LogPosition = START, limit: int
     return [LogEntry(LogPosition(r.tx, r.position), row_to_event(r), r.version) for r in rows]
 
 
+@dataclass(frozen=True)
+class LogSpan:
+    """A stretch of the log a reader folds at once: after ``after``, up to and including ``upto``.
+
+    Every transaction in it has finished (its ids are below the snapshot's xmin), so the rows in a
+    span never change: statements that read ``events`` with ``SPAN`` in one transaction, or again
+    later, see the same events.
+    """
+
+    after: LogPosition
+    upto: LogPosition
+    count: int
+
+    def params(self) -> dict[str, int]:
+        """The bind parameters ``SPAN`` names."""
+        return {"after_tx": self.after.tx_id, "after_pos": self.after.position,
+                "upto_tx": self.upto.tx_id, "upto_pos": self.upto.position}
+
+
+#: The ``events`` rows of a ``LogSpan`` (bind ``LogSpan.params()``), for a ``WHERE`` clause.
+SPAN = ("(tx_id, position) > (CAST(CAST(CAST(:after_tx AS bigint) AS text) AS xid8), :after_pos)"
+        " AND (tx_id, position) <= (CAST(CAST(CAST(:upto_tx AS bigint) AS text) AS xid8), :upto_pos)")
+
+#: No ceiling: ``next_span`` reads up to what every finished writer has written.
+_NO_CEILING = LogPosition(2**63 - 1, 2**63 - 1)
+
+
+async def next_span(conn: AsyncConnection, after: LogPosition = START, limit: int = 10_000,
+                    upto: LogPosition = _NO_CEILING) -> LogSpan | None:
+    """The next span of at most ``limit`` events after ``after`` (not past ``upto``), or None.
+
+    The same gap-safe rule as ``read_log``: never past a writer still in flight. One index-only
+    scan of ``(tx_id, position)``; the events themselves are read by the caller's statements.
+    """
+    row = (await conn.execute(text(
+        "SELECT tx_id::text::bigint AS tx, position, count(*) OVER () AS n FROM ("
+        " SELECT tx_id, position FROM events"
+        " WHERE (tx_id, position) > (CAST(CAST(CAST(:tx AS bigint) AS text) AS xid8), :pos)"
+        " AND (tx_id, position) <= (CAST(CAST(CAST(:utx AS bigint) AS text) AS xid8), :upos)"
+        " AND tx_id < pg_snapshot_xmin(pg_current_snapshot())"
+        " ORDER BY tx_id, position LIMIT :limit) s"
+        " ORDER BY tx_id DESC, position DESC LIMIT 1"),
+        {"tx": after.tx_id, "pos": after.position, "utx": upto.tx_id, "upos": upto.position,
+         "limit": limit})).first()
+    return None if row is None else LogSpan(after, LogPosition(row.tx, row.position), row.n)
+
+
+async def log_lag_ms(conn: AsyncConnection, at: LogPosition) -> int:
+    """How long the oldest event after ``at`` has waited, in ms (0 when there is none)."""
+    lag = (await conn.execute(text(
+        "SELECT CAST(GREATEST(0, 1000 * EXTRACT(EPOCH FROM now() - recorded_at)) AS bigint) FROM events"
+        " WHERE (tx_id, position) > (CAST(CAST(CAST(:tx AS bigint) AS text) AS xid8), :pos)"
+        " ORDER BY tx_id, position LIMIT 1"), {"tx": at.tx_id, "pos": at.position})).scalar()
+    return int(lag or 0)
+
+
+async def claim_checkpoint(conn: AsyncConnection, name: str) -> LogPosition:
+    """A follower's position, locked until the caller's transaction ends.
+
+    A second process folding the same follower waits here, then starts after what the first
+    committed: a span is folded once, whoever runs it.
+    """
+    await conn.execute(text(
+        "INSERT INTO log_checkpoints (name, tx_id, position, updated_at)"
+        " VALUES (:n, CAST('0' AS xid8), 0, now()) ON CONFLICT (name) DO NOTHING"), {"n": name})
+    # FOR UPDATE: one folder per follower at a time (see the docstring).
+    row = (await conn.execute(text(
+        "SELECT tx_id::text::bigint AS tx, position FROM log_checkpoints WHERE name = :n FOR UPDATE"),
+        {"n": name})).one()
+    return LogPosition(row.tx, row.position)
+
+
 async def load_checkpoint(conn: AsyncConnection, name: str) -> LogPosition:
     """A follower's stored position (the start of the log if it never ran)."""
     row = (await conn.execute(text(

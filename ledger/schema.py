@@ -302,3 +302,107 @@ webhook_deliveries = Table(
 )
 Index("webhook_deliveries_due_idx", webhook_deliveries.c.next_attempt_at,
       postgresql_where=webhook_deliveries.c.next_attempt_at.isnot(None))
+
+# ---- Read models: written only by their projectors (``projections/``), folded from ``events``. ----
+# Each row is a pure function of the events, so a fresh fold from position 0 equals the table
+# (``credits verify``); nothing here records when it was folded. Lists page by ``version``
+# (the account's stream order): newest first, stable while writes go on.
+
+#: One row per usage event (``UsageMetered``): the billing history of executions.
+proj_executions = Table(
+    "proj_executions",
+    metadata,
+    Column("account_id", Text, nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Column("event_id", UUID(as_uuid=True), nullable=False),
+    _ts("occurred_at"),
+    Column("operation", Text, nullable=False),
+    Column("quantities", JSONB, nullable=False),
+    Column("cost_ucr", BigInteger, nullable=False),
+    Column("input_tokens", BigInteger, nullable=False),
+    Column("output_tokens", BigInteger, nullable=False),
+    #: Hours, minutes or seconds in ``quantities`` as seconds; NULL when the usage has no duration.
+    Column("duration_s", BigInteger),
+    #: The instance type of a deployment's hourly charge.
+    Column("machine_type", Text),
+    Column("member", Text),
+    Column("agent", Text),
+    Column("flow", Text),
+    Column("run", Text),
+    Column("node", Text),
+    Column("execution_id", Text),
+    Column("deployment_id", Text),
+    Column("hour_index", BigInteger),
+    Column("reservation_id", UUID(as_uuid=True)),
+    Column("gated", Boolean, nullable=False),
+    Column("debt_added_ucr", BigInteger, nullable=False),
+    Column("rate_card_version", Text, nullable=False),
+    PrimaryKeyConstraint("account_id", "version", name="proj_executions_pkey"),
+)
+Index("proj_executions_time_idx", proj_executions.c.account_id, proj_executions.c.occurred_at)
+Index("proj_executions_execution_idx", proj_executions.c.account_id, proj_executions.c.execution_id,
+      postgresql_where=proj_executions.c.execution_id.isnot(None))
+
+#: Per deployment: the hours charged and their credits (from the hourly ``UsageMetered``).
+proj_deployment_usage = Table(
+    "proj_deployment_usage",
+    metadata,
+    Column("account_id", Text, nullable=False),
+    Column("deployment_id", Text, nullable=False),
+    Column("instance_type", Text, nullable=False),
+    Column("hours", BigInteger, nullable=False),
+    Column("credits_ucr", BigInteger, nullable=False),
+    _ts("first_at"),
+    _ts("last_at"),
+    PrimaryKeyConstraint("account_id", "deployment_id", name="proj_deployment_usage_pkey"),
+)
+
+#: The activity feed: executions, reservations and what came back of them, purchases, refunds,
+#: grants and expiries, each with its ``kind`` and signed amount.
+proj_activities = Table(
+    "proj_activities",
+    metadata,
+    Column("account_id", Text, nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Column("event_id", UUID(as_uuid=True), nullable=False),
+    _ts("occurred_at"),
+    Column("kind", Text, nullable=False),
+    Column("operation", Text, nullable=False),
+    Column("amount_ucr", BigInteger, nullable=False),
+    Column("balance_after_ucr", BigInteger, nullable=False),
+    Column("execution_id", Text),
+    Column("reservation_id", UUID(as_uuid=True)),
+    #: What else the entry says (pack, cents paid, reason, Stripe ids), by kind.
+    Column("detail", JSONB, nullable=False),
+    PrimaryKeyConstraint("account_id", "version", name="proj_activities_pkey"),
+)
+
+#: The reservations the activity feed has seen, so what comes back of one is named for its operation.
+proj_reservations = Table(
+    "proj_reservations",
+    metadata,
+    Column("account_id", Text, nullable=False),
+    Column("reservation_id", UUID(as_uuid=True), nullable=False),
+    Column("operation", Text, nullable=False),
+    Column("held_ucr", BigInteger, nullable=False),
+    PrimaryKeyConstraint("account_id", "reservation_id", name="proj_reservations_pkey"),
+)
+
+#: Usage rolled up by hour: ``dim`` 'account' (``key`` '') and each attribution field that was
+#: given ('agent', 'member', 'flow', 'deployment'), by operation. Days, weeks and months sum hours.
+proj_usage_hourly = Table(
+    "proj_usage_hourly",
+    metadata,
+    Column("account_id", Text, nullable=False),
+    Column("dim", Text, nullable=False),
+    Column("key", Text, nullable=False),
+    Column("operation", Text, nullable=False),
+    _ts("hour"),
+    Column("events", BigInteger, nullable=False),
+    Column("cost_ucr", BigInteger, nullable=False),
+    Column("input_tokens", BigInteger, nullable=False),
+    Column("output_tokens", BigInteger, nullable=False),
+    PrimaryKeyConstraint("account_id", "dim", "key", "operation", "hour", name="proj_usage_hourly_pkey"),
+)
+Index("proj_usage_hourly_time_idx", proj_usage_hourly.c.account_id, proj_usage_hourly.c.dim,
+      proj_usage_hourly.c.hour)
