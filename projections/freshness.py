@@ -4,6 +4,7 @@ response)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -30,3 +31,8 @@ async def freshness(conn: AsyncConnection, *projectors: Projector) -> Freshness:
         at = await load_checkpoint(conn, p.checkpoint)
         found.append(Freshness(at.position, await log_lag_ms(conn, at)))
     return Freshness(min(f.as_of_position for f in found), max(f.lag_ms for f in found))
+
+
+async def status(conn: AsyncConnection, projectors: Sequence[Projector]) -> dict[str, Freshness]:
+    """Each projector's freshness (``credits projections status``)."""
+    return {p.name: await freshness(conn, p) for p in projectors}

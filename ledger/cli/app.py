@@ -2,7 +2,8 @@
 
 Each command lives in the module of its job and only parses, calls the ledger and renders with
 Rich: ``database`` (migrate, verify), ``processes`` (serve, worker, scheduler), ``accounts``
-(balance, history, ``accounts open``), ``demo``, ``rates``, ``keys`` and ``billing`` (refund). Every command acts on
+(balance, history, ``accounts open``), ``demo``, ``rates``, ``keys``, ``billing`` (refund) and ``projections``
+(run, rebuild, status). Every command acts on
 ``DATABASE_URL``, or on the embedded default under ``CREDITS_DATA_DIR`` (started on first use,
 reused afterwards). Expected failures (a ``LedgerError``, bad input, a bad rate-card file, an
 unreachable database) print one ``error: ...`` line on stderr and exit 1 (``runner``); usage
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import typer
 
-from ledger.cli import accounts, billing, database, demo, keys, processes, rates, stripe_standin
+from ledger.cli import accounts, billing, database, demo, keys, processes, projections, rates, stripe_standin
 
 app = typer.Typer(
     name="credits",
@@ -30,6 +31,7 @@ app.command("stripe-standin")(stripe_standin.stripe_standin)
 app.add_typer(rates.app, name="rates")
 app.add_typer(accounts.app, name="accounts")
 app.add_typer(keys.app, name="keys")
+app.add_typer(projections.app, name="projections")
 
 
 def main() -> None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger.bootstrap import database_url
 from ledger.cli import render
@@ -18,6 +19,9 @@ from ledger.db import make_engine
 from ledger.db import migrate as run_migrations
 from ledger.settings import load_settings
 from ledger.verify import verify as verify_ledger
+
+if TYPE_CHECKING:
+    from projections.rebuild import Difference
 
 
 def migrate() -> None:
@@ -41,7 +45,8 @@ def verify(
     accounts: Annotated[list[str] | None, typer.Option("--account", help="Only this account (repeatable).")] = None,
     demo: DemoOption = False,
 ) -> None:
-    """Re-derive every account from its events and compare with the stored state; exit 1 on a mismatch."""
+    """Re-derive every account from its events and compare with the stored state, and every read model
+    with a fresh fold of the log; exit 1 on a mismatch or a difference."""
     clean = run(_verify(accounts or None, demo))
     if not clean:
         raise typer.Exit(1)
@@ -56,7 +61,21 @@ async def _verify(accounts: list[str] | None, demo: bool) -> bool:
             report = await verify_ledger(
                 engine, accounts=accounts, progress=lambda done, total: progress.update(task, completed=done,
                                                                                          total=total))
+        # The read models are checked whole (a fresh fold of the log up to each one's checkpoint).
+        differences = [] if accounts else await _projection_differences(engine)
     for mismatch in report.mismatches:
         typer.echo(str(mismatch))
+    for difference in differences:
+        typer.echo(str(difference))
+    if not accounts:
+        typer.echo(f"read models: {len(differences)} difference{'' if len(differences) == 1 else 's'}"
+                   " from a fresh fold of the log")
     typer.echo(report.summary())
-    return report.clean
+    return report.clean and not differences
+
+
+async def _projection_differences(engine: AsyncEngine) -> list[Difference]:
+    from projections.catalogue import PROJECTORS
+    from projections.rebuild import differences
+
+    return [d for p in PROJECTORS for d in await differences(engine, p)]
