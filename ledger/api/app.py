@@ -57,14 +57,17 @@ async def serve_runtime(settings: Settings, *, clock: Clock | None = None) -> As
         limiter = RateLimiter(redis_url) if redis_url else None
         redis = Redis.from_url(redis_url) if redis_url else None
         if settings.serve_background:
-            # Small installs: the relay, a worker and the scheduler in this process. The worker
+            # Small installs: the relay, a worker, the scheduler and the projections in this process. The worker
             # stops after the API has drained (exit stacks unwind in reverse).
+            from projections.runner import projecting
             from workers.runner import Background, background_tasks
 
             bg = Background(settings, clock=clock)
             stack.callback(bg.close)
             bg.start_worker()
             await stack.enter_async_context(background_tasks(bg, ledger))
+            # And the read models (history, activities, usage) kept current from the log.
+            await stack.enter_async_context(projecting(ledger.engine))
         rt = Runtime(ledger=ledger, settings=settings, limiter=limiter, redis=redis)
         # Revoked keys leave this process's key cache as soon as any process announces them.
         revocations = asyncio.create_task(listen(redis_url, rt.forget_key, rt.forget_all_keys)) if redis_url else None

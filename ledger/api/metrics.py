@@ -30,6 +30,9 @@ class Metrics:
         self.relay_lag = Gauge("credits_relay_lag_seconds",
                                "Age of the oldest event the relay has not handed over (the whole log; "
                                "NaN when the database did not answer)", registry=self.registry)
+        self.projection_lag = Gauge("credits_projection_lag_seconds",
+                                    "Age of the oldest event a read model has not folded (NaN when the database "
+                                    "did not answer)", ["projection"], registry=self.registry)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -84,8 +84,11 @@ def worker(
     threads: Annotated[int | None, typer.Option(min=1, max=256, help="Actor threads (default CREDITS_WORKER_THREADS).")]
     = None,
     relay: Annotated[bool, typer.Option(help="Also run the log relay (one is active at a time).")] = True,
+    projections: Annotated[bool, typer.Option(help="Also keep the read models current (history, activities, usage).")]
+    = True,
 ) -> None:
-    """Run a Dramatiq worker (and the relay) on BROKER_URL / REDIS_URL until SIGTERM or Ctrl-C."""
+    """Run a Dramatiq worker (and the relay and projections) on BROKER_URL / REDIS_URL until SIGTERM or Ctrl-C."""
+    from projections.runner import projecting
     from workers.runner import Background, background_tasks
 
     async def main() -> None:
@@ -94,11 +97,16 @@ def worker(
         try:
             bg.start_worker(threads)
             typer.echo(f"worker running ({threads or settings.worker_threads} threads"
-                       f"{', relay' if relay else ''}); Ctrl-C to stop", err=True)
+                       f"{', relay' if relay else ''}{', projections' if projections else ''}); Ctrl-C to stop",
+                       err=True)
             stop = asyncio.Event()
             _until_signalled(stop)
             async with open_ledger(settings) as ledger, background_tasks(bg, ledger, relay=relay, scheduler=False):
-                await stop.wait()
+                if projections:
+                    async with projecting(ledger.engine):
+                        await stop.wait()
+                else:
+                    await stop.wait()
         finally:
             await asyncio.to_thread(bg.close)
 

@@ -11,6 +11,8 @@ from sqlalchemy import text
 from ledger.api.body import JsonBodyRoute
 from ledger.api.deps import RT
 from ledger.api.problems import problem_response
+from projections.catalogue import PROJECTORS
+from projections.runner import lags_ms
 from workers.relay import relay_lag
 
 router = APIRouter(tags=["operations"], route_class=JsonBodyRoute)
@@ -51,14 +53,18 @@ async def readyz(rt: RT) -> Response:
 
 @router.get("/metrics", response_class=Response)
 async def metrics(rt: RT) -> Response:
-    """Prometheus text format: requests, latencies, commits per batch, 402s, 429s, relay lag."""
+    """Prometheus text format: requests, latencies, commits per batch, 402s, 429s, relay and projection lag."""
     # Read at scrape time (two index lookups): the relay may run in another process, and its lag
     # is what an operator alerts on when follow-ups (alerts, webhooks, debt pauses) fall behind.
     try:
         async with asyncio.timeout(2):
             async with rt.ledger.engine.connect() as conn:
                 lag = (await relay_lag(conn)).total_seconds()
+                projected = {name: ms / 1000 for name, ms in (await lags_ms(conn)).items()}  # float-ok: seconds
     except Exception:
         lag = math.nan  # float-ok: seconds; unknown rather than a stale value
+        projected = {p.name: math.nan for p in PROJECTORS}
     rt.metrics.relay_lag.set(lag)
+    for name, seconds in projected.items():
+        rt.metrics.projection_lag.labels(name).set(seconds)
     return Response(rt.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

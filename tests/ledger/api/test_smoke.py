@@ -87,3 +87,7 @@ async def test_metrics_count_requests_by_route_template(client: httpx.AsyncClien
     (lag,) = [float(line.split(" ")[1]) for line in after.splitlines()
               if line.startswith("credits_relay_lag_seconds ")]
     assert lag > 0
+    # One lag per read model, measured at scrape time (none runs here either: behind, not unknown).
+    projected = {line.split('"')[1]: float(line.rsplit(" ", 1)[1]) for line in after.splitlines()
+                 if line.startswith("credits_projection_lag_seconds{")}
+    assert set(projected) == {"history", "activities", "usage"} and all(v >= 0 for v in projected.values())

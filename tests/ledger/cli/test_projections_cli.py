@@ -4,6 +4,10 @@ against a fresh database of the test's own (synchronous: each command runs its o
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -13,6 +17,8 @@ from typer.testing import CliRunner, Result
 
 from ledger.cli.app import app
 from ledger.db import make_engine
+from tests.ledger.cli.test_cli import query
+from tests.ledger.cli.test_demo_embedded import REPO_ROOT, credits_command
 
 
 @pytest.fixture
@@ -66,3 +72,28 @@ def test_an_unknown_read_model_is_one_line(cli: Callable[..., Result]) -> None:
     assert result.exit_code == 1
     assert result.output.strip().splitlines()[-1] == (
         "error: no projection 'nope'; there are: history, activities, usage")
+
+
+def test_projections_run_folds_the_log_and_stops_on_sigterm(cli: Callable[..., Result],
+                                                             fresh_database_url: str) -> None:
+    for account in ("r1", "r2", "r3"):
+        assert cli("accounts", "open", account, "--plan", "pro").exit_code == 0
+    events = query(fresh_database_url, "SELECT count(*) FROM events")[0][0]
+    env = dict(os.environ, DATABASE_URL=fresh_database_url)
+    proc = subprocess.Popen([*credits_command(), "projections", "run"], env=env, cwd=REPO_ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        # The activity feed holds every grant the three accounts were opened with.
+        while query(fresh_database_url, "SELECT count(*) FROM proj_activities")[0][0] < 3:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.stdout else ""
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=30)[0]
+    assert proc.returncode == 0, out
+    assert "Traceback" not in out, out
+    positions = query(fresh_database_url, "SELECT name, position FROM log_checkpoints"
+                                          " WHERE name LIKE 'projection:%' ORDER BY name")
+    last = query(fresh_database_url, "SELECT max(position) FROM events")[0][0]
+    assert events > 3 and [p for _, p in positions] == [last] * 3
