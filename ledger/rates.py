@@ -6,6 +6,7 @@ version never rewrites history: every usage event records the version it was pri
 
 from __future__ import annotations
 
+import re
 import tomllib
 import unicodedata
 from collections.abc import Mapping
@@ -58,6 +59,10 @@ class Rate(_Frozen):
     per: StrictInt = Field(default=1, gt=0)
 
 
+#: The quantity dimensions a model is priced by.
+TOKEN_DIMENSIONS = frozenset({"input_tokens", "output_tokens"})
+
+
 class Operation(_Frozen):
     slug: Slug
     description: str = ""
@@ -67,12 +72,38 @@ class Operation(_Frozen):
     rates: dict[str, Rate]
     #: Session minimum in credits: a charge is never less than this.
     minimum: Credits = Field(default=Decimal(0), ge=0)
+    #: The integration it belongs to in usage reports (``ai``, ``email``, ``sms``, ``voice``,
+    #: ``training``, ``image``, ``compute`` ...); absent: ``integration_of`` derives it.
+    integration: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]{0,31}$")
+    #: Whether it is a model (analytics' cost by model, cheaper-model suggestions); absent: priced by tokens.
+    model: bool | None = None
+
+    @property
+    def integration_type(self) -> str:
+        return integration_of(self)
+
+    @property
+    def is_model(self) -> bool:
+        return self.model if self.model is not None else bool(TOKEN_DIMENSIONS & self.rates.keys())
 
     @model_validator(mode="after")
     def _unit_is_priced(self) -> Operation:
         if self.unit not in self.rates:
             raise ValueError(f"operation {self.slug!r}: unit {self.unit!r} has no rate")
         return self
+
+
+def integration_of(op: Operation) -> str:
+    """The one rule naming an operation's integration: the card's ``integration`` when it gives one;
+    else ``compute`` for an instance type, ``ai`` for anything priced by tokens, and otherwise the
+    slug's first word (``voice_minute`` -> ``voice``, ``image_generate`` -> ``image``)."""
+    if op.integration is not None:
+        return op.integration
+    if op.kind == "instance":
+        return "compute"
+    if TOKEN_DIMENSIONS & op.rates.keys():
+        return "ai"
+    return re.split(r"[_\-]", op.slug, maxsplit=1)[0].lower() or "other"
 
 
 class Pack(_Frozen):

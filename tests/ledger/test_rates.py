@@ -45,7 +45,7 @@ def charge(slug: str, quantity: int | None = None, **quantities: int) -> int:
 
 def test_sample_card_parses_with_a_version_and_upgrade_url() -> None:
     assert isinstance(SAMPLE, RateCard)
-    assert SAMPLE.version == "2026-12-01"
+    assert SAMPLE.version == "2026-12-08"
     assert SAMPLE.currency == "USD"
     assert SAMPLE.upgrade_url.startswith("https://")
     assert SAMPLE.default_plan in SAMPLE.plans
