@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 GrantSource = Literal["allowance", "purchase", "promotion", "refund"]
 
@@ -30,6 +30,11 @@ def no_nul(value: object) -> object:
     return value
 
 
+#: ``workflow`` is accepted wherever ``flow`` is (the CSV export's column is ``workflow``): one field,
+#: stored and answered as ``flow``. Giving both is a 422 (``workflow``: extra input), never a guess.
+FLOW_ALIASES = AliasChoices("flow", "workflow")
+
+
 class Attribution(BaseModel):
     """Who and what a use of credits belongs to; every field optional."""
 
@@ -37,7 +42,7 @@ class Attribution(BaseModel):
     _no_nul = field_validator("*", mode="before")(no_nul)
     member: str | None = Field(default=None, max_length=200)
     agent: str | None = Field(default=None, max_length=200)
-    flow: str | None = Field(default=None, max_length=200)
+    flow: str | None = Field(default=None, max_length=200, validation_alias=FLOW_ALIASES)
     run: str | None = Field(default=None, max_length=200)
     node: str | None = Field(default=None, max_length=200)
     deployment: str | None = Field(default=None, max_length=200)

@@ -15,6 +15,7 @@ from uuid import UUID
 
 from pydantic import Field, TypeAdapter
 
+from ledger.event_base import FLOW_ALIASES as FLOW_ALIASES
 from ledger.event_base import Attribution as Attribution
 from ledger.event_base import Draw as Draw
 from ledger.event_base import EventBase as EventBase

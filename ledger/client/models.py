@@ -43,11 +43,13 @@ __all__ = [
 
 
 class Attribution(TypedDict, total=False):
-    """Who and what a charge is for (each at most 200 characters)."""
+    """Who and what a charge is for (each at most 200 characters). ``workflow`` is ``flow`` by
+    another name (give one of the two); the ledger answers with ``flow``."""
 
     member: str
     agent: str
     flow: str
+    workflow: str
     run: str
     node: str
     deployment: str

@@ -11,12 +11,16 @@ from pydantic import Field, StrictInt
 from ledger.api.schemas.balance import Entry
 from ledger.api.schemas.base import Body, Out, WriteBody, examples
 from ledger.api.schemas.fields import CreditsText, Quantities, Quantity, Ucr
+from ledger.events import FLOW_ALIASES
 
 
 class AttributionIn(Body):
     member: Annotated[str, Field(max_length=200)] | None = None
     agent: Annotated[str, Field(max_length=200)] | None = None
-    flow: Annotated[str, Field(max_length=200)] | None = None
+    #: ``workflow`` is the same field (``ledger.events.FLOW_ALIASES``); give one of the two.
+    flow: Annotated[str, Field(max_length=200)] | None = Field(
+        default=None, validation_alias=FLOW_ALIASES,
+        description="The flow (workflow) the usage belongs to; `workflow` is accepted as the same field.")
     run: Annotated[str, Field(max_length=200)] | None = None
     node: Annotated[str, Field(max_length=200)] | None = None
     deployment: Annotated[str, Field(max_length=200)] | None = None
