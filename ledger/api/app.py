@@ -27,6 +27,7 @@ from ledger.api.routes import (
     catalogue,
     controls,
     deployments,
+    export,
     grants,
     notifications,
     ops,
@@ -106,7 +107,7 @@ def create_app(runtime: Runtime | None = None, *, settings: Settings | None = No
         _attach(app, runtime)
     problems.install(app)
     for module in (accounts, balance, usage, grants, billing, plans, deployments, controls, notifications, catalogue,
-                   ops):
+                   ops, export):
         app.include_router(module.router)
     app.add_middleware(Edge)  # inside the metrics: its answers are counted
     app.add_middleware(MetricsMiddleware, metrics=metrics)

@@ -32,9 +32,10 @@ Json = dict[str, Any]
 CREDITS_TEXT = re.compile(r"^-?\d+\.\d{6}$")
 #: ``_ucr`` keys that are not amounts: a price line's exact product, a fraction of µcr (a string).
 NOT_AMOUNTS = {"exact_ucr"}
-#: Served, but not JSON documents of the API (the OpenAPI pages, Prometheus text).
+#: Served, but not JSON documents of the API (the OpenAPI pages, Prometheus text, the CSV export:
+#: its `credits` column is the accounting seed's fixed shape, tested in test_export.py).
 NOT_JSON = {("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/docs/oauth2-redirect"), ("GET", "/redoc"),
-            ("GET", "/metrics")}
+            ("GET", "/metrics"), ("GET", "/v1/accounts/{account}/export.csv")}
 
 
 def six_places(ucr: int) -> str:

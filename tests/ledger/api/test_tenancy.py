@@ -130,6 +130,7 @@ CASES: dict[tuple[str, str], Case] = {
         Case("operator", lambda w: ({}, {"purchase_id": w.purchase_id, "amount": "1", "reason": "tenancy"})),
     ("POST", "/v1/accounts/{account}/billing-portal"): Case("admin", _no_body()),
     ("GET", "/v1/accounts/{account}/invoices"): Case("read", _no_body()),
+    ("GET", "/v1/accounts/{account}/export.csv"): Case("read", _no_body()),
 }
 
 #: Routes that need a key but name no account in their path (an account key acts on its own).
