@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import typer
 
-from ledger.cli import accounts, billing, database, demo, keys, processes, projections, rates, stripe_standin
+from ledger.cli import accounts, billing, database, demo, export, keys, processes, projections, rates, stripe_standin
 
 app = typer.Typer(
     name="credits",
@@ -25,7 +25,7 @@ app = typer.Typer(
 )
 # In this order in ``credits --help``.
 for command in (database.migrate, processes.serve, processes.worker, processes.scheduler, accounts.balance,
-                accounts.history, database.verify, demo.demo, billing.refund):
+                accounts.history, export.export, database.verify, demo.demo, billing.refund):
     app.command()(command)
 app.command("stripe-standin")(stripe_standin.stripe_standin)
 app.add_typer(rates.app, name="rates")
