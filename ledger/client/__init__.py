@@ -11,6 +11,9 @@ Buying credits: ``client.billing.checkout("builder", success_url=..., cancel_url
 Stripe's ``checkout_url``; ``billing.portal()``, ``billing.invoices()`` and (operator keys)
 ``billing.refund(purchase_id, reason=...)`` do the rest.
 
+Accounting: ``client.credits.export(from_="2026-11-01", to="2026-11-30")`` is the CSV export as
+text; ``client.credits.export_to("usage.csv", ...)`` streams it into a file.
+
 ``AsyncClient`` has the same namespaces, awaitable (``async for`` over ``credits.iter()``).
 
 Every write carries an idempotency key made once per call (or the one given); retries
@@ -48,6 +51,7 @@ from ledger.client.errors import (
     RateLimitedError,
     ServerError,
 )
+from ledger.client.export import Exported
 from ledger.client.gate import AsyncGate, Gate, gate
 from ledger.client.models import (
     UCR_PER_CREDIT,
@@ -94,6 +98,7 @@ __all__ = [
     "Entry",
     "EntryPage",
     "Estimate",
+    "Exported",
     "Gate",
     "Grant",
     "IdempotencyConflictError",

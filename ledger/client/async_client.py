@@ -17,7 +17,7 @@ from uuid import UUID
 
 import httpx
 
-from ledger.client import billing, calls
+from ledger.client import billing, calls, export
 from ledger.client.billing import (
     AutoRefill,
     CardSetup,
@@ -28,7 +28,9 @@ from ledger.client.billing import (
     Refund,
 )
 from ledger.client.calls import Attributes, Call, Quantities
+from ledger.client.errors import error_from_response
 from ledger.client.exchange import ClientCore, Done, Flow, Outcome, Sleep, advance
+from ledger.client.export import Bound, Exported, Target
 from ledger.client.models import (
     Account,
     Balance,
@@ -139,6 +141,31 @@ class AsyncCredits(_AsyncNamespace):
     async def estimate(self, operation: str, quantity: int | None = None, quantities: Quantities | None = None, *,
                        attribution: Attributes | None = None) -> Estimate:
         return await self._c._run(calls.estimate(operation, quantity, quantities, attribution))
+
+    async def export(self, from_: Bound = None, to: Bound = None) -> str:
+        """Usage as CSV for accounting, oldest first, within ``[from_, to)``, as one text."""
+        return await self._c._run(export.export(from_, to))
+
+    async def export_to(self, file: Target, from_: Bound = None, to: Bound = None) -> Exported:
+        """The same CSV streamed into ``file`` (a path, or a binary file) as it arrives; one attempt.
+        Writing to the file blocks the loop briefly per chunk (local disk)."""
+        call = export.export(from_, to)
+        request = call.request(self._c._http, await self._c._drive(self._c._account()))
+        try:
+            response = await self._c._http.send(request, stream=True)
+            try:
+                if not response.is_success:
+                    await response.aread()
+                    raise error_from_response(response)
+                size = 0
+                with export.target(file) as out:
+                    async for chunk in response.aiter_bytes():
+                        size += out.write(chunk)
+                return export.exported(response, size)
+            finally:
+                await response.aclose()
+        except httpx.TransportError as exc:
+            raise export.connection_failed(call, exc) from exc
 
 
 class AsyncUsage(_AsyncNamespace):

@@ -17,7 +17,7 @@ from uuid import UUID
 
 import httpx
 
-from ledger.client import billing, calls
+from ledger.client import billing, calls, export
 from ledger.client.billing import (
     AutoRefill,
     CardSetup,
@@ -28,7 +28,9 @@ from ledger.client.billing import (
     Refund,
 )
 from ledger.client.calls import Attributes, Call, Quantities
+from ledger.client.errors import error_from_response
 from ledger.client.exchange import ClientCore, Done, Flow, Outcome, Sleep, advance
+from ledger.client.export import Bound, Exported, Target
 from ledger.client.models import (
     Account,
     Balance,
@@ -151,6 +153,31 @@ class Credits(_Namespace):
                  attribution: Attributes | None = None) -> Estimate:
         """What ``operation`` would cost and whether the account could pay it now (never raises 402)."""
         return self._c._run(calls.estimate(operation, quantity, quantities, attribution))
+
+    def export(self, from_: Bound = None, to: Bound = None) -> str:
+        """Usage as CSV for accounting (``date,workflow,agent,model,input_tokens,output_tokens,credits,status``),
+        oldest first, within ``[from_, to)`` (a date as ``to``: its whole day), as one text."""
+        return self._c._run(export.export(from_, to))
+
+    def export_to(self, file: Target, from_: Bound = None, to: Bound = None) -> Exported:
+        """The same CSV streamed into ``file`` (a path, or a binary file) as it arrives; one attempt."""
+        call = export.export(from_, to)
+        request = call.request(self._c._http, self._c._drive(self._c._account()))
+        try:
+            response = self._c._http.send(request, stream=True)
+            try:
+                if not response.is_success:
+                    response.read()
+                    raise error_from_response(response)
+                size = 0
+                with export.target(file) as out:
+                    for chunk in response.iter_bytes():
+                        size += out.write(chunk)
+                return export.exported(response, size)
+            finally:
+                response.close()
+        except httpx.TransportError as exc:
+            raise export.connection_failed(call, exc) from exc
 
 
 class Usage(_Namespace):
