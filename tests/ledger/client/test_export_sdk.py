@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 
-from ledger.client import AsyncClient, Client, InvalidRequestError
+from ledger.client import AsyncClient, Client, InvalidRequestError, LedgerConnectionError
 from ledger.db import make_engine
 from projections.runner import Projections
 from tests.ledger.client.conftest import Live, LiveAccount, NewAccount
@@ -99,3 +101,51 @@ async def test_async_export_as_text_and_into_a_file(live: Live, new_account: New
         with pytest.raises(InvalidRequestError):
             await reader.credits.export_to(tmp_path / "never.csv", from_="soon")
         assert not (tmp_path / "never.csv").exists()
+
+
+class _CutShort(httpx.SyncByteStream):
+    """The server's body, lost after its first piece."""
+
+    def __init__(self, inner: httpx.SyncByteStream) -> None:
+        self.inner = inner
+
+    def __iter__(self) -> Iterator[bytes]:
+        for piece in self.inner:
+            yield piece
+            raise httpx.ReadError("connection lost mid-body (scripted)")
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class CutExports(httpx.BaseTransport):
+    """The real transport, except that an export's body breaks off after its first piece."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self.inner.handle_request(request)
+        if not request.url.path.endswith("/export.csv"):
+            return response
+        assert isinstance(response.stream, httpx.SyncByteStream)
+        return httpx.Response(response.status_code, headers=response.headers, stream=_CutShort(response.stream),
+                              request=request)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_an_export_cut_short_raises_and_leaves_the_file_as_it_was(live: Live, new_account: NewAccount,
+                                                                  sdk_database_url: str, tmp_path: Path) -> None:
+    acct = new_account("100")
+    with Client(live.base_url, acct.member_key) as member:
+        record(member, acct)
+    asyncio.run(catch_up(sdk_database_url))
+    path = tmp_path / "usage.csv"
+    path.write_text("last month's export\n")
+    with (Client(live.base_url, acct.read_key, transport=CutExports()) as reader,
+          pytest.raises(LedgerConnectionError, match="not received whole")):
+        reader.credits.export_to(path)
+    assert path.read_text() == "last month's export\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["usage.csv"]
