@@ -29,6 +29,7 @@ from ledger.api.routes import (
     deployments,
     export,
     grants,
+    history,
     notifications,
     ops,
     plans,
@@ -107,7 +108,7 @@ def create_app(runtime: Runtime | None = None, *, settings: Settings | None = No
         _attach(app, runtime)
     problems.install(app)
     for module in (accounts, balance, usage, grants, billing, plans, deployments, controls, notifications, catalogue,
-                   ops, export):
+                   ops, export, history):
         app.include_router(module.router)
     app.add_middleware(Edge)  # inside the metrics: its answers are counted
     app.add_middleware(MetricsMiddleware, metrics=metrics)

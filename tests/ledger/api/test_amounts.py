@@ -25,6 +25,7 @@ from ledger.testing.stripe.signing import header
 from tests.ledger.api.conftest import OpenApiAccount, bearer
 from tests.ledger.api.test_tenancy import CASES, UNSCOPED, World, app_routes, own_key, send
 from tests.ledger.api.test_tenancy import world as world  # the fixture, reused
+from tests.projections.folding import fold_all
 
 Json = dict[str, Any]
 
@@ -162,6 +163,10 @@ async def test_every_amount_in_every_response_appears_twice(
             await ok(c, "GET", f"{base}/entries/{e['id']}/explain", acct.read)
     await ok(c, "GET", f"{base}/entries/{charge['id']}/explain", acct.read)
     await ok(c, "GET", f"{base}/ledger?limit=2", acct.read)
+    # The read models, folded: executions, deployments and the activity feed of everything above.
+    await fold_all(ledger.engine)
+    for path in (f"{base}/history?limit=500", f"{base}/history/deployments", f"{base}/activities?limit=500"):
+        assert (await ok(c, "GET", path, acct.read))["data"], path
     for path in (f"{base}/notifications", f"{base}/deployments", "/v1/packs", "/v1/rates", "/v1/me"):
         await ok(c, "GET", path, acct.read)
     await ok(c, "GET", "/healthz", acct.read)
@@ -193,5 +198,6 @@ async def test_every_amount_in_every_response_appears_twice(
     reached = set().union(*(keys_at(body) for *_, body in bodies))
     for path in ("settings.budget.monthly_limit", "data[].details.cost", "data[].details.draws[].amount",
                  "data[].details.debt_added", "data[].details.settled", "recent[].details.cost",
-                 "entry.details.cost", "data[].bonus", "data[].price", "data[].currency"):
+                 "entry.details.cost", "data[].bonus", "data[].price", "data[].currency", "data[].credits",
+                 "data[].detail.held", "data[].detail.debt_added"):
         assert path in reached, f"the scenario never produced {path}"

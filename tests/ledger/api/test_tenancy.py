@@ -131,6 +131,9 @@ CASES: dict[tuple[str, str], Case] = {
     ("POST", "/v1/accounts/{account}/billing-portal"): Case("admin", _no_body()),
     ("GET", "/v1/accounts/{account}/invoices"): Case("read", _no_body()),
     ("GET", "/v1/accounts/{account}/export.csv"): Case("read", _no_body()),
+    ("GET", "/v1/accounts/{account}/history"): Case("read", _no_body()),
+    ("GET", "/v1/accounts/{account}/history/deployments"): Case("read", _no_body()),
+    ("GET", "/v1/accounts/{account}/activities"): Case("read", _no_body()),
 }
 
 #: Routes that need a key but name no account in their path (an account key acts on its own).
