@@ -7,6 +7,11 @@
 ...     for entry in client.credits.iter():           # every entry, newest first, cursor-stable
 ...         print(entry.amount, entry.operation)
 
+The read models: ``credits.executions()`` (the billing history, a page; ``iter_executions()``
+walks it all), ``credits.deployment_history()`` (hours and credits per deployment) and
+``credits.activities(kind=...)`` (the activity feed; ``iter_activities()``), each page with its
+``as_of_position`` and ``lag_ms``. ``credits.history()`` stays the ledger's entries.
+
 Buying credits: ``client.billing.checkout("builder", success_url=..., cancel_url=...)`` returns
 Stripe's ``checkout_url``; ``billing.portal()``, ``billing.invoices()`` and (operator keys)
 ``billing.refund(purchase_id, reason=...)`` do the rest.
@@ -53,6 +58,14 @@ from ledger.client.errors import (
 )
 from ledger.client.export import Exported
 from ledger.client.gate import AsyncGate, Gate, gate
+from ledger.client.history import (
+    Activity,
+    ActivityPage,
+    DeploymentUsage,
+    DeploymentUsagePage,
+    Execution,
+    ExecutionPage,
+)
 from ledger.client.models import (
     UCR_PER_CREDIT,
     Account,
@@ -82,6 +95,8 @@ __all__ = [
     "UCR_PER_CREDIT",
     "Account",
     "AccountRequiredError",
+    "Activity",
+    "ActivityPage",
     "AsyncClient",
     "AsyncGate",
     "Attribution",
@@ -94,10 +109,14 @@ __all__ = [
     "Client",
     "ConflictError",
     "Deployment",
+    "DeploymentUsage",
+    "DeploymentUsagePage",
     "Draw",
     "Entry",
     "EntryPage",
     "Estimate",
+    "Execution",
+    "ExecutionPage",
     "Exported",
     "Gate",
     "Grant",

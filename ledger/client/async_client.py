@@ -17,7 +17,7 @@ from uuid import UUID
 
 import httpx
 
-from ledger.client import billing, calls, export
+from ledger.client import billing, calls, export, history
 from ledger.client.billing import (
     AutoRefill,
     CardSetup,
@@ -31,6 +31,7 @@ from ledger.client.calls import Attributes, Call, Quantities
 from ledger.client.errors import error_from_response
 from ledger.client.exchange import ClientCore, Done, Flow, Outcome, Sleep, advance
 from ledger.client.export import Bound, Exported, Target
+from ledger.client.history import Activity, ActivityPage, DeploymentUsagePage, Execution, ExecutionPage
 from ledger.client.models import (
     Account,
     Balance,
@@ -137,6 +138,42 @@ class AsyncCredits(_AsyncNamespace):
                     yield entry
                 call = calls.next_page(page, page_size)
         return entries()
+
+    async def executions(self, limit: int = 50, offset: int = 0, *, cursor: str | None = None) -> ExecutionPage:
+        return await self._c._run(history.executions(limit, offset, cursor))
+
+    def iter_executions(self, page_size: int = 100) -> AsyncIterator[Execution]:
+        """The whole billing history, newest first, each execution once (cursor-stable while usage goes on)."""
+        first = history.executions(limit=page_size)
+
+        async def rows() -> AsyncIterator[Execution]:
+            call: Call[ExecutionPage] | None = first
+            while call is not None:
+                page = await self._c._run(call)
+                for row in page.data:
+                    yield row
+                call = history.next_executions(page, page_size)
+        return rows()
+
+    async def deployment_history(self, limit: int = 50, offset: int = 0) -> DeploymentUsagePage:
+        return await self._c._run(history.deployments(limit, offset))
+
+    async def activities(self, limit: int = 50, offset: int = 0, *, cursor: str | None = None,
+                         kind: str | None = None) -> ActivityPage:
+        return await self._c._run(history.activities(limit, offset, cursor, kind))
+
+    def iter_activities(self, page_size: int = 100, *, kind: str | None = None) -> AsyncIterator[Activity]:
+        """The whole activity feed (or one ``kind`` of it), newest first, cursor-stable."""
+        first = history.activities(limit=page_size, kind=kind)
+
+        async def rows() -> AsyncIterator[Activity]:
+            call: Call[ActivityPage] | None = first
+            while call is not None:
+                page = await self._c._run(call)
+                for row in page.data:
+                    yield row
+                call = history.next_activities(page, page_size, kind)
+        return rows()
 
     async def estimate(self, operation: str, quantity: int | None = None, quantities: Quantities | None = None, *,
                        attribution: Attributes | None = None) -> Estimate:

@@ -17,7 +17,7 @@ from uuid import UUID
 
 import httpx
 
-from ledger.client import billing, calls, export
+from ledger.client import billing, calls, export, history
 from ledger.client.billing import (
     AutoRefill,
     CardSetup,
@@ -31,6 +31,7 @@ from ledger.client.calls import Attributes, Call, Quantities
 from ledger.client.errors import error_from_response
 from ledger.client.exchange import ClientCore, Done, Flow, Outcome, Sleep, advance
 from ledger.client.export import Bound, Exported, Target
+from ledger.client.history import Activity, ActivityPage, DeploymentUsagePage, Execution, ExecutionPage
 from ledger.client.models import (
     Account,
     Balance,
@@ -148,6 +149,43 @@ class Credits(_Namespace):
                 yield from page.data
                 call = calls.next_page(page, page_size)
         return entries()
+
+    def executions(self, limit: int = 50, offset: int = 0, *, cursor: str | None = None) -> ExecutionPage:
+        """One page of the billing history (one row per usage entry), newest first."""
+        return self._c._run(history.executions(limit, offset, cursor))
+
+    def iter_executions(self, page_size: int = 100) -> Iterator[Execution]:
+        """The whole billing history, newest first, each execution once (cursor-stable while usage goes on)."""
+        first = history.executions(limit=page_size)
+
+        def rows() -> Iterator[Execution]:
+            call: Call[ExecutionPage] | None = first
+            while call is not None:
+                page = self._c._run(call)
+                yield from page.data
+                call = history.next_executions(page, page_size)
+        return rows()
+
+    def deployment_history(self, limit: int = 50, offset: int = 0) -> DeploymentUsagePage:
+        """Per deployment, the hours charged and their credits, the most recently charged first."""
+        return self._c._run(history.deployments(limit, offset))
+
+    def activities(self, limit: int = 50, offset: int = 0, *, cursor: str | None = None,
+                   kind: str | None = None) -> ActivityPage:
+        """One page of the activity feed (executions, purchases, grants, refunds, ...), newest first."""
+        return self._c._run(history.activities(limit, offset, cursor, kind))
+
+    def iter_activities(self, page_size: int = 100, *, kind: str | None = None) -> Iterator[Activity]:
+        """The whole activity feed (or one ``kind`` of it), newest first, cursor-stable."""
+        first = history.activities(limit=page_size, kind=kind)
+
+        def rows() -> Iterator[Activity]:
+            call: Call[ActivityPage] | None = first
+            while call is not None:
+                page = self._c._run(call)
+                yield from page.data
+                call = history.next_activities(page, page_size, kind)
+        return rows()
 
     def estimate(self, operation: str, quantity: int | None = None, quantities: Quantities | None = None, *,
                  attribution: Attributes | None = None) -> Estimate:
