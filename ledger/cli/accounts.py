@@ -1,4 +1,5 @@
-"""``credits accounts open``, and what an account holds: ``credits balance`` and ``credits history``."""
+"""``credits accounts open``, and what an account holds: ``credits balance`` and ``credits history``
+(``--executions`` and ``--deployments`` read the billing history model, ``ledger.cli.reads``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import typer
 
 from ledger import commands as c
 from ledger.bootstrap import open_ledger
-from ledger.cli import render
+from ledger.cli import reads, render
 from ledger.cli.demo import DemoOption, ledger_url
 from ledger.cli.runner import run
 from ledger.money import format_credits
@@ -48,10 +49,21 @@ def history(
     account_id: Annotated[str, typer.Argument(metavar="ACCOUNT")],
     limit: Annotated[int, typer.Option(help="Entries per page (1-500).")] = 20,
     offset: Annotated[int, typer.Option(help="Entries to skip, newest first.")] = 0,
+    executions: Annotated[bool, typer.Option(
+        "--executions", help="The billing history instead: one row per usage (execution, machine, duration).")] = False,
+    deployments: Annotated[bool, typer.Option(
+        "--deployments", help="Hours charged and their credits per deployment instead.")] = False,
     demo: DemoOption = False,
 ) -> None:
-    """Show an account's ledger entries, newest first."""
-    run(_history(account_id, limit, offset, demo))
+    """Show an account's ledger entries, newest first (or its executions, or its deployments' hours)."""
+    if executions and deployments:
+        raise typer.BadParameter("give --executions or --deployments, not both")
+    if executions:
+        run(reads.show_executions(account_id, limit, offset, demo))
+    elif deployments:
+        run(reads.show_deployments(account_id, limit, offset, demo))
+    else:
+        run(_history(account_id, limit, offset, demo))
 
 
 async def _history(account_id: str, limit: int, offset: int, demo: bool) -> None:

@@ -2,7 +2,8 @@
 
 Each command lives in the module of its job and only parses, calls the ledger and renders with
 Rich: ``database`` (migrate, verify), ``processes`` (serve, worker, scheduler), ``accounts``
-(balance, history, ``accounts open``), ``demo``, ``rates``, ``keys``, ``billing`` (refund) and ``projections``
+(balance, history, ``accounts open``), ``reads`` (activities; history's ``--executions`` and
+``--deployments``), ``demo``, ``rates``, ``keys``, ``billing`` (refund) and ``projections``
 (run, rebuild, status). Every command acts on
 ``DATABASE_URL``, or on the embedded default under ``CREDITS_DATA_DIR`` (started on first use,
 reused afterwards). Expected failures (a ``LedgerError``, bad input, a bad rate-card file, an
@@ -14,7 +15,19 @@ from __future__ import annotations
 
 import typer
 
-from ledger.cli import accounts, billing, database, demo, export, keys, processes, projections, rates, stripe_standin
+from ledger.cli import (
+    accounts,
+    billing,
+    database,
+    demo,
+    export,
+    keys,
+    processes,
+    projections,
+    rates,
+    reads,
+    stripe_standin,
+)
 
 app = typer.Typer(
     name="credits",
@@ -25,7 +38,7 @@ app = typer.Typer(
 )
 # In this order in ``credits --help``.
 for command in (database.migrate, processes.serve, processes.worker, processes.scheduler, accounts.balance,
-                accounts.history, export.export, database.verify, demo.demo, billing.refund):
+                accounts.history, reads.activities, export.export, database.verify, demo.demo, billing.refund):
     app.command()(command)
 app.command("stripe-standin")(stripe_standin.stripe_standin)
 app.add_typer(rates.app, name="rates")
