@@ -376,6 +376,8 @@ proj_activities = Table(
     Column("detail", JSONB, nullable=False),
     PrimaryKeyConstraint("account_id", "version", name="proj_activities_pkey"),
 )
+#: The feed of one kind (``?kind=``), newest first, without walking the others.
+Index("proj_activities_kind_idx", proj_activities.c.account_id, proj_activities.c.kind, proj_activities.c.version)
 
 #: The reservations the activity feed has seen, so what comes back of one is named for its operation.
 proj_reservations = Table(

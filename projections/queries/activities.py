@@ -48,8 +48,9 @@ async def activities(engine: AsyncEngine, account_id: str, *, limit: int = 50, o
             "SELECT version, event_id AS entry_id, occurred_at, kind, operation, amount_ucr, balance_after_ucr,"
             " execution_id, reservation_id, detail"
             " FROM proj_activities WHERE account_id = :a AND version < :b"
-            " AND (CAST(:k AS text) IS NULL OR kind = :k)"
-            " ORDER BY version DESC LIMIT :l OFFSET :o"),
+            # Spelled out per case, so each plans onto its index (the primary key, or the kind's).
+            + (" AND kind = :k" if kind is not None else "")
+            + " ORDER BY version DESC LIMIT :l OFFSET :o"),
             {"a": account_id, "b": NO_CURSOR if before is None else before, "k": kind, "l": limit + 1,
              "o": offset})).all()
         fresh = await freshness(conn, ACTIVITIES)

@@ -83,6 +83,7 @@ def upgrade() -> None:
         sa.Column("detail", JSONB, nullable=False),
         sa.PrimaryKeyConstraint("account_id", "version", name="proj_activities_pkey"),
     )
+    op.create_index("proj_activities_kind_idx", "proj_activities", ["account_id", "kind", "version"])
     op.create_table(
         "proj_reservations",
         sa.Column("account_id", sa.Text, nullable=False),
