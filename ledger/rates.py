@@ -103,7 +103,12 @@ def integration_of(op: Operation) -> str:
         return "compute"
     if TOKEN_DIMENSIONS & op.rates.keys():
         return "ai"
-    return re.split(r"[_\-]", op.slug, maxsplit=1)[0].lower() or "other"
+    return slug_integration(op.slug)
+
+
+def slug_integration(slug: str) -> str:
+    """The last step of ``integration_of`` alone: an operation no card describes (now) by its slug's first word."""
+    return re.split(r"[_\-]", slug, maxsplit=1)[0].lower() or "other"
 
 
 class Pack(_Frozen):
