@@ -22,6 +22,7 @@ from projections.analytics import (
     tokens_cost_ucr,
 )
 from tests.cards import frozen_rate_card
+from tests.ledger.test_domain_purity import io_imported_by
 
 CARD = frozen_rate_card()
 NOW = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
@@ -197,3 +198,7 @@ def test_a_budget_not_on_course_says_nothing() -> None:
 def test_an_operation_no_longer_on_the_card_keeps_an_integration() -> None:
     assert integration(CARD, "whatsapp_message") == "whatsapp"
     assert integration(CARD, "voice_minute") == "voice" and integration(CARD, "gpu-s") == "compute"
+
+
+def test_the_analytics_module_does_no_io() -> None:
+    assert io_imported_by("projections.analytics") == []

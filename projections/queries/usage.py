@@ -1,0 +1,285 @@
+"""Reads of usage: buckets of the hourly rollup by operation, attribution or integration; the
+analytics of a 7/14/30-day window; one run's cost. Each says how fresh it is.
+
+The rollup holds operations only: integrations and models are the current rate card's view of
+them (``ledger.rates.integration_of``), applied here at read time, so a card that renames an
+integration needs no rebuild. Before the projectors have run, every read is empty, with the lag
+of what they have yet to fold.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Literal, get_args
+from uuid import UUID
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from ledger import rows as row_map
+from ledger.errors import InvalidRequest, NotFound, UnknownAccount
+from ledger.rates import RateCard
+from ledger.service import Ledger
+from projections.analytics import (
+    TOP_REQUESTS,
+    WINDOWS,
+    Analytics,
+    DayRow,
+    Request,
+    analyse,
+    integration,
+    is_model,
+    midnight,
+    reads_since,
+    window_start,
+)
+from projections.freshness import Freshness, freshness
+from projections.history import HISTORY
+from projections.usage import USAGE
+
+BucketName = Literal["hour", "day", "week", "month"]
+By = Literal["operation", "agent", "member", "flow", "deployment", "integration"]
+BUCKETS: tuple[str, ...] = get_args(BucketName)
+BYS: tuple[str, ...] = get_args(By)
+
+HOUR = timedelta(hours=1)
+#: The range read when ``from`` is not given: this long before ``to``.
+DEFAULT_SPAN: dict[str, timedelta] = {"hour": timedelta(hours=48), "day": timedelta(days=30),
+                                      "week": timedelta(weeks=12), "month": timedelta(days=365)}
+#: The longest range each bucket may be asked for (beyond: 422), so a read stays a few thousand rows.
+MAX_SPAN: dict[str, timedelta] = {"hour": timedelta(days=31), "day": timedelta(days=366),
+                                  "week": timedelta(days=731), "month": timedelta(days=1827)}
+
+
+@dataclass(frozen=True)
+class Bucket:
+    #: The bucket's first instant (UTC): an hour, a day, a week's Monday or a month's first day.
+    start: datetime
+    #: The operation, attribution value or integration it sums.
+    key: str
+    events: int
+    cost_ucr: int
+    input_tokens: int
+    output_tokens: int
+
+
+@dataclass(frozen=True)
+class UsageReport:
+    account_id: str
+    bucket: str
+    by: str
+    #: The hours read: those starting in [start, end).
+    start: datetime
+    end: datetime
+    buckets: list[Bucket]
+    freshness: Freshness
+
+    @property
+    def total_ucr(self) -> int:
+        return sum(b.cost_ucr for b in self.buckets)
+
+
+@dataclass(frozen=True)
+class AnalyticsReport:
+    account_id: str
+    figures: Analytics
+    available_ucr: int
+    monthly_limit_ucr: int | None
+    freshness: Freshness
+
+
+@dataclass(frozen=True)
+class CostLine:
+    """One part of a run's cost: an integration, a node, or an operation (a model or a tool)."""
+
+    key: str
+    events: int
+    cost_ucr: int
+    input_tokens: int = 0
+    output_tokens: int = 0
+    integration: str | None = None
+
+
+@dataclass(frozen=True)
+class ExecutionCost:
+    account_id: str
+    execution_id: str
+    flow: str | None
+    agent: str | None
+    run: str | None
+    member: str | None
+    started_at: datetime
+    ended_at: datetime
+    events: int
+    total_ucr: int
+    by_integration: list[CostLine]
+    by_node: list[CostLine]
+    by_model: list[CostLine]
+    by_tool: list[CostLine]
+    freshness: Freshness
+
+
+@contextlib.asynccontextmanager
+async def snapshot(engine: AsyncEngine, account_id: str) -> AsyncIterator[AsyncConnection]:
+    """A read-only REPEATABLE READ transaction (rows and freshness agree) on an account that exists."""
+    async with engine.connect() as conn:
+        await conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+        async with conn.begin():
+            found = (await conn.execute(text("SELECT 1 FROM accounts WHERE account_id = :a"),
+                                        {"a": account_id})).first()
+            if found is None:
+                raise UnknownAccount(account_id)
+            yield conn
+
+
+def _utc(when: datetime) -> datetime:
+    """A timestamp in UTC (one without a zone is read as UTC)."""
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def _floor_hour(when: datetime) -> datetime:
+    return _utc(when).replace(minute=0, second=0, microsecond=0)
+
+
+def usage_range(now: datetime, bucket: str, start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
+    """The hours a usage read covers: ``[start, end)`` floored to the hour; ``end`` defaults to the
+    end of the current hour, ``start`` to ``DEFAULT_SPAN`` before ``end``; 422 when empty or longer
+    than ``MAX_SPAN``."""
+    if bucket not in BUCKETS:
+        raise InvalidRequest(f"bucket must be one of {', '.join(BUCKETS)}, not {bucket!r}")
+    until = _floor_hour(end) if end is not None else _floor_hour(now) + HOUR
+    since = _floor_hour(start) if start is not None else until - DEFAULT_SPAN[bucket]
+    if since >= until:
+        raise InvalidRequest(f"from ({since.isoformat()}) must be at least an hour before to ({until.isoformat()})")
+    if until - since > MAX_SPAN[bucket]:
+        raise InvalidRequest(f"a range of {bucket} buckets may span at most {MAX_SPAN[bucket].days} days;"
+                             " ask for a larger bucket or a shorter range")
+    return since, until
+
+
+async def usage(ledger: Ledger, account_id: str, *, bucket: str = "day", by: str = "operation",
+                start: datetime | None = None, end: datetime | None = None) -> UsageReport:
+    """Usage summed per ``bucket`` and per ``by`` over the hours starting in [start, end)."""
+    if by not in BYS:
+        raise InvalidRequest(f"by must be one of {', '.join(BYS)}, not {by!r}")
+    since, until = usage_range(ledger.clock.now(), bucket, start, end)
+    # By operation and by integration read the account's own rows; the rest their dimension's.
+    dim = "account" if by in ("operation", "integration") else by
+    key = "operation" if dim == "account" else "key"
+    async with snapshot(ledger.engine, account_id) as conn:
+        rows = (await conn.execute(text(
+            f"SELECT date_trunc(CAST(:b AS text), hour, 'UTC') AS start, {key} AS key, sum(events)::bigint AS events,"
+            " sum(cost_ucr)::bigint AS cost_ucr, sum(input_tokens)::bigint AS input_tokens,"
+            " sum(output_tokens)::bigint AS output_tokens"
+            " FROM proj_usage_hourly WHERE account_id = :a AND dim = :d AND hour >= :f AND hour < :t"
+            " GROUP BY 1, 2 ORDER BY 1, 2"), {"a": account_id, "d": dim, "b": bucket, "f": since, "t": until})).all()
+        fresh = await freshness(conn, USAGE)
+    buckets = [Bucket(_utc(r.start), r.key, r.events, r.cost_ucr, r.input_tokens, r.output_tokens) for r in rows]
+    if by == "integration":
+        buckets = by_integration(ledger.card, buckets)
+    return UsageReport(account_id, bucket, by, since, until, buckets, fresh)
+
+
+def by_integration(card: RateCard, buckets: list[Bucket]) -> list[Bucket]:
+    """Operation buckets summed per integration (the card's), in the same bucket order."""
+    sums: dict[tuple[datetime, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    for b in buckets:
+        s = sums[b.start, integration(card, b.key)]
+        s[0] += b.events
+        s[1] += b.cost_ucr
+        s[2] += b.input_tokens
+        s[3] += b.output_tokens
+    return [Bucket(start, key, *s) for (start, key), s in sorted(sums.items())]
+
+
+async def analytics(ledger: Ledger, account_id: str, days: int = 30) -> AnalyticsReport:
+    """The analytics of the ``days`` (7, 14 or 30) whole UTC days ending today (``projections.analytics``).
+
+    Reads the inline balance, budget and deployments, then in one snapshot the account's daily
+    sums of the hourly rollup since the window's or the month's start, whichever is earlier (31
+    days at most), and the window's most expensive requests through the (account, occurred_at) index.
+    """
+    if days not in WINDOWS:
+        raise InvalidRequest(f"days must be one of {', '.join(map(str, WINDOWS))}, not {days}")
+    now = ledger.clock.now()
+    balance = await ledger.balance(account_id, recent=0)
+    budget = row_map.budget((await ledger.account(account_id)).settings)
+    deployments = await ledger.deployments(account_id)
+    since, start = reads_since(now, days), window_start(now, days)
+    until = midnight(now.astimezone(UTC).date() + timedelta(days=1))
+    async with snapshot(ledger.engine, account_id) as conn:
+        rows = (await conn.execute(text(
+            "SELECT (hour AT TIME ZONE 'UTC')::date AS day, dim, key, operation, sum(events)::bigint AS events,"
+            " sum(cost_ucr)::bigint AS cost_ucr, sum(input_tokens)::bigint AS input_tokens,"
+            " sum(output_tokens)::bigint AS output_tokens"
+            " FROM proj_usage_hourly WHERE account_id = :a AND dim IN ('account', 'deployment')"
+            " AND hour >= :f AND hour < :t GROUP BY 1, 2, 3, 4"), {"a": account_id, "f": since, "t": until})).all()
+        # Hourly deployment charges are not requests.
+        top = (await conn.execute(text(
+            "SELECT event_id AS entry_id, COALESCE(execution_id, event_id::text) AS execution_id, occurred_at,"
+            " operation, cost_ucr, input_tokens, output_tokens, flow, agent, deployment_id"
+            " FROM proj_executions WHERE account_id = :a AND occurred_at >= :f AND occurred_at < :t"
+            " AND hour_index IS NULL ORDER BY cost_ucr DESC, occurred_at DESC LIMIT :l"),
+            {"a": account_id, "f": start, "t": until, "l": TOP_REQUESTS})).all()
+        fresh = await freshness(conn, USAGE, HISTORY)
+    figures = analyse(
+        card=ledger.card, now=now, days=days, rows=[DayRow(**r._mapping) for r in rows],
+        requests=[Request(**r._mapping) for r in top], deployments=deployments,
+        available_ucr=balance.available_ucr, monthly_limit_ucr=budget.monthly_limit_ucr)
+    return AnalyticsReport(account_id, figures, balance.available_ucr, budget.monthly_limit_ucr, fresh)
+
+
+async def execution(ledger: Ledger, account_id: str, execution_id: str) -> ExecutionCost:
+    """One run's cost: every usage event attributed to ``execution_id`` (or the entry with that id,
+    for usage that named no execution), by integration, node, model and tool. 404 when none."""
+    async with snapshot(ledger.engine, account_id) as conn:
+        rows = (await conn.execute(text(
+            "SELECT occurred_at, operation, cost_ucr, input_tokens, output_tokens, flow, agent, run, member, node"
+            " FROM proj_executions WHERE account_id = :a AND execution_id = :x ORDER BY version"),
+            {"a": account_id, "x": execution_id})).all()
+        if not rows and (entry := _uuid(execution_id)) is not None:
+            rows = (await conn.execute(text(
+                "SELECT occurred_at, operation, cost_ucr, input_tokens, output_tokens, flow, agent, run, member, node"
+                " FROM proj_executions WHERE account_id = :a AND event_id = :e AND execution_id IS NULL"),
+                {"a": account_id, "e": entry})).all()
+        fresh = await freshness(conn, HISTORY)
+    if not rows:
+        raise NotFound(f"no execution {execution_id!r} in account {account_id!r}"
+                       + (f" (the history is {fresh.lag_ms} ms behind)" if fresh.lag_ms else ""))
+    card = ledger.card
+
+    def lines(key_of: str) -> list[CostLine]:
+        sums: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+        for r in rows:
+            name = integration(card, r.operation) if key_of == "integration" else getattr(r, key_of) or ""
+            s = sums[name]
+            s[0] += 1
+            s[1] += r.cost_ucr
+            s[2] += r.input_tokens
+            s[3] += r.output_tokens
+        found = [CostLine(k, e, c, i, o, integration(card, k) if key_of == "operation" else None)
+                 for k, (e, c, i, o) in sums.items()]
+        return sorted(found, key=lambda x: (-x.cost_ucr, x.key))
+
+    def first(name: str) -> str | None:
+        return next((getattr(r, name) for r in rows if getattr(r, name) is not None), None)
+
+    operations = lines("operation")
+    return ExecutionCost(
+        account_id=account_id, execution_id=execution_id, flow=first("flow"), agent=first("agent"),
+        run=first("run"), member=first("member"), started_at=min(r.occurred_at for r in rows),
+        ended_at=max(r.occurred_at for r in rows), events=len(rows), total_ucr=sum(r.cost_ucr for r in rows),
+        by_integration=lines("integration"), by_node=[n for n in lines("node") if n.key],
+        by_model=[o for o in operations if is_model(card, o.key)],
+        by_tool=[o for o in operations if not is_model(card, o.key)], freshness=fresh)
+
+
+def _uuid(value: str) -> UUID | None:
+    try:
+        return UUID(value)
+    except ValueError:
+        return None
