@@ -22,6 +22,7 @@ from ledger.api.metrics import Metrics, MetricsMiddleware
 from ledger.api.ratelimit import RateLimiter
 from ledger.api.routes import (
     accounts,
+    analytics,
     balance,
     billing,
     catalogue,
@@ -108,7 +109,7 @@ def create_app(runtime: Runtime | None = None, *, settings: Settings | None = No
         _attach(app, runtime)
     problems.install(app)
     for module in (accounts, balance, usage, grants, billing, plans, deployments, controls, notifications, catalogue,
-                   ops, export, history):
+                   ops, export, history, analytics):
         app.include_router(module.router)
     app.add_middleware(Edge)  # inside the metrics: its answers are counted
     app.add_middleware(MetricsMiddleware, metrics=metrics)

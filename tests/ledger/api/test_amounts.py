@@ -167,6 +167,9 @@ async def test_every_amount_in_every_response_appears_twice(
     await fold_all(ledger.engine)
     for path in (f"{base}/history?limit=500", f"{base}/history/deployments", f"{base}/activities?limit=500"):
         assert (await ok(c, "GET", path, acct.read))["data"], path
+    # Usage, analytics (the budget on course to be hit) and a run's cost.
+    for path in (f"{base}/usage?by=integration", f"{base}/analytics?days=7", f"{base}/executions/{charge['id']}"):
+        await ok(c, "GET", path, acct.read)
     for path in (f"{base}/notifications", f"{base}/deployments", "/v1/packs", "/v1/rates", "/v1/me"):
         await ok(c, "GET", path, acct.read)
     await ok(c, "GET", "/healthz", acct.read)
@@ -199,5 +202,6 @@ async def test_every_amount_in_every_response_appears_twice(
     for path in ("settings.budget.monthly_limit", "data[].details.cost", "data[].details.draws[].amount",
                  "data[].details.debt_added", "data[].details.settled", "recent[].details.cost",
                  "entry.details.cost", "data[].bonus", "data[].price", "data[].currency", "data[].credits",
-                 "data[].detail.held", "data[].detail.debt_added"):
+                 "data[].detail.held", "data[].detail.debt_added", "series[].credits",
+                 "suggestions[].figures.monthly_limit", "credits.email"):
         assert path in reached, f"the scenario never produced {path}"

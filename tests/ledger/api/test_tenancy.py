@@ -34,6 +34,7 @@ from ledger.testing.stripe import StripeStandIn
 from tests.ledger.api.conftest import OpenApiAccount, bearer
 from tests.ledger.api.conftest import TestAccount as Account
 from tests.ledger.api.stripe_helpers import PAGES, checkout, invoices, pay
+from tests.projections.folding import fold_all
 
 PROBLEM = "application/problem+json"
 RANK = {"read": 0, "member": 1, "admin": 2, "operator": 3}
@@ -134,6 +135,11 @@ CASES: dict[tuple[str, str], Case] = {
     ("GET", "/v1/accounts/{account}/history"): Case("read", _no_body()),
     ("GET", "/v1/accounts/{account}/history/deployments"): Case("read", _no_body()),
     ("GET", "/v1/accounts/{account}/activities"): Case("read", _no_body()),
+    ("GET", "/v1/accounts/{account}/usage"): Case("read", _no_body()),
+    ("GET", "/v1/accounts/{account}/analytics"): Case("read", _no_body()),
+    # Usage that named no execution is found by its entry id (the world's charge, projected).
+    ("GET", "/v1/accounts/{account}/executions/{execution_id}"):
+        Case("read", lambda w: ({"execution_id": w.entry_id}, None)),
 }
 
 #: Routes that need a key but name no account in their path (an account key acts on its own).
@@ -253,6 +259,7 @@ async def world(client: httpx.AsyncClient, api_account: OpenApiAccount, operator
     opened = await checkout(client, a, pack="builder")
     await pay(stripe_standin, opened["session_id"])
     [purchase] = await invoices(client, a)
+    await fold_all(ledger.engine)
     return World(a=a, b=b, operator=operator_key, entry_id=charge["id"], spare_key_id=spare["id"],
                  reservation_to_settle=settle["id"], reservation_to_release=release["id"],
                  endpoint_to_patch=to_patch["id"], endpoint_to_delete=to_delete["id"],
