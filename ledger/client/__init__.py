@@ -19,6 +19,9 @@ Stripe's ``checkout_url``; ``billing.portal()``, ``billing.invoices()`` and (ope
 Accounting: ``client.credits.export(from_="2026-11-01", to="2026-11-30")`` is the CSV export as
 text; ``client.credits.export_to("usage.csv", ...)`` streams it into a file.
 
+Usage and analytics: ``credits.usage(bucket="day", by="integration")``, ``credits.analytics(days=7)``
+and ``credits.execution(run_id)`` (one run's cost), each with ``as_of_position`` and ``lag_ms``.
+
 ``AsyncClient`` has the same namespaces, awaitable (``async for`` over ``credits.iter()``).
 
 Every write carries an idempotency key made once per call (or the one given); retries
@@ -29,6 +32,18 @@ times per call and never longer than ``max_retry_after_s`` a time. Money is ``in
 decimal strings, never floats.
 """
 
+from ledger.client.analytics import (
+    Analytics,
+    CostLine,
+    DayCost,
+    DeploymentCost,
+    ExecutionCost,
+    ModelCost,
+    Suggestion,
+    TopRequest,
+    UsageBucket,
+    UsageReport,
+)
 from ledger.client.async_client import AsyncClient
 from ledger.client.billing import (
     AutoRefill,
@@ -97,6 +112,7 @@ __all__ = [
     "AccountRequiredError",
     "Activity",
     "ActivityPage",
+    "Analytics",
     "AsyncClient",
     "AsyncGate",
     "Attribution",
@@ -108,7 +124,10 @@ __all__ = [
     "CheckoutSession",
     "Client",
     "ConflictError",
+    "CostLine",
+    "DayCost",
     "Deployment",
+    "DeploymentCost",
     "DeploymentUsage",
     "DeploymentUsagePage",
     "Draw",
@@ -116,6 +135,7 @@ __all__ = [
     "EntryPage",
     "Estimate",
     "Execution",
+    "ExecutionCost",
     "ExecutionPage",
     "Exported",
     "Gate",
@@ -128,6 +148,7 @@ __all__ = [
     "LedgerClientError",
     "LedgerConnectionError",
     "Me",
+    "ModelCost",
     "NotFoundError",
     "PaymentRequiredError",
     "PermissionDeniedError",
@@ -142,7 +163,11 @@ __all__ = [
     "ServerError",
     "Settlement",
     "SourceAmounts",
+    "Suggestion",
+    "TopRequest",
+    "UsageBucket",
     "UsageEvent",
+    "UsageReport",
     "UsageResult",
     "format_credits",
     "gate",

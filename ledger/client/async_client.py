@@ -17,7 +17,8 @@ from uuid import UUID
 
 import httpx
 
-from ledger.client import billing, calls, export, history
+from ledger.client import analytics, billing, calls, export, history
+from ledger.client.analytics import Analytics, ExecutionCost, UsageReport
 from ledger.client.billing import (
     AutoRefill,
     CardSetup,
@@ -203,6 +204,21 @@ class AsyncCredits(_AsyncNamespace):
                 await response.aclose()
         except httpx.TransportError as exc:
             raise export.connection_failed(call, exc) from exc
+
+    async def usage(self, bucket: str = "day", by: str = "operation", *, start: datetime | str | None = None,
+              end: datetime | str | None = None) -> UsageReport:
+        """Usage per ``bucket`` (hour, day, week, month) and per ``by`` (operation, agent, member, flow,
+        deployment, integration) over the hours starting in [start, end) (defaults: the server's)."""
+        return await self._c._run(analytics.usage(bucket, by, start, end))
+
+    async def analytics(self, days: int = 30) -> Analytics:
+        """The 7, 14 or 30 days ending today: series, this period, daily average, projected month-end,
+        by model and deployment, top requests, run-out and suggestions."""
+        return await self._c._run(analytics.analytics(days))
+
+    async def execution(self, execution_id: str) -> ExecutionCost:
+        """One run's cost: flow, agent, credits by integration and total, by node, model and tool."""
+        return await self._c._run(analytics.execution(execution_id))
 
 
 class AsyncUsage(_AsyncNamespace):
