@@ -17,6 +17,7 @@ import typer
 
 from ledger.cli import (
     accounts,
+    analytics,
     billing,
     database,
     demo,
@@ -41,6 +42,8 @@ for command in (database.migrate, processes.serve, processes.worker, processes.s
                 accounts.history, reads.activities, export.export, database.verify, demo.demo, billing.refund):
     app.command()(command)
 app.command("stripe-standin")(stripe_standin.stripe_standin)
+app.command()(analytics.usage)
+app.command()(analytics.analytics)
 app.add_typer(rates.app, name="rates")
 app.add_typer(accounts.app, name="accounts")
 app.add_typer(keys.app, name="keys")
