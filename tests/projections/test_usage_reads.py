@@ -18,7 +18,7 @@ from ledger.events import Attribution, UsageMetered
 from ledger.service import Ledger
 from projections.queries import usage as q
 from tests.projections.conftest import OpenAccount
-from tests.projections.settle import settle
+from tests.projections.folding import fold_all
 
 START = datetime(2026, 10, 20, 8, 0, tzinfo=UTC)
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -83,7 +83,7 @@ async def month(ledger: Ledger, clock: ManualClock, open_account: OpenAccount) -
     clock.set(START)
     account = await open_account(plan="pro", credits_ucr=10**12, prefix="month")
     used = await generate_month(ledger, clock, account)
-    await settle(ledger.engine)
+    await fold_all(ledger.engine)
     return account, used
 
 
@@ -93,7 +93,7 @@ async def test_analytics_equal_figures_worked_out_from_the_generated_month(
     account, used = month
     # A budget the month is on course to exceed.
     await ledger.execute(c.SetBudget(account_id=account, monthly_limit_ucr=1_000_000))
-    await settle(ledger.engine)
+    await fold_all(ledger.engine)
     report = await q.analytics(ledger, account, days)
     a = report.figures
 
@@ -209,7 +209,7 @@ async def test_one_runs_cost_by_integration_node_model_and_tool(
                                                attribution=run.model_copy(update={"node": node})))
         costs.append(outcome.events[0].amount_ucr * -1)
     other = await ledger.execute(c.Meter(account_id=account, operation="email", quantity=1))
-    await settle(ledger.engine)
+    await fold_all(ledger.engine)
 
     x = await q.execution(ledger, account, "exec-1")
     assert (x.flow, x.agent, x.events, x.total_ucr) == ("welcome", "greeter", 4, sum(costs))

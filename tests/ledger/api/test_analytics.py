@@ -10,7 +10,7 @@ import pytest
 
 from ledger.service import Ledger
 from tests.ledger.api.conftest import OpenApiAccount, bearer
-from tests.projections.settle import settle
+from tests.projections.folding import fold_all
 
 PROBLEM = "application/problem+json"
 
@@ -57,7 +57,7 @@ async def test_reads_before_and_after_the_projectors_ran(client: httpx.AsyncClie
     assert early["window_total_ucr"] == 0 and early["top_requests"] == [] and early["lag_ms"] > 0
     await get(client, f"{base}/executions/exec-http", acct.read, 404)
 
-    await settle(ledger.engine)
+    await fold_all(ledger.engine)
     # gpt-4o on the test card: 4,000 × 2.50 + 1,000 × 10 credits per 1M = 20,000 µcr; email 1,000 µcr each.
     usage = await get(client, f"{base}/usage?by=integration", acct.read)
     totals = {b["key"]: b["credits_ucr"] for b in usage["data"]}

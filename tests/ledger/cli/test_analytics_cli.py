@@ -13,7 +13,7 @@ from ledger.service import Ledger
 from tests.ledger.cli.test_cli import cli as cli  # the fixtures, reused
 from tests.ledger.cli.test_cli import one_error_line
 from tests.ledger.cli.test_cli import with_ledger as with_ledger
-from tests.projections.settle import settle
+from tests.projections.folding import fold_all
 
 
 def test_usage_and_analytics_tables(cli: Callable[..., Result], with_ledger: Callable[..., Any]) -> None:
@@ -24,7 +24,7 @@ def test_usage_and_analytics_tables(cli: Callable[..., Result], with_ledger: Cal
         await ledger.execute(c.Meter(account_id="u1", operation="gpt-4o", attribution=run,
                                      quantities={"input_tokens": 4_000, "output_tokens": 1_000}))
         await ledger.execute(c.Meter(account_id="u1", operation="email", quantity=3, attribution=run))
-        await settle(ledger.engine)
+        await fold_all(ledger.engine)
 
     with_ledger(use)
     # gpt-4o on the test card: 4,000 × 2.50 + 1,000 × 10 credits per 1M = 0.02 credits; email 0.001 each.

@@ -9,14 +9,14 @@ import pytest
 from ledger.client import AsyncClient, Client, InvalidRequestError, NotFoundError
 from ledger.db import make_engine
 from tests.ledger.client.conftest import Live, NewAccount
-from tests.projections.settle import settle
+from tests.projections.folding import fold_all
 
 
 def catch_up(database_url: str) -> None:
     async def main() -> None:
         engine = make_engine(database_url, pool_size=2)
         try:
-            await settle(engine)
+            await fold_all(engine)
         finally:
             await engine.dispose()
 
