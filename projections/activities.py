@@ -4,7 +4,9 @@ expiries and disputes, each with its ``kind`` and signed amount.
 A reservation shows as what it holds (``kind`` 'reservation', the hold as a debit) and what comes
 back of it when it is settled for less, released or expires as a positive ``refund`` of its
 operation; the settlement's usage then stays in the history only, so the feed's amounts for one
-reservation add up to what it cost. ``proj_reservations`` remembers each hold's operation.
+reservation add up to what it cost. A hold moves what is available, not the balance, so its row
+shows the balance unchanged; a settlement's refund shows the balance after the settlement (its
+usage included). ``proj_reservations`` remembers each hold's operation and amount.
 """
 
 from __future__ import annotations
@@ -43,7 +45,10 @@ ACTIVITIES = Projector(
         " FROM e WHERE type = 'CreditsReserved'"
         " UNION ALL"
         " SELECT e.account_id, e.version, e.event_id, e.occurred_at, 'refund', COALESCE(r.operation, 'reservation'),"
-        " (e.data->>'released_ucr')::bigint, e.balance_after_ucr, NULL, r.reservation_id,"
+        # A settlement releases the hold, then meters what was used (held - released, as something
+        # came back): its refund shows the balance after both, the account's balance once settled.
+        " (e.data->>'released_ucr')::bigint, e.balance_after_ucr - CASE WHEN e.data->>'reason' = 'settled'"
+        " THEN COALESCE(r.held_ucr - (e.data->>'released_ucr')::bigint, 0) ELSE 0 END, NULL, r.reservation_id,"
         " jsonb_build_object('refund_of', 'reservation', 'reason', e.data->'reason', 'held_ucr', r.held_ucr)"
         " FROM e LEFT JOIN {proj_reservations} r ON r.account_id = e.account_id"
         " AND r.reservation_id = (e.data->>'reservation_id')::uuid"

@@ -92,9 +92,10 @@ async def test_a_reservation_settled_for_less_gives_back_a_positive_refund_named
     # The feed's entries for the reservation add up to what it cost, as the balance says.
     assert reservation.amount_ucr + refund.amount_ucr == -used.cost_ucr
     assert before - used.cost_ucr == (await ledger.balance(account, recent=0)).balance_ucr
-    # Each entry's balance after is its event's (as in the ledger): a hold moves ``available`` only.
+    # A hold moves what is available, not the balance; the refund shows the balance once settled.
     release = next(e for e in settle.events if isinstance(e, CreditsReleased))
-    assert (refund.entry_id, refund.balance_after_ucr) == (release.event_id, release.balance_after_ucr)
+    assert reservation.balance_after_ucr == before
+    assert (refund.entry_id, refund.balance_after_ucr) == (release.event_id, used.balance_after_ucr)
     # The settlement's usage is in the history (not the feed), with what it cost.
     assert not [a for a in await _all_activities(engine, account, "execution")
                 if a.entry_id == used.event_id]
@@ -117,6 +118,8 @@ async def test_a_released_and_an_expired_reservation_come_back_whole(
     refunds = {a.reservation_id: a for a in await _all_activities(engine, account, "refund")}
     assert refunds[released.reservation_id].amount_ucr == released.held_ucr
     assert refunds[released.reservation_id].detail["reason"] == "released"
+    # Nothing was used: the balance after each is the balance all along.
+    assert {a.balance_after_ucr for a in refunds.values()} == {(await ledger.balance(account, recent=0)).balance_ucr}
     assert refunds[expired.reservation_id].amount_ucr == expired.held_ucr
     assert refunds[expired.reservation_id].detail["reason"] == "expired"
     assert {a.operation for a in refunds.values()} == {"email_refund"}

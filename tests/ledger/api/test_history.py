@@ -98,6 +98,8 @@ async def test_activities_show_a_reservation_settled_for_less_as_a_positive_name
     assert reservation["amount_ucr"] == -hold["held_ucr"]
     assert refund["amount_ucr"] == settled["released_ucr"] > 0 and refund["amount"] == settled["released"]
     assert refund["amount_ucr"] + reservation["amount_ucr"] == -settled["charge"]["amount_ucr"]
+    # The refund shows the balance once settled (its usage included), as the ledger has it now.
+    assert refund["balance_after_ucr"] == settled["charge"]["balance_after_ucr"]
     assert refund["detail"]["reason"] == "settled" and refund["detail"]["held_ucr"] == hold["held_ucr"]
     grants = await get(client, f"{base}/activities?kind=grant", acct.read)
     assert {a["kind"] for a in grants["data"]} == {"grant"}
