@@ -111,14 +111,26 @@ async def claim_checkpoint(conn: AsyncConnection, name: str) -> LogPosition:
     A second process folding the same follower waits here, then starts after what the first
     committed: a span is folded once, whoever runs it.
     """
+    found = await _claim(conn, name, "FOR UPDATE")
+    assert found is not None  # FOR UPDATE waits for the row; it exists (inserted above if new)
+    return found
+
+
+async def try_claim_checkpoint(conn: AsyncConnection, name: str) -> LogPosition | None:
+    """``claim_checkpoint`` without waiting: None while another transaction holds it (that one is
+    folding; there is nothing to do meanwhile)."""
+    return await _claim(conn, name, "FOR UPDATE SKIP LOCKED")
+
+
+async def _claim(conn: AsyncConnection, name: str, lock: str) -> LogPosition | None:
     await conn.execute(text(
         "INSERT INTO log_checkpoints (name, tx_id, position, updated_at)"
         " VALUES (:n, CAST('0' AS xid8), 0, now()) ON CONFLICT (name) DO NOTHING"), {"n": name})
-    # FOR UPDATE: one folder per follower at a time (see the docstring).
+    # The row lock: one folder per follower at a time (see claim_checkpoint).
     row = (await conn.execute(text(
-        "SELECT tx_id::text::bigint AS tx, position FROM log_checkpoints WHERE name = :n FOR UPDATE"),
-        {"n": name})).one()
-    return LogPosition(row.tx, row.position)
+        f"SELECT tx_id::text::bigint AS tx, position FROM log_checkpoints WHERE name = :n {lock}"),
+        {"n": name})).first()
+    return None if row is None else LogPosition(row.tx, row.position)
 
 
 async def load_checkpoint(conn: AsyncConnection, name: str) -> LogPosition:

@@ -78,10 +78,11 @@ async def rebuild(engine: AsyncEngine, projector: Projector, *, batch: int = BAT
         await conn.commit()
         try:
             at, events = await _fold(conn, projector, START, None, batch, on_span, commit=True)
-            live = await claim_checkpoint(conn, projector.checkpoint)
+            live = await claim_checkpoint(conn, projector.checkpoint)  # waits for a live fold to end
             at, more = await _fold(conn, projector, at, None, batch, on_span, commit=False)
             # Both read the same log up to what is final; the fresh fold read later, so never less.
-            assert at >= live, f"fresh fold at {at} is behind the live checkpoint {live}"
+            if at < live:
+                raise RuntimeError(f"fresh fold of {projector.name} at {at} is behind its checkpoint {live}")
             for table in projector.tables:
                 # DELETE, not TRUNCATE: readers keep the old rows until this commits, never wait.
                 await conn.execute(text(f"DELETE FROM {names[table]}"))

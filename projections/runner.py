@@ -4,7 +4,7 @@ time, and moves the checkpoint in the same transaction as its rows.
 A crash anywhere in a span rolls back the rows with the checkpoint, so the span is folded again
 whole, never half and never twice. Several processes may run this at once (``credits serve``,
 ``credits worker``, ``credits projections run``): the checkpoint row's lock lets one fold a given
-projector's span at a time (``ledger.log.claim_checkpoint``).
+projector's span at a time (``ledger.log.claim_checkpoint``); the others skip it meanwhile.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ledger.log import claim_checkpoint, load_checkpoint, log_lag_ms, next_span, save_checkpoint
+from ledger.log import load_checkpoint, log_lag_ms, next_span, save_checkpoint, try_claim_checkpoint
 from projections.catalogue import PROJECTORS
 from projections.projector import Projector
 
@@ -31,8 +31,10 @@ BATCH = 10_000
 async def project_once(engine: AsyncEngine, projector: Projector, batch: int = BATCH) -> int:
     """Fold the next span of the log into ``projector``'s tables; how many events it covered."""
     async with engine.begin() as conn:
-        at = await claim_checkpoint(conn, projector.checkpoint)
-        span = await next_span(conn, at, batch)
+        # Another process folding it now: skip this round rather than queue behind it (every API
+        # process of ``credits serve --workers N`` runs projections).
+        at = await try_claim_checkpoint(conn, projector.checkpoint)
+        span = None if at is None else await next_span(conn, at, batch)
         if span is None:
             return 0
         await projector.fold(conn, span)
