@@ -32,6 +32,76 @@ from ledger.rows import (
 from ledger.state import AccountState, spend_keys
 from ledger.store.sql import Pg, fetch, renamed, rows, rows_from
 
+# ---- the statements, one per table (built once: a batch only fills in their parameters) --------
+
+INSERT_EVENTS = (
+    "INSERT INTO events (account_id, version, event_id, type, schema_version, data, idempotency_key,"
+    " amount_ucr, balance_after_ucr, occurred_at, recorded_at, hash) "
+    + rows_from("a text", "v bigint", "id uuid", "t text", "sv smallint", "d jsonb", "k text",
+                "amt bigint", "bal bigint", "occ timestamptz", "rec timestamptz", "h bytea"))
+INSERT_ACCOUNTS = (
+    "INSERT INTO accounts (account_id, name, plan, status, balance_ucr, debt_ucr, reserved_ucr,"
+    " spent_ucr, version, last_hash, settings, opened_at, updated_at)"
+    " SELECT o.*, CAST(:now AS timestamptz) FROM ("
+    + rows_from("a text", "n text", "p text", "st text", "b bigint", "d bigint", "r bigint",
+                "sp bigint", "v bigint", "h bytea", "s jsonb", "o timestamptz") + ") AS o")
+UPDATE_ACCOUNTS = (
+    "UPDATE accounts SET plan = u.p, status = u.st, balance_ucr = u.b, debt_ucr = u.d,"
+    " reserved_ucr = u.r, spent_ucr = u.sp, version = u.v, last_hash = u.h, settings = u.s,"
+    " updated_at = :now FROM ("
+    + rows_from("a text", "p text", "st text", "b bigint", "d bigint", "r bigint", "sp bigint",
+                "v bigint", "h bytea", "s jsonb") + ") AS u WHERE accounts.account_id = u.a")
+UPSERT_GRANTS = (
+    f"INSERT INTO grants (account_id, {columns(GRANT_COLUMNS)}) "
+    + rows_from("a text", "g uuid", "s text", "o bigint", "r bigint", "e timestamptz", "t timestamptz")
+    + " ON CONFLICT (account_id, grant_id) DO UPDATE SET remaining_ucr = excluded.remaining_ucr")
+UPSERT_DISPUTES = (
+    f"INSERT INTO disputes (account_id, {columns(DISPUTE_COLUMNS)}) "
+    + rows_from("a text", "p uuid", "i text", "s text", "f bigint", "r bigint", "o timestamptz",
+                "c timestamptz")
+    + " ON CONFLICT (account_id, purchase_id) DO UPDATE SET status = excluded.status,"
+    " restored_ucr = excluded.restored_ucr, closed_at = excluded.closed_at")
+UPSERT_RESERVATIONS = (
+    f"INSERT INTO reservations (account_id, {columns(RESERVATION_COLUMNS)}) "
+    + rows_from("a text", "r uuid", "o text", "h bigint", "s text", "e timestamptz", "c timestamptz")
+    + " ON CONFLICT (account_id, reservation_id) DO UPDATE SET status = excluded.status")
+UPSERT_DEPLOYMENTS = (
+    f"INSERT INTO deployments (account_id, {columns(DEPLOYMENT_COLUMNS)}) "
+    + rows_from("a text", "d text", "i text", "h bigint", "s text", "n bigint", "c bigint",
+                "ss timestamptz", "u bigint", "pr text", "st timestamptz")
+    + " ON CONFLICT (account_id, deployment_id) DO UPDATE SET status = excluded.status,"
+    " hours_charged = excluded.hours_charged, credits_ucr = excluded.credits_ucr,"
+    " segment_started_at = excluded.segment_started_at,"
+    " used_us = excluded.used_us, paused_reason = excluded.paused_reason")
+UPSERT_LIMITS = (
+    f"INSERT INTO limits (account_id, {columns(LIMIT_COLUMNS)}) "
+    + rows_from("a text", "s text", "j text", "r bigint", "d bigint", "m bigint")
+    + " ON CONFLICT (account_id, scope, subject) DO UPDATE SET per_run_ucr = excluded.per_run_ucr,"
+    " per_day_ucr = excluded.per_day_ucr, per_month_ucr = excluded.per_month_ucr")
+#: Spend counters are written as deltas: only the keys a batch gates on are ever loaded.
+ADD_TO_SPEND_COUNTERS = (
+    "INSERT INTO spend_counters (account_id, scope, subject, period, spent_ucr) "
+    + rows_from("a text", "s text", "j text", "p text", "v bigint")
+    + " ON CONFLICT (account_id, scope, subject, period)"
+    " DO UPDATE SET spent_ucr = spend_counters.spent_ucr + excluded.spent_ucr")
+INSERT_KEYS = (
+    "INSERT INTO idempotency_keys (account_id, key, request_hash, first_version, last_version,"
+    " created_at) SELECT k.*, CAST(:now AS timestamptz) FROM ("
+    + rows_from("a text", "k text", "h bytea", "f bigint", "l bigint") + ") AS k")
+INSERT_REDEMPTIONS = (
+    "INSERT INTO coupon_redemptions (account_id, code, event_id, redeemed_at)"
+    " SELECT r.*, CAST(:now AS timestamptz) FROM (" + rows_from("a text", "c text", "e uuid") + ") AS r")
+ADD_TO_COUPON_COUNTS = (
+    "UPDATE coupons SET redeemed_count = redeemed_count + q.n FROM ("
+    + rows_from("c text", "n int") + ") AS q WHERE coupons.code = q.c")
+INSERT_API_KEYS = (
+    "INSERT INTO api_keys (key_id, account_id, role, name, prefix, secret_sha256, created_at) "
+    + rows_from("ki text", "ka text", "kr text", "kn text", "kp text", "ks bytea", "kt timestamptz"))
+#: Scoped to the account, so a command can only ever revoke its own account's key.
+REVOKE_API_KEYS = (
+    "UPDATE api_keys SET revoked_at = :rnow FROM (" + rows_from("a text", "k text") + ") AS r"
+    " WHERE api_keys.key_id = r.k AND api_keys.account_id = r.a AND api_keys.revoked_at IS NULL")
+
 
 class Writes:
     """Statements collected for one round trip: each becomes a data-modifying CTE."""
@@ -72,10 +142,7 @@ def collect(plan: WritePlan) -> Writes:
 
 def _insert_events(w: Writes, plan: WritePlan) -> None:
     w.add(
-        "INSERT INTO events (account_id, version, event_id, type, schema_version, data, idempotency_key,"
-        " amount_ucr, balance_after_ucr, occurred_at, recorded_at, hash) "
-        + rows_from("a text", "v bigint", "id uuid", "t text", "sv smallint", "d jsonb", "k text",
-                    "amt bigint", "bal bigint", "occ timestamptz", "rec timestamptz", "h bytea"),
+        INSERT_EVENTS,
         {"rows": rows((e.account_id, v, e.event_id, e.type, e.schema_version, orjson.Fragment(data_json),
                        e.idempotency_key, e.amount_ucr, e.balance_after_ucr, e.occurred_at, e.recorded_at, h)
                       for e, v, h, data_json in plan.events)})
@@ -84,16 +151,9 @@ def _insert_events(w: Writes, plan: WritePlan) -> None:
 def _write_api_keys(w: Writes, plan: WritePlan) -> None:
     """``api_keys`` rows created or revoked by the batch."""
     if plan.api_keys_created:
-        w.add(
-            "INSERT INTO api_keys (key_id, account_id, role, name, prefix, secret_sha256, created_at) "
-            + rows_from("ki text", "ka text", "kr text", "kn text", "kp text", "ks bytea", "kt timestamptz"),
-            {"rows": rows(plan.api_keys_created)})
+        w.add(INSERT_API_KEYS, {"rows": rows(plan.api_keys_created)})
     if plan.api_keys_revoked:
-        # Scoped to the account, so a command can only ever revoke its own account's key.
-        w.add(
-            "UPDATE api_keys SET revoked_at = :rnow FROM (" + rows_from("a text", "k text") + ") AS r"
-            " WHERE api_keys.key_id = r.k AND api_keys.account_id = r.a AND api_keys.revoked_at IS NULL",
-            {"rnow": plan.now, "rows": rows(plan.api_keys_revoked)})
+        w.add(REVOKE_API_KEYS, {"rnow": plan.now, "rows": rows(plan.api_keys_revoked)})
 
 
 def _write_state(w: Writes, plan: WritePlan) -> None:
@@ -104,21 +164,13 @@ def _write_state(w: Writes, plan: WritePlan) -> None:
     updated = [s for s in changed if s.account_id in original]
     if opened:
         w.add(
-            "INSERT INTO accounts (account_id, name, plan, status, balance_ucr, debt_ucr, reserved_ucr,"
-            " spent_ucr, version, last_hash, settings, opened_at, updated_at)"
-            " SELECT o.*, CAST(:now AS timestamptz) FROM ("
-            + rows_from("a text", "n text", "p text", "st text", "b bigint", "d bigint", "r bigint",
-                         "sp bigint", "v bigint", "h bytea", "s jsonb", "o timestamptz") + ") AS o",
+            INSERT_ACCOUNTS,
             {"now": now, "rows": rows((s.account_id, s.name, s.plan, s.status, s.balance_ucr, s.debt_ucr,
                                         s.reserved_ucr, s.spent_ucr, s.version, s.last_hash,
                                         orjson.Fragment(settings_json(s)), s.opened_at) for s in opened)})
     if updated:
         w.add(
-            "UPDATE accounts SET plan = u.p, status = u.st, balance_ucr = u.b, debt_ucr = u.d,"
-            " reserved_ucr = u.r, spent_ucr = u.sp, version = u.v, last_hash = u.h, settings = u.s,"
-            " updated_at = :now FROM ("
-            + rows_from("a text", "p text", "st text", "b bigint", "d bigint", "r bigint", "sp bigint",
-                         "v bigint", "h bytea", "s jsonb") + ") AS u WHERE accounts.account_id = u.a",
+            UPDATE_ACCOUNTS,
             {"now": now, "rows": rows((s.account_id, s.plan, s.status, s.balance_ucr, s.debt_ucr, s.reserved_ucr,
                                         s.spent_ucr, s.version, s.last_hash, orjson.Fragment(settings_json(s)))
                                        for s in updated)})
@@ -135,76 +187,31 @@ def _write_state(w: Writes, plan: WritePlan) -> None:
         dispute_rows += [dispute_row(s.account_id, pid, p.dispute) for pid, p in s.purchases.items()
                          if p.dispute is not None and before.purchases.get(pid) != p]
     if grant_rows:
-        w.add(
-            f"INSERT INTO grants (account_id, {columns(GRANT_COLUMNS)}) "
-            + rows_from("a text", "g uuid", "s text", "o bigint", "r bigint", "e timestamptz",
-                         "t timestamptz")
-            + " ON CONFLICT (account_id, grant_id) DO UPDATE SET remaining_ucr = excluded.remaining_ucr",
-            {"rows": rows(grant_rows)})
+        w.add(UPSERT_GRANTS, {"rows": rows(grant_rows)})
     if dispute_rows:
-        w.add(
-            f"INSERT INTO disputes (account_id, {columns(DISPUTE_COLUMNS)}) "
-            + rows_from("a text", "p uuid", "i text", "s text", "f bigint", "r bigint", "o timestamptz",
-                         "c timestamptz")
-            + " ON CONFLICT (account_id, purchase_id) DO UPDATE SET status = excluded.status,"
-            " restored_ucr = excluded.restored_ucr, closed_at = excluded.closed_at",
-            {"rows": rows(dispute_rows)})
+        w.add(UPSERT_DISPUTES, {"rows": rows(dispute_rows)})
     if res_rows:
-        w.add(
-            f"INSERT INTO reservations (account_id, {columns(RESERVATION_COLUMNS)}) "
-            + rows_from("a text", "r uuid", "o text", "h bigint", "s text", "e timestamptz",
-                         "c timestamptz")
-            + " ON CONFLICT (account_id, reservation_id) DO UPDATE SET status = excluded.status",
-            {"rows": rows(res_rows)})
+        w.add(UPSERT_RESERVATIONS, {"rows": rows(res_rows)})
     if dep_rows:
-        w.add(
-            f"INSERT INTO deployments (account_id, {columns(DEPLOYMENT_COLUMNS)}) "
-            + rows_from("a text", "d text", "i text", "h bigint", "s text", "n bigint", "c bigint",
-                         "ss timestamptz", "u bigint", "pr text", "st timestamptz")
-            + " ON CONFLICT (account_id, deployment_id) DO UPDATE SET status = excluded.status,"
-            " hours_charged = excluded.hours_charged, credits_ucr = excluded.credits_ucr,"
-            " segment_started_at = excluded.segment_started_at,"
-            " used_us = excluded.used_us, paused_reason = excluded.paused_reason",
-            {"rows": rows(dep_rows)})
+        w.add(UPSERT_DEPLOYMENTS, {"rows": rows(dep_rows)})
     if limit_rows:
-        w.add(
-            f"INSERT INTO limits (account_id, {columns(LIMIT_COLUMNS)}) "
-            + rows_from("a text", "s text", "j text", "r bigint", "d bigint", "m bigint")
-            + " ON CONFLICT (account_id, scope, subject) DO UPDATE SET per_run_ucr = excluded.per_run_ucr,"
-            " per_day_ucr = excluded.per_day_ucr, per_month_ucr = excluded.per_month_ucr",
-            {"rows": rows(limit_rows)})
+        w.add(UPSERT_LIMITS, {"rows": rows(limit_rows)})
 
-    # Spend counters are written as deltas: only the keys a batch gates on are ever loaded.
     deltas: dict[tuple[str, str, str, str], int] = defaultdict(int)
     for e, _, _, _ in plan.events:
         if isinstance(e, UsageMetered):
             for k in spend_keys(e.attribution, e.occurred_at):
                 deltas[(e.account_id, *k)] += e.cost_ucr
     if deltas:
-        w.add(
-            "INSERT INTO spend_counters (account_id, scope, subject, period, spent_ucr) "
-            + rows_from("a text", "s text", "j text", "p text", "v bigint")
-            + " ON CONFLICT (account_id, scope, subject, period)"
-            " DO UPDATE SET spent_ucr = spend_counters.spent_ucr + excluded.spent_ucr",
-            {"rows": rows((*k, v) for k, v in deltas.items())})
+        w.add(ADD_TO_SPEND_COUNTERS, {"rows": rows((*k, v) for k, v in deltas.items())})
 
     if plan.keys:
-        w.add(
-            "INSERT INTO idempotency_keys (account_id, key, request_hash, first_version, last_version,"
-            " created_at) SELECT k.*, CAST(:now AS timestamptz) FROM ("
-            + rows_from("a text", "k text", "h bytea", "f bigint", "l bigint") + ") AS k",
-            {"now": now, "rows": rows(plan.keys)})
+        w.add(INSERT_KEYS, {"now": now, "rows": rows(plan.keys)})
 
     if plan.redeemed:
-        w.add(
-            "INSERT INTO coupon_redemptions (account_id, code, event_id, redeemed_at)"
-            " SELECT r.*, CAST(:now AS timestamptz) FROM (" + rows_from("a text", "c text", "e uuid") + ") AS r",
-            {"now": now, "rows": rows(plan.redeemed)})
+        w.add(INSERT_REDEMPTIONS, {"now": now, "rows": rows(plan.redeemed)})
         counts: dict[str, int] = defaultdict(int)
         for _, code, _ in plan.redeemed:
             counts[code] += 1
-        w.add(
-            "UPDATE coupons SET redeemed_count = redeemed_count + q.n FROM ("
-            + rows_from("c text", "n int") + ") AS q WHERE coupons.code = q.c",
-            {"rows": rows(counts.items())})
+        w.add(ADD_TO_COUPON_COUNTS, {"rows": rows(counts.items())})
 
