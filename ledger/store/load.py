@@ -117,24 +117,32 @@ async def load(pg: Pg, commands: Sequence[c.Command], account_ids: list[str], no
         return [cmd for t in types for cmd in by_type.get(t, ())]
 
     grants = {a: {g.grant_id: g for g in map(rows_.grant, r["grants"])} for a, r in account_rows.items()}
-    purchases = await _purchases(pg, of(c.IssueRefund, c.RecordDispute, c.CloseDispute), account_rows, grants)
-    reservations = await _reservations(pg, of(c.Settle, c.Release), of(c.ExpireReservations), now)
+    # Each of these is read only when a command of the batch names it (most batches are usage
+    # alone and read none): the other states get empty collections.
+    refunding = of(c.IssueRefund, c.RecordDispute, c.CloseDispute)
+    settling, expiring = of(c.Settle, c.Release), of(c.ExpireReservations)
+    running = of(c.StartDeployment, c.ChargeDeploymentHour, c.StopDeployment, c.PauseDeployment,
+                 c.ResumeDeployment)
     # Debt pauses and the deployment-cost alert look at every running deployment.
-    deployments = await _deployments(pg, of(c.StartDeployment, c.ChargeDeploymentHour, c.StopDeployment,
-                                            c.PauseDeployment, c.ResumeDeployment),
-                                     of(c.PauseForDebt, c.CheckAlerts, c.RaiseAlert))
-    redeemed = await _coupons(pg, out, of(c.RedeemCoupon), card)
+    debtors = of(c.PauseForDebt, c.CheckAlerts, c.RaiseAlert)
+    redeeming = of(c.RedeemCoupon)
+    purchases = await _purchases(pg, refunding, account_rows, grants) if refunding else {}
+    reservations = await _reservations(pg, settling, expiring, now) if settling or expiring else {}
+    deployments = await _deployments(pg, running, debtors) if running or debtors else {}
+    redeemed = await _coupons(pg, out, redeeming, card) if redeeming else {}
     for a, r in account_rows.items():
         out.states[a] = rows_.account(
             r, grants=grants[a], limits=dict(map(rows_.limit, r["limits"])) if r["limits"] else {}, counters=None,
-            reservations=reservations[a], deployments=deployments[a], coupons_redeemed=frozenset(redeemed[a]),
-            purchases=purchases[a])
+            reservations=reservations.get(a, {}), deployments=deployments.get(a, {}),
+            coupons_redeemed=frozenset(redeemed.get(a, ())), purchases=purchases.get(a, {}))
     # Spend counters, for the accounts whose budget, limits or alert checks read them (a debit
     # needs them only near MAX_SPEND_UCR: ``ledger.decide.spending._check_spend_range``).
     gated = {a for a, st in out.states.items() if st.budget.monthly_limit_ucr is not None or st.limits}
     gated.update(cmd.account_id for cmd in of(c.CheckAlerts, c.RaiseAlert))
-    await load_counters(pg, out, commands, gated, now)
+    if gated:
+        await load_counters(pg, out, commands, gated, now)
     return out
+
 
 async def _purchases(pg: Pg, naming: list[c.IssueRefund | c.RecordDispute | c.CloseDispute],
                      accounts: Mapping[str, Any],
