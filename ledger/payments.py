@@ -103,6 +103,11 @@ class AutoRefill:
         return self.requested_today_ucr if self.day == day else 0
 
 
+#: An auto-refill never configured: one shared instance (it is frozen) that every account without
+#: one holds, so loading such an account builds nothing and the settings' cache finds it by identity.
+NO_AUTO_REFILL = AutoRefill()
+
+
 #: Stripe subscription statuses after which it never bills again: the plan's allowance comes
 #: from the calendar again (the scheduler's monthly job).
 ENDED = frozenset({"canceled", "incomplete_expired"})

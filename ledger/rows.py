@@ -19,7 +19,7 @@ from ledger.chain import canonical_json
 from ledger.events import Event, event_from_row
 from ledger.grants import Grant
 from ledger.idempotency import StoredKey
-from ledger.payments import AutoRefill, Dispute, RefillRequest, Subscription
+from ledger.payments import NO_AUTO_REFILL, AutoRefill, Dispute, RefillRequest, Subscription
 from ledger.state import AccountState, Budget, Deployment, Limit, LimitKey, Reservation
 
 
@@ -108,7 +108,7 @@ def budget(settings: Mapping[str, Any]) -> Budget:
 def auto_refill(settings: Mapping[str, Any]) -> AutoRefill:
     """The account's auto-refill, from ``accounts.settings`` (absent: never configured)."""
     if "auto_refill" not in settings:
-        return AutoRefill()
+        return NO_AUTO_REFILL
     fields = dict(settings["auto_refill"])
     last = fields.pop("last", None)
     return AutoRefill(**fields, last=None if last is None else RefillRequest(
@@ -117,7 +117,7 @@ def auto_refill(settings: Mapping[str, Any]) -> AutoRefill:
 
 def auto_refill_settings(r: AutoRefill) -> dict[str, Any] | None:
     """An auto-refill as ``accounts.settings`` holds it (``None``: never configured, not stored)."""
-    if r == AutoRefill():
+    if r == NO_AUTO_REFILL:
         return None
     out = {f: getattr(r, f) for f in AutoRefill.__dataclass_fields__ if f != "last"}
     out["last"] = None if r.last is None else {

@@ -47,7 +47,7 @@ from ledger.events import (
 )
 from ledger.grants import Grant
 from ledger.money import MAX_UCR
-from ledger.payments import AutoRefill, Dispute, Subscription, refill_after, subscription_after
+from ledger.payments import NO_AUTO_REFILL, AutoRefill, Dispute, Subscription, refill_after, subscription_after
 from ledger.payments import Purchase as Purchase
 from ledger.rates import coupon_code
 
@@ -110,7 +110,7 @@ class AccountState:
     coupons_redeemed: frozenset[str] = frozenset()
     #: Purchases by ledger entry id (those a batch's refunds name, and those it records).
     purchases: Mapping[UUID, Purchase] = field(default_factory=dict)
-    auto_refill: AutoRefill = field(default_factory=AutoRefill)
+    auto_refill: AutoRefill = NO_AUTO_REFILL
     #: The Stripe subscription paying the plan, if one ever did.
     subscription: Subscription | None = None
 
