@@ -6,7 +6,7 @@ from typing import Any
 
 from ledger.api.schemas import analytics as a
 from ledger.money import format_credits
-from projections.queries.usage import AnalyticsReport, CostLine, ExecutionCost, UsageReport
+from projections.queries.usage import AnalyticsReport, CostLine, ExecutionCost, FlowCost, UsageReport
 
 #: The integrations a run's ``credits`` always names (the Lux shape), used or not.
 ALWAYS = ("ai", "email")
@@ -49,15 +49,31 @@ def _line(c: CostLine) -> a.CostLineOut:
                          output_tokens=c.output_tokens, **_pair("credits", c.cost_ucr))
 
 
+def credits(by_integration: dict[str, int], total_ucr: int) -> dict[str, str | int]:
+    """Credits by integration (``ai`` and ``email`` always) and ``total``, each in both forms."""
+    out: dict[str, str | int] = {}
+    amounts = {name: 0 for name in ALWAYS} | dict(sorted(by_integration.items(), key=lambda kv: (-kv[1], kv[0])))
+    for name, ucr in [*amounts.items(), ("total", total_ucr)]:
+        out[name] = format_credits(ucr)
+        out[f"{name}_ucr"] = ucr
+    return out
+
+
 def execution(x: ExecutionCost) -> a.ExecutionCostOut:
-    credits: dict[str, str | int] = {}
-    amounts = {name: 0 for name in ALWAYS} | {i.key: i.cost_ucr for i in x.by_integration}
-    for name, ucr in [*amounts.items(), ("total", x.total_ucr)]:
-        credits[name] = format_credits(ucr)
-        credits[f"{name}_ucr"] = ucr
     return a.ExecutionCostOut(
         account_id=x.account_id, execution_id=x.execution_id, executionId=x.execution_id, flow=x.flow,
         flowId=x.flow, agent=x.agent, run=x.run, member=x.member, started_at=x.started_at, ended_at=x.ended_at,
-        events=x.events, credits=credits, **_pair("total", x.total_ucr), by_node=[_line(n) for n in x.by_node],
+        events=x.events, credits=credits({i.key: i.cost_ucr for i in x.by_integration}, x.total_ucr),
+        **_pair("total", x.total_ucr), by_node=[_line(n) for n in x.by_node],
         by_model=[_line(m) for m in x.by_model], by_tool=[_line(t) for t in x.by_tool],
         as_of_position=x.freshness.as_of_position, lag_ms=x.freshness.lag_ms)
+
+
+def flow(f: FlowCost) -> a.FlowCostOut:
+    return a.FlowCostOut(
+        account_id=f.account_id, flow=f.flow, flowId=f.flow, **{"from": f.start}, to=f.end, events=f.events,
+        credits=credits(f.by_integration, f.total_ucr), **_pair("total", f.total_ucr),
+        executions=[a.FlowRunOut(flowId=f.flow, executionId=r.execution_id, execution_id=r.execution_id,
+                                 started_at=r.started_at, events=r.events,
+                                 credits=credits(r.by_integration, r.total_ucr)) for r in f.runs],
+        has_more=f.has_more, as_of_position=f.freshness.as_of_position, lag_ms=f.freshness.lag_ms)

@@ -19,8 +19,9 @@ Stripe's ``checkout_url``; ``billing.portal()``, ``billing.invoices()`` and (ope
 Accounting: ``client.credits.export(from_="2026-11-01", to="2026-11-30")`` is the CSV export as
 text; ``client.credits.export_to("usage.csv", ...)`` streams it into a file.
 
-Usage and analytics: ``credits.usage(bucket="day", by="integration")``, ``credits.analytics(days=7)``
-and ``credits.execution(run_id)`` (one run's cost), each with ``as_of_position`` and ``lag_ms``.
+Usage and analytics: ``credits.usage(bucket="day", by="integration")``, ``credits.analytics(days=7)``,
+``credits.execution(run_id)`` (one run's cost) and ``credits.flow(name)`` (a flow's), each with
+``as_of_position`` and ``lag_ms``.
 
 ``AsyncClient`` has the same namespaces, awaitable (``async for`` over ``credits.iter()``).
 
@@ -38,6 +39,8 @@ from ledger.client.analytics import (
     DayCost,
     DeploymentCost,
     ExecutionCost,
+    FlowCost,
+    FlowRun,
     ModelCost,
     Suggestion,
     TopRequest,
@@ -138,6 +141,8 @@ __all__ = [
     "ExecutionCost",
     "ExecutionPage",
     "Exported",
+    "FlowCost",
+    "FlowRun",
     "Gate",
     "Grant",
     "IdempotencyConflictError",

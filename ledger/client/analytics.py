@@ -1,5 +1,5 @@
 """Usage, analytics and one run's cost (read models): the answers' models and the ``Call`` of each
-endpoint (``client.credits.usage/analytics/execution``), as ``calls`` does for the others.
+endpoint (``client.credits.usage/analytics/execution/flow``), as ``calls`` does for the others.
 
 Every answer says how fresh it is: ``as_of_position`` and ``lag_ms`` (0 when caught up).
 """
@@ -144,12 +144,44 @@ class ExecutionCost(_Model):
     lag_ms: int
 
 
-def usage(bucket: str, by: str, start: datetime | str | None, end: datetime | str | None) -> Call[UsageReport]:
-    params: dict[str, str | int] = {"bucket": bucket, "by": by}
+class FlowRun(_Model):
+    flowId: str
+    executionId: str
+    execution_id: str
+    started_at: datetime
+    events: int
+    credits: dict[str, str | int]
+
+
+class FlowCost(_Model):
+    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
+
+    account_id: str
+    flow: str
+    flowId: str
+    start: datetime = Field(alias="from")
+    to: datetime
+    events: int
+    credits: dict[str, str | int]
+    total: str
+    total_ucr: int
+    executions: list[FlowRun]
+    has_more: bool
+    as_of_position: int
+    lag_ms: int
+
+
+def _range(start: datetime | str | None, end: datetime | str | None) -> dict[str, str | int]:
+    params: dict[str, str | int] = {}
     for name, value in (("from", start), ("to", end)):
         if value is not None:
             params[name] = value.isoformat() if isinstance(value, datetime) else value
-    return Call("GET", _account_path(None, "/usage"), _model(UsageReport), params=params)
+    return params
+
+
+def usage(bucket: str, by: str, start: datetime | str | None, end: datetime | str | None) -> Call[UsageReport]:
+    return Call("GET", _account_path(None, "/usage"), _model(UsageReport),
+                params={"bucket": bucket, "by": by, **_range(start, end)})
 
 
 def analytics(days: int) -> Call[Analytics]:
@@ -159,3 +191,7 @@ def analytics(days: int) -> Call[Analytics]:
 
 def execution(execution_id: str) -> Call[ExecutionCost]:
     return Call("GET", _account_path(None, f"/executions/{_seg(execution_id)}"), _model(ExecutionCost))
+
+
+def flow(name: str, start: datetime | str | None, end: datetime | str | None) -> Call[FlowCost]:
+    return Call("GET", _account_path(None, f"/flows/{_seg(name)}"), _model(FlowCost), params=_range(start, end))

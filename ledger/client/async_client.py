@@ -18,7 +18,7 @@ from uuid import UUID
 import httpx
 
 from ledger.client import analytics, billing, calls, export, history
-from ledger.client.analytics import Analytics, ExecutionCost, UsageReport
+from ledger.client.analytics import Analytics, ExecutionCost, FlowCost, UsageReport
 from ledger.client.billing import (
     AutoRefill,
     CardSetup,
@@ -219,6 +219,12 @@ class AsyncCredits(_AsyncNamespace):
     async def execution(self, execution_id: str) -> ExecutionCost:
         """One run's cost: flow, agent, credits by integration and total, by node, model and tool."""
         return await self._c._run(analytics.execution(execution_id))
+
+    async def flow(self, name: str, *, start: datetime | str | None = None,
+             end: datetime | str | None = None) -> FlowCost:
+        """A flow's cost over [start, end) (default: the last 30 days): credits by integration and
+        total, and its latest executions, each ``{flowId, executionId, credits}``."""
+        return await self._c._run(analytics.flow(name, start, end))
 
 
 class AsyncUsage(_AsyncNamespace):

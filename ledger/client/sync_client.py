@@ -18,7 +18,7 @@ from uuid import UUID
 import httpx
 
 from ledger.client import analytics, billing, calls, export, history
-from ledger.client.analytics import Analytics, ExecutionCost, UsageReport
+from ledger.client.analytics import Analytics, ExecutionCost, FlowCost, UsageReport
 from ledger.client.billing import (
     AutoRefill,
     CardSetup,
@@ -232,6 +232,12 @@ class Credits(_Namespace):
     def execution(self, execution_id: str) -> ExecutionCost:
         """One run's cost: flow, agent, credits by integration and total, by node, model and tool."""
         return self._c._run(analytics.execution(execution_id))
+
+    def flow(self, name: str, *, start: datetime | str | None = None,
+             end: datetime | str | None = None) -> FlowCost:
+        """A flow's cost over [start, end) (default: the last 30 days): credits by integration and
+        total, and its latest executions, each ``{flowId, executionId, credits}``."""
+        return self._c._run(analytics.flow(name, start, end))
 
 
 class Usage(_Namespace):

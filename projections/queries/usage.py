@@ -124,6 +124,45 @@ class ExecutionCost:
     freshness: Freshness
 
 
+@dataclass(frozen=True)
+class FlowRun:
+    """One execution of a flow: when it started, its events and credits by integration."""
+
+    execution_id: str
+    started_at: datetime
+    events: int
+    by_integration: dict[str, int]
+
+    @property
+    def total_ucr(self) -> int:
+        return sum(self.by_integration.values())
+
+
+@dataclass(frozen=True)
+class FlowCost:
+    account_id: str
+    flow: str
+    start: datetime
+    end: datetime
+    events: int
+    by_integration: dict[str, int]
+    #: The flow's latest executions in the range, newest first (at most ``FLOW_RUNS``).
+    runs: list[FlowRun]
+    has_more: bool
+    freshness: Freshness
+
+    @property
+    def total_ucr(self) -> int:
+        return sum(self.by_integration.values())
+
+
+#: How many of a flow's executions its summary lists.
+FLOW_RUNS = 50
+#: A flow summary's default range (before ``to``) and the longest one it may ask for.
+FLOW_DEFAULT_SPAN = timedelta(days=30)
+FLOW_MAX_SPAN = timedelta(days=366)
+
+
 @contextlib.asynccontextmanager
 async def snapshot(engine: AsyncEngine, account_id: str | None) -> AsyncIterator[AsyncConnection]:
     """A read-only REPEATABLE READ transaction (rows and freshness agree), on an account that exists
@@ -297,3 +336,42 @@ def _uuid(value: str) -> UUID | None:
         return UUID(value)
     except ValueError:
         return None
+
+
+async def flow(ledger: Ledger, account_id: str, flow_name: str, *, start: datetime | None = None,
+               end: datetime | None = None) -> FlowCost:
+    """A flow's cost over the hours starting in [start, end) (default: the last 30 days; at most
+    366): its credits by integration from the hourly rollup, and its latest executions, each with
+    its credits by integration. A flow nothing was recorded under reads as zero."""
+    until = _floor_hour(end) if end is not None else _floor_hour(ledger.clock.now()) + HOUR
+    since = _floor_hour(start) if start is not None else until - FLOW_DEFAULT_SPAN
+    if since >= until or until - since > FLOW_MAX_SPAN:
+        raise InvalidRequest(f"from must be before to, at most {FLOW_MAX_SPAN.days} days apart")
+    card = ledger.card
+    async with snapshot(ledger.engine, account_id) as conn:
+        totals = (await conn.execute(text(
+            "SELECT operation, sum(events)::bigint AS events, sum(cost_ucr)::bigint AS cost_ucr"
+            " FROM proj_usage_hourly WHERE account_id = :a AND dim = 'flow' AND key = :k"
+            " AND hour >= :f AND hour < :t GROUP BY operation"),
+            {"a": account_id, "k": flow_name, "f": since, "t": until})).all()
+        # The newest executions first, through the (account_id, occurred_at) index.
+        runs = (await conn.execute(text(
+            "SELECT COALESCE(execution_id, event_id::text) AS run, operation, min(occurred_at) AS started_at,"
+            " count(*) AS events, sum(cost_ucr)::bigint AS cost_ucr FROM proj_executions"
+            " WHERE account_id = :a AND flow = :k AND occurred_at >= :f AND occurred_at < :t"
+            " GROUP BY 1, 2"), {"a": account_id, "k": flow_name, "f": since, "t": until})).all()
+        fresh = await freshness(conn, USAGE, HISTORY)
+    overall: dict[str, int] = defaultdict(int)
+    for r in totals:
+        overall[integration(card, r.operation)] += r.cost_ucr
+    started: dict[str, datetime] = {}
+    events: dict[str, int] = defaultdict(int)
+    parts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for r in runs:
+        started[r.run] = min(started.get(r.run, r.started_at), r.started_at)
+        events[r.run] += r.events
+        parts[r.run][integration(card, r.operation)] += r.cost_ucr
+    newest = sorted(started, key=lambda run: (started[run], run), reverse=True)
+    return FlowCost(account_id, flow_name, since, until, sum(r.events for r in totals), dict(overall),
+                    [FlowRun(run, started[run], events[run], dict(parts[run])) for run in newest[:FLOW_RUNS]],
+                    len(newest) > FLOW_RUNS, fresh)

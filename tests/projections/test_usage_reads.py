@@ -225,6 +225,19 @@ async def test_one_runs_cost_by_integration_node_model_and_tool(
     with pytest.raises(NotFound):
         await q.execution(ledger, account, "exec-unknown")
 
+    # The flow's summary: its two runs, the newest first, each by integration.
+    clock.advance(timedelta(minutes=5))
+    later = await ledger.execute(c.Meter(account_id=account, operation="sms", quantity=4,
+                                         attribution=Attribution(flow="welcome", execution="exec-2")))
+    await fold_all(ledger.engine)
+    f = await q.flow(ledger, account, "welcome")
+    sms = later.events[0].amount_ucr * -1
+    assert [(r.execution_id, r.by_integration) for r in f.runs] == [
+        ("exec-2", {"sms": sms}), ("exec-1", {"ai": costs[0] + costs[1], "email": costs[2], "sms": costs[3]})]
+    assert f.by_integration == {"ai": costs[0] + costs[1], "email": costs[2], "sms": costs[3] + sms}
+    assert f.events == 5 and f.total_ucr == sum(costs) + sms and not f.has_more
+    assert (await q.flow(ledger, account, "no-such-flow")).runs == []
+
 
 async def test_reads_before_the_projectors_ran_are_empty_with_their_lag(
         ledger: Ledger, clock: ManualClock, open_account: OpenAccount) -> None:

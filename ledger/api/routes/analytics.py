@@ -53,3 +53,15 @@ async def execution(account: str, rt: RT, who: Reader,
     ``execution_id`` is the usage's ``attribution.execution``, or an entry id for usage that named none.
     """
     return render.execution(await reads.execution(rt.ledger, account, execution_id))
+
+
+@router.get("/v1/accounts/{account}/flows/{flow}", response_model=a.FlowCostOut)
+async def flow(account: str, rt: RT, who: Reader, flow: Annotated[str, Path(max_length=200)],
+               start: Annotated[datetime | None, Query(alias="from", description=(
+                   "First hour (UTC when no offset); default: 30 days before `to`."))] = None,
+               end: Annotated[datetime | None, Query(alias="to", description=(
+                   "End (exclusive; default: the end of the current hour); at most 366 days after `from`."))] = None,
+               ) -> a.FlowCostOut:
+    """A flow's cost: credits by integration and total, and its latest executions (newest first),
+    each as ``{flowId, executionId, credits: {ai, email, ..., total}}``."""
+    return render.flow(await reads.flow(rt.ledger, account, flow, start=start, end=end))

@@ -153,3 +153,30 @@ class ExecutionCostOut(Fresh):
     by_node: list[CostLineOut]
     by_model: list[CostLineOut]
     by_tool: list[CostLineOut]
+
+
+class FlowRunOut(Out):
+    #: The Lux shape: ``{"flowId", "executionId", "credits": {"ai", "email", "total"}}`` (+ ``_ucr``).
+    flowId: str
+    executionId: str
+    execution_id: str
+    started_at: datetime
+    events: int
+    credits: dict[str, str | int]
+
+
+class FlowCostOut(Fresh):
+    model_config = ConfigDict(from_attributes=True, populate_by_name=True)
+
+    account_id: str
+    flow: str
+    flowId: str
+    from_: datetime = Field(alias="from")
+    to: datetime
+    events: int
+    credits: dict[str, str | int]
+    total: str
+    total_ucr: int
+    #: The latest executions in the range, newest first (at most 50; ``has_more`` when there are more).
+    executions: list[FlowRunOut]
+    has_more: bool

@@ -163,12 +163,16 @@ async def test_every_amount_in_every_response_appears_twice(
             await ok(c, "GET", f"{base}/entries/{e['id']}/explain", acct.read)
     await ok(c, "GET", f"{base}/entries/{charge['id']}/explain", acct.read)
     await ok(c, "GET", f"{base}/ledger?limit=2", acct.read)
+    await ok(c, "POST", "/v1/usage", acct.member, {"events": [{
+        "account_id": acct.id, "operation": "email", "quantity": 1, "idempotency_key": "flow-1",
+        "attribution": {"flow": "nightly", "execution": "n1"}}]})
     # The read models, folded: executions, deployments and the activity feed of everything above.
     await fold_all(ledger.engine)
     for path in (f"{base}/history?limit=500", f"{base}/history/deployments", f"{base}/activities?limit=500"):
         assert (await ok(c, "GET", path, acct.read))["data"], path
     # Usage, analytics (the budget on course to be hit) and a run's cost.
-    for path in (f"{base}/usage?by=integration", f"{base}/analytics?days=7", f"{base}/executions/{charge['id']}"):
+    for path in (f"{base}/usage?by=integration", f"{base}/analytics?days=7", f"{base}/executions/{charge['id']}",
+                 f"{base}/flows/nightly"):
         await ok(c, "GET", path, acct.read)
     for path in (f"{base}/notifications", f"{base}/deployments", "/v1/packs", "/v1/rates", "/v1/me"):
         await ok(c, "GET", path, acct.read)
@@ -203,5 +207,5 @@ async def test_every_amount_in_every_response_appears_twice(
                  "data[].details.debt_added", "data[].details.settled", "recent[].details.cost",
                  "entry.details.cost", "data[].bonus", "data[].price", "data[].currency", "data[].credits",
                  "data[].detail.held", "data[].detail.debt_added", "series[].credits",
-                 "suggestions[].figures.monthly_limit", "credits.email"):
+                 "suggestions[].figures.monthly_limit", "credits.email", "executions[].credits.total"):
         assert path in reached, f"the scenario never produced {path}"

@@ -73,6 +73,11 @@ async def test_reads_before_and_after_the_projectors_ran(client: httpx.AsyncClie
     assert [(n["name"], n["credits_ucr"]) for n in x["by_node"]] == [("draft", 20_000), ("send", 3_000)]
     assert [m["name"] for m in x["by_model"]] == ["gpt-4o"] and [t["name"] for t in x["by_tool"]] == ["email"]
     await get(client, f"{base}/executions/exec-unknown", acct.read, 404)
+    f = await get(client, f"{base}/flows/welcome", acct.read)
+    assert [(r["flowId"], r["executionId"], r["credits"]["total_ucr"]) for r in f["executions"]] == [
+        ("welcome", "exec-http", 23_000)]
+    assert f["credits"]["ai_ucr"] == 20_000 and f["total_ucr"] == 23_000 and f["lag_ms"] == 0
+    await get(client, f"{base}/flows/welcome?from=2026-01-01T00:00:00Z&to=2027-06-01T00:00:00Z", acct.read, 422)
 
     a = await get(client, f"{base}/analytics?days=7", acct.read)
     assert a["by_model"][0]["model"] == "gpt-4o" and a["by_model"][0]["credits_ucr"] == 20_000

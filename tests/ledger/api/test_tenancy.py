@@ -140,6 +140,7 @@ CASES: dict[tuple[str, str], Case] = {
     # Usage that named no execution is found by its entry id (the world's charge, projected).
     ("GET", "/v1/accounts/{account}/executions/{execution_id}"):
         Case("read", lambda w: ({"execution_id": w.entry_id}, None)),
+    ("GET", "/v1/accounts/{account}/flows/{flow}"): Case("read", _no_body(flow="welcome")),
 }
 
 #: Routes that need a key but name no account in their path (an account key acts on its own).

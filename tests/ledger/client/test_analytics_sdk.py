@@ -45,6 +45,9 @@ def test_usage_analytics_and_a_runs_cost(live: Live, new_account: NewAccount, sd
         assert [m.model for m in a.by_model] == ["gpt-4o"] and len(a.series) == 7
         x = client.credits.execution("sdk-run")
         assert (x.flow, x.total_ucr, x.credits["ai_ucr"], x.credits["sms"]) == ("welcome", 35_000, 20_000, "0.015000")
+        f = client.credits.flow("welcome")
+        assert [(r.flowId, r.executionId, r.credits["total_ucr"]) for r in f.executions] == [
+            ("welcome", "sdk-run", 35_000)]
         with pytest.raises(NotFoundError):
             client.credits.execution("no-such-run")
         with pytest.raises(InvalidRequestError):
@@ -55,5 +58,6 @@ def test_usage_analytics_and_a_runs_cost(live: Live, new_account: NewAccount, sd
             assert (await client.credits.execution("sdk-run")).credits["total_ucr"] == 35_000
             assert (await client.credits.analytics(days=14)).days == 14
             assert (await client.credits.usage(by="flow")).data[0].key == "welcome"
+            assert (await client.credits.flow("welcome")).total_ucr == 35_000
 
     asyncio.run(from_async())
