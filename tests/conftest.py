@@ -26,6 +26,9 @@ from ledger.embedded import start_embedded_postgres, start_embedded_redis, stop_
 from ledger.rate_cards import store_rate_card
 from tests.cards import frozen_rate_card
 
+#: The ``browser_page`` fixture (a headless Chromium; tests/browser.py).
+pytest_plugins = ["tests.browser"]
+
 
 def with_database(url: str, name: str) -> str:
     """``url`` pointing at database ``name`` on the same server, same driver and credentials."""
