@@ -6,7 +6,8 @@ Plain frozen values, folded by ``ledger.state.apply`` and stored by ``ledger.row
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal
 from uuid import UUID
@@ -129,6 +130,23 @@ class Subscription:
     def live(self) -> bool:
         """Whether it still bills (and so grants the allowance)."""
         return self.status not in ENDED
+
+
+@dataclass(frozen=True, slots=True)
+class Payments:
+    """What an account's state holds about money paid in: its purchases (those loaded for a batch,
+    and those it records), its auto-refill and its subscription. One field of ``AccountState``, so
+    the states a charge builds (a charge changes none of it) copy it as one."""
+
+    purchases: Mapping[UUID, Purchase] = field(default_factory=dict)
+    auto_refill: AutoRefill = NO_AUTO_REFILL
+    #: The Stripe subscription paying the plan, if one ever did.
+    subscription: Subscription | None = None
+
+
+#: No purchase loaded, no auto-refill, no subscription: shared (it is frozen, its mapping never
+#: changed in place) by every state built without them.
+NO_PAYMENTS = Payments()
 
 
 def refill_after(r: AutoRefill, e: AutoRefillConfigured | PaymentMethodSaved | AutoRefillRequested

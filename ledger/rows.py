@@ -14,12 +14,13 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any, Protocol
+from uuid import UUID
 
 from ledger.chain import canonical_json
 from ledger.events import Event, event_from_row
 from ledger.grants import Grant
 from ledger.idempotency import StoredKey
-from ledger.payments import NO_AUTO_REFILL, AutoRefill, Dispute, RefillRequest, Subscription
+from ledger.payments import NO_AUTO_REFILL, AutoRefill, Dispute, Payments, Purchase, RefillRequest, Subscription
 from ledger.state import AccountState, Budget, Deployment, Limit, LimitKey, Reservation
 
 
@@ -150,15 +151,16 @@ def stripe_pays_allowance(settings: Mapping[str, Any]) -> bool:
     return sub is not None and sub.live
 
 
-def account(r: Row, **collections: Any) -> AccountState:
-    """An account's state from its ``accounts`` row; ``collections`` are the rest of its state
-    (grants, limits, counters, ...), loaded as the caller needs them."""
+def account(r: Row, purchases: Mapping[UUID, Purchase] | None = None, **collections: Any) -> AccountState:
+    """An account's state from its ``accounts`` row; ``purchases`` and ``collections`` are the rest
+    of its state (grants, limits, counters, ...), loaded as the caller needs them."""
     settings = r["settings"]
     return AccountState(
         account_id=r["account_id"], exists=True, name=r["name"], plan=r["plan"], status=r["status"],
         version=r["version"], last_hash=bytes(r["last_hash"]), opened_at=r["opened_at"], debt_ucr=r["debt_ucr"],
         reserved_ucr=r["reserved_ucr"], spent_ucr=r["spent_ucr"], allowance_cycle=allowance_cycle(settings),
-        budget=budget(settings), auto_refill=auto_refill(settings), subscription=subscription(settings),
+        budget=budget(settings), payments=Payments({} if purchases is None else purchases, auto_refill(settings),
+                                                   subscription(settings)),
         **collections)
 
 
@@ -192,7 +194,7 @@ def dispute_row(account_id: str, purchase_id: Any, d: Dispute) -> tuple[Any, ...
 
 def settings_json(s: AccountState) -> str:
     """``accounts.settings`` of a state, as JSON text."""
-    return _settings_json(s.allowance_cycle, s.budget, s.auto_refill, s.subscription)
+    return _settings_json(s.allowance_cycle, s.budget, s.payments.auto_refill, s.payments.subscription)
 
 
 @lru_cache(maxsize=1024)

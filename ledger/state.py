@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 from ledger.clock import day_key, month_key
@@ -47,7 +48,7 @@ from ledger.events import (
 )
 from ledger.grants import Grant
 from ledger.money import MAX_UCR
-from ledger.payments import NO_AUTO_REFILL, AutoRefill, Dispute, Subscription, refill_after, subscription_after
+from ledger.payments import NO_PAYMENTS, AutoRefill, Dispute, Payments, Subscription, refill_after, subscription_after
 from ledger.payments import Purchase as Purchase
 from ledger.rates import coupon_code
 
@@ -108,11 +109,21 @@ class AccountState:
     deployments: Mapping[str, Deployment] = field(default_factory=dict)
     #: Codes this account redeemed, as ``coupon_code`` compares them.
     coupons_redeemed: frozenset[str] = frozenset()
-    #: Purchases by ledger entry id (those a batch's refunds name, and those it records).
-    purchases: Mapping[UUID, Purchase] = field(default_factory=dict)
-    auto_refill: AutoRefill = NO_AUTO_REFILL
-    #: The Stripe subscription paying the plan, if one ever did.
-    subscription: Subscription | None = None
+    payments: Payments = NO_PAYMENTS
+
+    @property
+    def purchases(self) -> Mapping[UUID, Purchase]:
+        """Purchases by ledger entry id (those a batch's refunds name, and those it records)."""
+        return self.payments.purchases
+
+    @property
+    def auto_refill(self) -> AutoRefill:
+        return self.payments.auto_refill
+
+    @property
+    def subscription(self) -> Subscription | None:
+        """The Stripe subscription paying the plan, if one ever did."""
+        return self.payments.subscription
 
     @property
     def granted_ucr(self) -> int:
@@ -174,6 +185,11 @@ def _add_to_grant(s: AccountState, grant_id: UUID, amount_ucr: int) -> AccountSt
     return _add_grant(s, replace(g, remaining_ucr=g.remaining_ucr + amount_ucr))
 
 
+def _paid(s: AccountState, **changes: Any) -> AccountState:
+    """``s`` with ``changes`` to its payments (purchases, auto-refill, subscription)."""
+    return replace(s, payments=replace(s.payments, **changes))
+
+
 def _draw(s: AccountState, draws: tuple[Draw, ...]) -> dict[UUID, Grant]:
     grants = dict(s.grants)
     for d in draws:
@@ -210,7 +226,7 @@ def apply(s: AccountState, e: Event) -> AccountState:
             s = _add_grant(s, Grant(e.grant_id, "allowance", e.amount_ucr, e.amount_ucr, e.expires_at, e.occurred_at))
             s = replace(s, allowance_cycle=max(s.allowance_cycle, e.cycle))
             if e.stripe_invoice is not None:
-                s = replace(s, subscription=subscription_after(s.subscription, e))
+                s = _paid(s, subscription=subscription_after(s.subscription, e))
         case CreditsGranted():
             s = _add_grant(s, Grant(e.grant_id, e.source, e.amount_ucr, e.amount_ucr, e.expires_at, e.occurred_at))
         case CouponApplied():
@@ -218,9 +234,9 @@ def apply(s: AccountState, e: Event) -> AccountState:
             s = replace(s, coupons_redeemed=s.coupons_redeemed | {coupon_code(e.code)})
         case CreditsPurchased():
             s = _add_grant(s, Grant(e.grant_id, "purchase", e.amount_ucr, e.amount_ucr, None, e.occurred_at))
-            s = replace(s, purchases={**s.purchases, e.event_id: Purchase(e.event_id, e.grant_id, e.occurred_at)})
+            s = _paid(s, purchases={**s.purchases, e.event_id: Purchase(e.event_id, e.grant_id, e.occurred_at)})
             if e.crossing is not None:
-                s = replace(s, auto_refill=refill_after(s.auto_refill, e))
+                s = _paid(s, auto_refill=refill_after(s.auto_refill, e))
         case RefundIssued():
             if e.direction == "credit":
                 s = _add_grant(s, Grant(e.grant_id, "refund", e.amount_ucr, e.amount_ucr, None, e.occurred_at))
@@ -230,14 +246,14 @@ def apply(s: AccountState, e: Event) -> AccountState:
         case PurchaseDisputed():
             s = _add_to_grant(s, e.grant_id, e.amount_ucr)
             p = s.purchases[e.purchase_id]
-            s = replace(s, purchases={**s.purchases, p.purchase_id: replace(
+            s = _paid(s, purchases={**s.purchases, p.purchase_id: replace(
                 p, dispute=Dispute(e.dispute_id, "open", e.frozen_ucr, 0, e.occurred_at))})
         case DisputeClosed():
             s = _add_to_grant(s, e.grant_id, e.amount_ucr)
             p = s.purchases[e.purchase_id]
             if p.dispute is None:  # only a tampered log closes a dispute never recorded (verify says so)
                 raise ValueError(f"purchase {p.purchase_id} has no dispute to close")
-            s = replace(s, purchases={**s.purchases, p.purchase_id: replace(p, dispute=replace(
+            s = _paid(s, purchases={**s.purchases, p.purchase_id: replace(p, dispute=replace(
                 p.dispute, status=e.outcome, restored_ucr=e.restored_ucr, closed_at=e.occurred_at))})
         case DebtSettled():
             s = replace(s, grants=_draw(s, e.draws), debt_ucr=s.debt_ucr - e.settled_ucr)
@@ -271,9 +287,9 @@ def apply(s: AccountState, e: Event) -> AccountState:
             s = replace(s, deployments={**s.deployments, d.deployment_id: replace(
                 d, status="running", segment_started_at=e.occurred_at, paused_reason=None)})
         case AutoRefillConfigured() | PaymentMethodSaved() | AutoRefillRequested() | AutoRefillFailed():
-            s = replace(s, auto_refill=refill_after(s.auto_refill, e))
+            s = _paid(s, auto_refill=refill_after(s.auto_refill, e))
         case SubscriptionChanged():
-            s = replace(s, subscription=subscription_after(s.subscription, e))
+            s = _paid(s, subscription=subscription_after(s.subscription, e))
         case BudgetSet():
             s = replace(s, budget=Budget(e.monthly_limit_ucr, e.warn_pct, e.critical_pct, e.hard_stop))
         case LimitSet():

@@ -184,8 +184,8 @@ def _write_state(w: Writes, plan: WritePlan) -> None:
         dep_rows += [deployment_row(s.account_id, d) for did, d in s.deployments.items()
                      if before.deployments.get(did) != d]
         limit_rows += [limit_row(s.account_id, k, lim) for k, lim in s.limits.items() if before.limits.get(k) != lim]
-        dispute_rows += [dispute_row(s.account_id, pid, p.dispute) for pid, p in s.purchases.items()
-                         if p.dispute is not None and before.purchases.get(pid) != p]
+        dispute_rows += [dispute_row(s.account_id, pid, p.dispute) for pid, p in s.payments.purchases.items()
+                         if p.dispute is not None and before.payments.purchases.get(pid) != p]
     if grant_rows:
         w.add(UPSERT_GRANTS, {"rows": rows(grant_rows)})
     if dispute_rows:

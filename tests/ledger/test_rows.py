@@ -112,13 +112,13 @@ def test_an_auto_refill_round_trips_through_the_settings_json() -> None:
     import json
     from datetime import UTC, datetime
 
-    from ledger.payments import AutoRefill, RefillRequest
+    from ledger.payments import AutoRefill, Payments, RefillRequest
     from ledger.state import AccountState
 
     now = datetime(2026, 12, 7, 13, 5, 1, 123456, tzinfo=UTC)
     refill = AutoRefill(True, 5 * UCR, 20 * UCR, 2000, 40 * UCR, 12, "cus_1", "pm_1", 2,
                         RefillRequest(42, 20 * UCR, 2000, "runout", now, "failed"), "D2026-12-07", 20 * UCR)
-    settings = json.loads(rows.settings_json(AccountState(account_id="a", auto_refill=refill)))
+    settings = json.loads(rows.settings_json(AccountState(account_id="a", payments=Payments(auto_refill=refill))))
     assert rows.auto_refill(settings) == refill
     assert settings["auto_refill"] == rows.auto_refill_settings(refill)  # what verify compares
     assert "auto_refill" not in json.loads(rows.settings_json(AccountState(account_id="a")))
@@ -129,12 +129,12 @@ def test_a_subscription_round_trips_through_the_settings_json() -> None:
     import json
     from datetime import UTC, datetime
 
-    from ledger.payments import Subscription
+    from ledger.payments import Payments, Subscription
     from ledger.state import AccountState
 
     end = datetime(2027, 1, 7, 13, 5, 1, 123456, tzinfo=UTC)
     for sub in (Subscription("sub_1", "pro", "active", end, True, "in_1"), Subscription("sub_2", "team", "canceled")):
-        settings = json.loads(rows.settings_json(AccountState(account_id="a", subscription=sub)))
+        settings = json.loads(rows.settings_json(AccountState(account_id="a", payments=Payments(subscription=sub))))
         assert rows.subscription(settings) == sub
         assert settings["subscription"] == rows.subscription_settings(sub)  # what verify compares
         assert rows.stripe_pays_allowance(settings) is sub.live
