@@ -27,6 +27,7 @@ from ledger.api.routes import (
     billing,
     catalogue,
     controls,
+    dashboard,
     deployments,
     export,
     grants,
@@ -109,7 +110,7 @@ def create_app(runtime: Runtime | None = None, *, settings: Settings | None = No
         _attach(app, runtime)
     problems.install(app)
     for module in (accounts, balance, usage, grants, billing, plans, deployments, controls, notifications, catalogue,
-                   ops, export, history, analytics):
+                   ops, export, history, analytics, dashboard):
         app.include_router(module.router)
     app.add_middleware(Edge)  # inside the metrics: its answers are counted
     app.add_middleware(MetricsMiddleware, metrics=metrics)

@@ -159,7 +159,11 @@ UNSCOPED: dict[tuple[str, str], Case] = {
 PUBLIC: set[tuple[str, str]] = {
     ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"),
     ("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/docs/oauth2-redirect"), ("GET", "/redoc"),
+    ("GET", "/dashboard"),
 }
+
+#: The dashboard's scripts and styles: no key, no account (tests/ledger/api/test_dashboard.py).
+STATIC: set[tuple[str, str]] = {("GET", "/dashboard/{asset}"), ("GET", "/dashboard/vendor/{asset}")}
 
 #: Routes whose caller proves itself another way than an API key: Stripe signs its webhooks
 #: (tests/ledger/api/test_checkout.py: a missing or bad signature is a 400 and records nothing).
@@ -280,14 +284,14 @@ def test_every_route_has_a_tenancy_case(app: FastAPI) -> None:
     assert ("POST", "/v1/accounts/{account}/charges") in served
     assert len(served) >= len(CASES)
 
-    known = set(CASES) | set(UNSCOPED) | PUBLIC | SIGNED
+    known = set(CASES) | set(UNSCOPED) | PUBLIC | SIGNED | STATIC
     missing = sorted(served - known)
     assert not missing, f"routes without a tenancy case (add them to CASES, or UNSCOPED/PUBLIC): {missing}"
     stale = sorted((set(CASES) | set(UNSCOPED)) - served)
     assert not stale, f"cases for routes the app no longer serves: {stale}"
 
     assert all("{account}" in path for _, path in CASES), "an account-scoped case without {account}"
-    assert not any("{account}" in path for _, path in set(UNSCOPED) | PUBLIC | SIGNED), \
+    assert not any("{account}" in path for _, path in set(UNSCOPED) | PUBLIC | SIGNED | STATIC), \
         "an unscoped route names an account"
     # A read key may use no write route: every write is a member's at least (estimate writes nothing).
     weak_writes = [r for r, c in CASES.items() if r[0] in WRITE_METHODS and c.role == "read"
