@@ -17,8 +17,8 @@ from ledger.errors import InvalidRequest, UnknownAccount
 from ledger.events import Attribution, UsageMetered
 from ledger.service import Ledger
 from projections.queries import export as x
-from projections.runner import Projections
 from tests.projections.conftest import T0, OpenAccount
+from tests.projections.folding import fold_all
 
 HEADER = ["date", "workflow", "agent", "model", "input_tokens", "output_tokens", "credits", "status"]
 
@@ -81,7 +81,7 @@ async def test_a_known_set_matches_row_for_row(engine: AsyncEngine, ledger: Ledg
     other = await open_account()
     await ledger.execute(c.Meter(account_id=other, operation="sms", quantity=1, idempotency_key="o"))
 
-    await Projections(engine).catch_up()
+    await fold_all(engine)
     assert await read_csv(engine, account) == [HEADER, *expected]
     assert await read_csv(engine, account, chunk=2) == [HEADER, *expected]
 
@@ -93,7 +93,7 @@ async def test_the_range_is_from_inclusive_to_exclusive_and_a_date_alone_means_i
     for i, when in enumerate(days):
         await ledger.execute(c.Meter(account_id=account, operation="sms", quantity=1, occurred_at=when,
                                      idempotency_key=f"d-{i}"))
-    await Projections(engine).catch_up()
+    await fold_all(engine)
 
     async def dates(start: str | None, end: str | None) -> list[str]:
         return [row[0] for row in (await read_csv(engine, account, start, end))[1:]]
@@ -127,13 +127,13 @@ async def test_an_export_reads_the_cut_it_began_at(engine: AsyncEngine, ledger: 
     account = await open_account(credits_ucr=100 * 1_000_000)
     await ledger.execute(c.Meter(account_id=account, operation="sms", quantity=1, occurred_at=T0,
                                  idempotency_key="first"))
-    await Projections(engine).catch_up()
+    await fold_all(engine)
     export = await x.open_export(engine, account, x.Range())
     assert export.freshness.lag_ms == 0
     # Folded after the export began, and earlier in time: it neither joins nor shifts the export.
     await ledger.execute(c.Meter(account_id=account, operation="sms", quantity=1,
                                  occurred_at=T0 - timedelta(hours=1), idempotency_key="second"))
-    await Projections(engine).catch_up()
+    await fold_all(engine)
     rows = [r async for page in x.pages(engine, export) for r in page]
     assert [r.occurred_at for r in rows] == [T0]
     assert await x.count_rows(engine, export) == 1
@@ -151,7 +151,7 @@ async def test_five_thousand_rows_stream_in_pages_each_once_in_order(engine: Asy
     for start in range(0, n, 1000):
         results = await ledger.execute_many(commands[start:start + 1000])
         assert [r for r in results if isinstance(r, Exception)] == []
-    await Projections(engine).catch_up()
+    await fold_all(engine)
     export = await x.open_export(engine, account, x.Range())
     assert await x.count_rows(engine, export) == n
     sizes: list[int] = []
