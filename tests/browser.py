@@ -46,11 +46,12 @@ class BrowserPage:
     errors: list[str] = field(default_factory=list)
     screenshots: list[Path] = field(default_factory=list)
 
-    def screenshot(self, label: str) -> Path:
-        """Save the whole page as ``<name>-<label>.png`` under :data:`SCREENSHOTS`; return its path."""
+    def screenshot(self, label: str, *, full_page: bool = True) -> Path:
+        """Save the page (all of it, or what the window shows) as ``<name>-<label>.png`` under
+        :data:`SCREENSHOTS`; return its path."""
         path = SCREENSHOTS / f"{self.name}-{_slug(label)}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.page.screenshot(path=str(path), full_page=True)
+        self.page.screenshot(path=str(path), full_page=full_page)
         self.screenshots.append(path)
         return path
 
@@ -67,7 +68,7 @@ def require_chromium(path: Path = CHROMIUM) -> Path:
 def open_page(name: str, *, allow_hosts: frozenset[str] = LOCAL_HOSTS,
                  viewport: tuple[int, int] = (1280, 900)) -> Iterator[BrowserPage]:
     """A fresh page on the system's Chromium; requests to hosts outside ``allow_hosts`` are refused
-    and recorded. On exit (passed or failed) the page is saved as ``<name>-final.png``."""
+    and recorded. On exit (passed or failed) the window is saved as ``<name>-final.png``."""
     executable = require_chromium()
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(executable), headless=True, args=LAUNCH_ARGS)
@@ -90,7 +91,7 @@ def open_page(name: str, *, allow_hosts: frozenset[str] = LOCAL_HOSTS,
             finally:
                 # A page that crashed has nothing to show; the test's own failure says why.
                 with suppress(Error):
-                    result.screenshot("final")
+                    result.screenshot("final", full_page=False)
         finally:
             browser.close()
 

@@ -16,7 +16,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
-from ledger.api import problems
+from ledger.api import docs_ui, problems
 from ledger.api.edge import Edge
 from ledger.api.metrics import Metrics, MetricsMiddleware
 from ledger.api.ratelimit import RateLimiter
@@ -105,10 +105,13 @@ def create_app(runtime: Runtime | None = None, *, settings: Settings | None = No
             _attach(app, rt)
             yield
 
-    app = FastAPI(title="Credit Ledger", version="1", description=DESCRIPTION, lifespan=lifespan)
+    # /docs and /redoc come from docs_ui: FastAPI's own load their scripts from a CDN.
+    app = FastAPI(title="Credit Ledger", version="1", description=DESCRIPTION, lifespan=lifespan, docs_url=None,
+                  redoc_url=None)
     if runtime is not None:
         _attach(app, runtime)
     problems.install(app)
+    docs_ui.install(app)
     for module in (accounts, balance, usage, grants, billing, plans, deployments, controls, notifications, catalogue,
                    ops, export, history, analytics, dashboard):
         app.include_router(module.router)

@@ -33,10 +33,10 @@ Json = dict[str, Any]
 CREDITS_TEXT = re.compile(r"^-?\d+\.\d{6}$")
 #: ``_ucr`` keys that are not amounts: a price line's exact product, a fraction of µcr (a string).
 NOT_AMOUNTS = {"exact_ucr"}
-#: Served, but not JSON documents of the API (the OpenAPI pages, Prometheus text, the CSV export:
+#: Served, but not JSON documents of the API (the OpenAPI pages and their files, Prometheus text, the CSV export:
 #: its `credits` column is the accounting seed's fixed shape, tested in test_export.py; the dashboard's files).
 NOT_JSON = {("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/docs/oauth2-redirect"), ("GET", "/redoc"),
-            ("GET", "/metrics"), ("GET", "/v1/accounts/{account}/export.csv"),
+            ("GET", "/metrics"), ("GET", "/v1/accounts/{account}/export.csv"), ("*", "/docs/assets"),
             ("GET", "/dashboard"), ("GET", "/dashboard/{asset}"), ("GET", "/dashboard/vendor/{asset}")}
 
 

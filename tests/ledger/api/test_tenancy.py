@@ -162,8 +162,10 @@ PUBLIC: set[tuple[str, str]] = {
     ("GET", "/dashboard"),
 }
 
-#: The dashboard's scripts and styles: no key, no account (tests/ledger/api/test_dashboard.py).
-STATIC: set[tuple[str, str]] = {("GET", "/dashboard/{asset}"), ("GET", "/dashboard/vendor/{asset}")}
+#: Static files anyone may read, no key, no account: the dashboard's scripts and styles
+#: (tests/ledger/api/test_dashboard.py) and the documentation pages' (tests/ledger/api/test_docs_ui.py).
+STATIC: set[tuple[str, str]] = {("GET", "/dashboard/{asset}"), ("GET", "/dashboard/vendor/{asset}"),
+                                ("*", "/docs/assets")}
 
 #: Routes whose caller proves itself another way than an API key: Stripe signs its webhooks
 #: (tests/ledger/api/test_checkout.py: a missing or bad signature is a 400 and records nothing).
