@@ -16,6 +16,7 @@ import secrets
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,7 +25,9 @@ import pytest_asyncio
 from playwright.sync_api import expect
 
 from ledger.api.routes.dashboard import CSP, FILES, ROOT, VENDOR_FILES
+from ledger.bootstrap import open_ledger
 from ledger.db import make_engine
+from ledger.settings import Settings
 from ledger.testing.stripe import StripeStandIn
 from tests.browser import BrowserPage, open_page
 from tests.conftest import create_database, drop_database, with_database
@@ -47,6 +50,7 @@ class Site:
     account: str
     admin: str
     read: str
+    operator: str
 
     def get(self, path: str, key: str | None = None) -> Any:
         r = httpx.get(f"{self.base}{path}", headers={"Authorization": f"Bearer {key or self.read}"}, timeout=10)
@@ -66,8 +70,13 @@ async def dashboard_database_url(server_url: str, template_database: str) -> Asy
         await drop_database(server_url, name)
 
 
-def _fold(database_url: str) -> None:
+def _alert_and_fold(database_url: str, account: str) -> None:
+    """Raise the account's due alerts (a worker's job, not running here), then fold the read models."""
+
     async def run() -> None:
+        settings = Settings(database_url=database_url, key_env="test", serve_background=False, pool_size=4)
+        async with open_ledger(settings, url=database_url, run_migrations=False) as ledger:
+            assert await ledger.raise_due_alerts(account)
         engine = make_engine(database_url, pool_size=1)
         try:
             await fold_all(engine)
@@ -85,6 +94,9 @@ def _seed(base: str, operator: str) -> tuple[str, dict[str, str]]:
                          ).status_code == 201
         assert http.post(f"/v1/accounts/{account}/grants", json={
             "amount": "100", "source": "purchase", "reason": "dashboard test"}).status_code == 201
+        # A budget the seeded usage crosses the warning line of: a notification to show.
+        r = http.put(f"/v1/accounts/{account}/budget", json={"monthly_limit": "2", "warn_pct": 10})
+        assert r.status_code == 200, r.text
         keys = {}
         for role in ("admin", "read"):
             r = http.post(f"/v1/accounts/{account}/api-keys", json={"role": role, "name": role})
@@ -109,9 +121,10 @@ def site(dashboard_database_url: str, redis_url: str) -> Iterator[Site]:
     with StripeStandIn() as standin, \
             live_server(dashboard_database_url, redis_url, **standin_settings(standin)) as base:
         standin.deliverer.urls.append(f"{base}/v1/stripe/webhook")
-        account, keys = _seed(base, operator_key_for(dashboard_database_url))
-        _fold(dashboard_database_url)
-        yield Site(base, dashboard_database_url, standin, account, keys["admin"], keys["read"])
+        operator = operator_key_for(dashboard_database_url)
+        account, keys = _seed(base, operator)
+        _alert_and_fold(dashboard_database_url, account)
+        yield Site(base, dashboard_database_url, standin, account, keys["admin"], keys["read"], operator)
 
 
 def sign_in(bp: BrowserPage, site: Site, key: str) -> None:
@@ -200,6 +213,19 @@ def test_a_wrong_key_shows_an_error_not_a_blank_page(site: Site) -> None:
         assert not bp.blocked
 
 
+def test_an_operator_key_names_the_account_to_show(site: Site) -> None:
+    with open_page("dashboard-operator") as bp:
+        sign_in(bp, site, site.operator)
+        bp.page.wait_for_selector("#error:not([hidden])", timeout=WAIT_MS)
+        assert "operator key" in text(bp, "#error") and bp.page.locator("#board").is_hidden()
+        bp.page.fill("#account", site.account)
+        bp.page.click("#sign-in-button")
+        ready(bp)
+        assert text(bp, "#balance") == site.get(site.acct("/balance"))["balance"]
+        assert bp.page.locator("#error").is_hidden()
+        assert not bp.blocked and not bp.errors, (bp.blocked, bp.errors)
+
+
 def test_the_dashboard_shows_the_api_figures_pages_activity_pauses_and_buys_credits(site: Site) -> None:
     with open_page("dashboard") as bp:
         page = bp.page
@@ -226,6 +252,12 @@ def test_the_dashboard_shows_the_api_figures_pages_activity_pauses_and_buys_cred
         assert all(m["model"] in models and m["credits"] in models for m in analytics["by_model"])
         top = page.locator("#top-requests").inner_text()
         assert analytics["top_requests"] and all(r["credits"] in top for r in analytics["top_requests"])
+        assert text(bp, "#budget") == analytics["monthly_budget"] == "2.000000"
+        used = analytics["this_period_ucr"] * 100 // analytics["monthly_budget_ucr"]
+        assert page.locator("#budget-used").evaluate("bar => bar.value") == min(used, 100)
+        alerts = site.get(site.acct("/notifications"))["data"]
+        shown = page.locator("#notifications").inner_text()
+        assert alerts and all(n["message"] in shown for n in alerts)
         bp.screenshot("signed-in")
 
         page.click("[data-days='7']")
@@ -271,5 +303,29 @@ def test_the_dashboard_shows_the_api_figures_pages_activity_pauses_and_buys_cred
         assert text(bp, "#balance") == after["balance"]
         bp.screenshot("credits-added")
 
+        # A custom amount the API refuses is said so, and nothing is opened; a good one is bought.
+        page.fill("#custom-amount", "0.5")
+        page.click("#custom-credits button")
+        page.wait_for_selector("#error:not([hidden])", timeout=WAIT_MS)
+        assert "422" in text(bp, "#error") and page.url == f"{site.base}/dashboard"
+        bp.screenshot("custom-amount-refused")
+        page.fill("#custom-amount", "3")
+        page.click("#custom-credits button")
+        page.wait_for_url(re.compile(re.escape(site.standin.base_url) + r"/_standin/checkout/"), timeout=WAIT_MS)
+        page.click("#pay")
+        page.wait_for_url(f"{site.base}/dashboard", timeout=WAIT_MS)
+        expect(page.locator("#notice")).to_have_text("Credits added.", timeout=WAIT_MS)
+        bought = site.get(site.acct("/balance"))
+        assert bought["balance_ucr"] == after["balance_ucr"] + 3_000_000
+        assert text(bp, "#balance") == bought["balance"]
+
+        # The export button saves the API's CSV.
+        with page.expect_download(timeout=WAIT_MS) as download:
+            page.click("#export")
+        csv = httpx.get(f"{site.base}{site.acct('/export.csv')}", headers={"Authorization": f"Bearer {site.read}"})
+        assert Path(download.value.path()).read_bytes() == csv.content and csv.content.count(b"\n") > USAGE_EVENTS
+        assert download.value.suggested_filename.endswith(".csv")
+
         assert not bp.blocked, bp.blocked
-        assert not bp.errors, bp.errors
+        # The browser logs the refused custom amount's answer; nothing else went wrong.
+        assert [e for e in bp.errors if "status of 422" not in e] == [], bp.errors

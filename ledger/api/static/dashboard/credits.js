@@ -3,7 +3,7 @@
 // webhook reaches the API, so on the way back the balance is read again until it has moved.
 
 import { accountPath, request } from "./api.js";
-import { $, el } from "./dom.js";
+import { $, el, showError, showNotice } from "./dom.js";
 
 const BEFORE = "credit-ledger.balance-version";
 const MAY_BUY = new Set(["operator", "admin"]);
@@ -30,6 +30,8 @@ export function wireCustomAmount(onError) {
 }
 
 async function checkout(choice) {
+  showNotice("");
+  showError("");
   const here = `${location.origin}/dashboard`;
   const session = await request(accountPath("/checkout"), {
     method: "POST", body: { ...choice, success_url: `${here}?checkout=paid`, cancel_url: `${here}?checkout=cancelled` },
@@ -39,7 +41,7 @@ async function checkout(choice) {
 }
 
 // Back from Checkout: say so, and reload the balance until the payment has landed (or give up).
-export async function afterCheckout(reloadBalance, showNotice) {
+export async function afterCheckout(reloadBalance) {
   const outcome = new URLSearchParams(location.search).get("checkout");
   if (!outcome) return;
   history.replaceState(null, "", location.pathname);

@@ -6,7 +6,7 @@ import { loadAnalytics } from "./analytics.js";
 import { loadBalance } from "./balance.js";
 import { afterCheckout, loadPacks, wireCustomAmount } from "./credits.js";
 import { loadDeployments } from "./deployments.js";
-import { $, describe, showError, showNotice } from "./dom.js";
+import { $, describe, showError } from "./dom.js";
 import { wireExport } from "./export.js";
 import { loadNotifications } from "./notifications.js";
 
@@ -62,7 +62,7 @@ async function open(identity) {
   $("sign-out").hidden = false;
   $("board").dataset.account = identity.account;
   await refreshAll();
-  await afterCheckout(loadBalance, showNotice);
+  await afterCheckout(loadBalance);
   $("board").dataset.ready = "true";
 }
 
