@@ -226,6 +226,17 @@ def test_an_operator_key_names_the_account_to_show(site: Site) -> None:
         assert not bp.blocked and not bp.errors, (bp.blocked, bp.errors)
 
 
+def test_a_read_key_sees_the_figures_but_no_buying_or_pausing(site: Site) -> None:
+    with open_page("dashboard-read-key") as bp:
+        sign_in(bp, site, site.read)
+        ready(bp)
+        assert text(bp, "#balance") == site.get(site.acct("/balance"))["balance"]
+        assert bp.page.locator("#deployments tr.deployment").count() == 1
+        assert bp.page.locator("#deployments button").count() == 0
+        assert bp.page.locator("#credits-panel").is_hidden()
+        assert not bp.blocked and not bp.errors, (bp.blocked, bp.errors)
+
+
 def test_the_dashboard_shows_the_api_figures_pages_activity_pauses_and_buys_credits(site: Site) -> None:
     with open_page("dashboard") as bp:
         page = bp.page
