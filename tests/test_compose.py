@@ -163,6 +163,9 @@ def test_every_service_waited_for_exists_and_can_be_waited_for() -> None:
             assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully", name
     assert "readyz" in " ".join(services["api"]["healthcheck"]["test"])
     assert "rabbitmq" in services["rabbitmq"]["profiles"]
+    # The services of the default profile wait for RabbitMQ only when its profile runs it.
+    optional = [name for name, s in services.items() if "rabbitmq" in (s.get("depends_on") or {})]
+    assert optional and all(services[n]["depends_on"]["rabbitmq"]["required"] is False for n in optional)
 
 
 # --- the Dockerfile ------------------------------------------------------------------------------
