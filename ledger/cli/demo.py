@@ -130,11 +130,31 @@ def demo(
     run_id: Annotated[str | None, typer.Option(
         help="Names the demo's accounts (default: this month).",
     )] = None,
+    live: Annotated[bool, typer.Option(
+        help="Run the real system (API, worker, scheduler, projections, a Stripe stand-in) and drive the"
+             " month through HTTP and signed webhooks; then print the dashboard's address and serve until Ctrl-C.",
+    )] = False,
+    until_done: Annotated[bool, typer.Option(help="With --live: exit once the month is done (for CI).")] = False,
+    host: Annotated[str, typer.Option(help="With --live: interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="With --live: TCP port (0: any free one).")] = 8000,
+    step_hours: Annotated[int, typer.Option(min=1, max=24, help="With --live: simulated hours per step.")] = 6,
 ) -> None:
     """Simulate a month of three seed products (AI tokens, GPU hours, messaging), then verify.
 
     In a database of its own (CREDITS_DEMO_DATABASE, default the ledger's database name + _demo),
     created afresh on each run on the ledger's server, never the one `credits serve` uses; look at
-    it with `--demo` (balance, history, verify)."""
-    if not run(run_demo(run_id)):
+    it with `--demo` (balance, history, verify). With --live, the same month's usage goes through
+    the running API, the worker and the scheduler on a clock the demo moves forward."""
+    if live:
+        from ledger.cli.demo_live import run_live
+        from ledger.cli.demo_live_month import DemoFailed
+        from ledger.cli.runner import fail
+
+        try:
+            ok = run(run_live(host, port, until_done, step_hours))
+        except DemoFailed as exc:
+            fail(str(exc))
+    else:
+        ok = run(run_demo(run_id))
+    if not ok:
         raise typer.Exit(1)
