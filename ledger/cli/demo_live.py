@@ -119,6 +119,8 @@ async def run_live(host: str, port: int, until_done: bool, step_hours: int, sett
                     await drive(driver, clock, month, step_hours, lambda h: progress.update(task, completed=h),
                                 stopped=server.done)
                     await driver.alerts_and_refills()
+                # What the dashboard's page answers, as a browser opening the address would see it.
+                dashboard = (await http.get("/dashboard", headers={"Authorization": ""})).status_code
             simulated = time.perf_counter() - began
             report = await verify(rt.ledger.engine, accounts=list(month.ids.values()))
             key, _ = await create_account_key(rt.ledger, month.ids[AI], "admin", "dashboard (credits demo --live)")
@@ -129,12 +131,13 @@ async def run_live(host: str, port: int, until_done: bool, step_hours: int, sett
             for mismatch in report.mismatches:
                 out.print(str(mismatch), markup=False)
             out.print(report.summary(), markup=False)
-            out.print(f"dashboard: {base}/dashboard", markup=False, highlight=False)
-            out.print(f"key for {month.ids[AI]} (admin, shown once): {key.key}", markup=False, highlight=False)
+            out.print(f"dashboard: {base}/dashboard (HTTP {dashboard})", markup=False, soft_wrap=True)
+            out.print(f"sign in with this admin key of {month.ids[AI]} (shown once):", markup=False)
+            out.print(key.key, markup=False, soft_wrap=True)
             if not until_done:
                 out.print("serving until Ctrl-C (the clock stays at the month's end)")
                 await server
-            return report.clean and set(driver.episodes) == set(EPISODES)
+            return report.clean and set(driver.episodes) == set(EPISODES) and dashboard == 200
     finally:
         standin.stop()
         sock.close()
