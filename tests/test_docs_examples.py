@@ -64,6 +64,7 @@ NOT_RUN = {
     ("README.md", "credits worker"),
     ("README.md", "docker compose up -d --build"),
     ("README.md", "BROKER_URL=amqp://credits:credits@rabbitmq:5672/ docker compose --profile rabbitmq up -d"),
+    ("README.md", "credits demo --live"),
     ("docs/api.md", "credits serve --host 0.0.0.0 --port 8000 --workers 2"),
     ("docs/benchmarks.md", "python -m bench.write_path"),
     ("docs/benchmarks.md", "python -m bench.http"),
