@@ -19,7 +19,14 @@ from dramatiq import Broker
 from ledger import commands as c
 from ledger import intake
 from ledger.billing.auto_refill import charge_refill, refill_before_pausing, refill_if_running_out
-from ledger.errors import InvalidState, LedgerError, NotFound, PaymentProviderNotConfigured, PaymentRequired
+from ledger.errors import (
+    IdempotencyConflict,
+    InvalidState,
+    LedgerError,
+    NotFound,
+    PaymentProviderNotConfigured,
+    PaymentRequired,
+)
 from ledger.events import Attribution
 from workers import commands as payloads
 from workers import webhooks
@@ -46,9 +53,12 @@ async def execute_commands(batch: list[list[Any]]) -> None:
     results = await ledger.execute_many([
         cmd.model_copy(update={"pause_if_unpaid": False}) if _pausing_hour(cmd) else cmd for cmd in commands])
     for i, (cmd, result) in enumerate(zip(commands, results, strict=True)):
-        if _pausing_hour(cmd) and isinstance(result, PaymentRequired):
+        if _pausing_hour(cmd) and isinstance(result, PaymentRequired | IdempotencyConflict):
             try:
-                results[i] = await refill_before_pausing(ledger, ctx.stripe(), cmd)
+                # A conflict: an earlier delivery of this hour paused it (recorded as asked, with
+                # pause_if_unpaid): asked that way again, it replays.
+                results[i] = (await refill_before_pausing(ledger, ctx.stripe(), cmd)
+                              if isinstance(result, PaymentRequired) else await ledger.execute(cmd))
             except LedgerError as exc:
                 results[i] = exc
     for cmd, result in zip(commands, results, strict=True):

@@ -117,3 +117,27 @@ async def test_the_hourly_charge_refills_before_it_pauses(
     assert (d.status, d.hours_charged) == ("running", 2)
     assert (await wledger.balance(a)).balance_ucr == 1_010_000 + 20 * C - 3_990_000
     assert len(client.v1.payment_intents.list(params={"customer": customer.id}).data) == 1
+
+
+async def test_an_hour_delivered_again_after_it_paused_replays_the_pause(
+        background: Background, wledger: Ledger, clock: ManualClock, caplog: pytest.LogCaptureFixture) -> None:
+    a = "dry"
+    await wledger.execute(c.OpenAccount(account_id=a, name=a, plan="free"))  # 5 signup credits
+    await wledger.execute(c.StartDeployment(account_id=a, deployment_id="h100", instance_type="gpu-l"))  # 1.01 left
+    clock.advance(timedelta(hours=1))
+    hour = c.ChargeDeploymentHour(account_id=a, deployment_id="h100", hour_index=1,
+                                  idempotency_key="deployment:h100:hour:1")
+
+    background.start_worker(threads=2)
+    background.actors.execute_commands.send([payloads.dump(hour)])  # unpaid, no refill set: it pauses
+    await asyncio.to_thread(drain, background)
+    (d,) = await wledger.deployments(a)
+    assert (d.status, d.hours_charged) == ("paused", 1)
+    before = await wledger.entries(a, limit=50)
+    # The same hour again (a redelivery, or a second tick sent before the pause committed): the
+    # pause is its first result, replayed; no conflict with the key its first delivery recorded.
+    with caplog.at_level("WARNING", logger="workers.actors"):
+        background.actors.execute_commands.send([payloads.dump(hour)])
+        await asyncio.to_thread(drain, background)
+    assert [r.getMessage() for r in caplog.records if r.name == "workers.actors"] == []
+    assert [e.event_id for e in await wledger.entries(a, limit=50)] == [e.event_id for e in before]
