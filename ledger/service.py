@@ -30,6 +30,7 @@ from ledger.rows import EVENT_COLUMNS, row_to_event
 from ledger.store import EventStore
 from ledger.views import (
     Account,
+    AccountSummary,
     Balance,
     DeploymentView,
     Estimate,
@@ -137,6 +138,17 @@ class Ledger:
         if row is None:
             raise UnknownAccount(account_id)
         return Account(row.account_id, row.name, row.plan, row.status, row.opened_at, row.settings)
+
+    async def account_summaries(self, *, limit: int = 50, after: str | None = None) -> list[AccountSummary]:
+        """Accounts in id order, those after ``after`` (a keyset page: stable while accounts open), with
+        their exact balances. ``limit + 1`` rows tell the caller whether there are more."""
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(text(
+                "SELECT account_id, name, plan, status, opened_at, balance_ucr, reserved_ucr, debt_ucr"
+                " FROM accounts WHERE CAST(:after AS text) IS NULL OR account_id > :after"
+                " ORDER BY account_id LIMIT :n"), {"after": after, "n": limit})).all()
+        return [AccountSummary(r.account_id, r.name, r.plan, r.status, r.opened_at, r.balance_ucr, r.reserved_ucr,
+                               r.debt_ucr) for r in rows]
 
     async def balance(self, account_id: str, *, recent: int = 20, forecast: bool = False) -> Balance:
         """The exact balance, read from the inline state, with the last ``recent`` entries.

@@ -83,6 +83,20 @@ class Account:
     settings: Mapping[str, Any]
 
 
+@dataclass(frozen=True)
+class AccountSummary:
+    """One line of the operator's list of accounts: exact amounts from the inline state."""
+
+    account_id: str
+    name: str
+    plan: str
+    status: str
+    opened_at: datetime
+    balance_ucr: int
+    reserved_ucr: int
+    debt_ucr: int
+
+
 #: The burn rate behind the run-out forecast is the usage of this window.
 BURN_WINDOW = timedelta(days=7)
 

@@ -23,7 +23,7 @@ from ledger.events import (
 )
 from ledger.money import credits_to_exact_ucr, floor_ucr, format_cents, format_credits
 from ledger.rates import Pack, Price
-from ledger.views import Account, Balance, Estimate
+from ledger.views import Account, AccountSummary, Balance, Estimate
 
 _OPERATION = {
     "CreditsPurchased": "purchase",
@@ -169,3 +169,12 @@ def pack(p: Pack, currency: str) -> s.PackOut:
 def account(a: Account) -> s.AccountOut:
     return s.AccountOut(id=a.account_id, name=a.name, plan=a.plan, status=a.status,
                         created_at=a.opened_at, settings=with_credits(dict(a.settings)))
+
+
+def account_summary(a: AccountSummary) -> s.AccountSummaryOut:
+    available = a.balance_ucr - a.reserved_ucr
+    return s.AccountSummaryOut(
+        id=a.account_id, name=a.name, plan=a.plan, status=a.status, created_at=a.opened_at,
+        balance=format_credits(a.balance_ucr), balance_ucr=a.balance_ucr, available=format_credits(available),
+        available_ucr=available, reserved=format_credits(a.reserved_ucr), reserved_ucr=a.reserved_ucr,
+        debt=format_credits(a.debt_ucr), debt_ucr=a.debt_ucr)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Annotated
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Query, Response, status
 
 from ledger import commands as c
 from ledger.api import render
@@ -35,6 +36,20 @@ async def open_account(body: s.AccountIn, rt: RT, who: Operator, response: Respo
                                                     idempotency_key=key))
     _replayed(response, outcome.replayed)
     return await _account(rt, account_id)
+
+
+@router.get("/v1/accounts", response_model=s.AccountPage)
+async def list_accounts(
+    rt: RT, who: Operator, limit: Annotated[int, Query(ge=1, le=500, description="Accounts per page (1-500).")] = 50,
+    cursor: Annotated[str | None, Query(max_length=200, description="A page's `next_cursor`: the accounts after it.")
+                      ] = None,
+) -> s.AccountPage:
+    """Accounts in id order with their exact balances (operator): the dashboard's operator view."""
+    rows = await rt.ledger.account_summaries(limit=limit + 1, after=cursor)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return s.AccountPage(data=[render.account_summary(a) for a in rows], has_more=more,
+                         next_cursor=rows[-1].account_id if more else None)
 
 
 @router.get("/v1/accounts/{account}", response_model=s.AccountOut)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from ledger.api.schemas.accounts import (
     AccountIn,
     AccountOut,
+    AccountPage,
+    AccountSummaryOut,
     ApiKeyIn,
     ApiKeyList,
     ApiKeyOut,
@@ -115,6 +117,8 @@ __all__ = [
     "PAYMENT_REQUIRED",
     "AccountIn",
     "AccountOut",
+    "AccountPage",
+    "AccountSummaryOut",
     "ApiKeyIn",
     "ApiKeyList",
     "ApiKeyOut",

@@ -27,6 +27,29 @@ class AccountOut(Out):
     settings: dict[str, Any]
 
 
+class AccountSummaryOut(Out):
+    id: str
+    name: str
+    plan: str
+    status: Literal["active", "in_debt", "closed"]
+    created_at: datetime
+    balance: str
+    balance_ucr: int
+    available: str
+    available_ucr: int
+    reserved: str
+    reserved_ucr: int
+    debt: str
+    debt_ucr: int
+
+
+class AccountPage(Out):
+    data: list[AccountSummaryOut]
+    has_more: bool
+    #: The last id of this page: ``?after=`` it for the next.
+    next_cursor: str | None
+
+
 class ApiKeyIn(WriteBody):
     role: Literal["admin", "member", "read"]
     name: Annotated[str, Field(min_length=1, max_length=200, examples=["billing backend"])]

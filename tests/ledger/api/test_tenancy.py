@@ -146,6 +146,7 @@ CASES: dict[tuple[str, str], Case] = {
 #: Routes that need a key but name no account in their path (an account key acts on its own).
 UNSCOPED: dict[tuple[str, str], Case] = {
     ("POST", "/v1/accounts"): Case("operator", _body({"name": "tenancy"})),
+    ("GET", "/v1/accounts"): Case("operator", _no_body()),
     ("GET", "/v1/me"): Case("read", _no_body()),
     ("GET", "/v1/rates"): Case("read", _no_body()),
     ("GET", "/v1/packs"): Case("read", _no_body()),
