@@ -213,16 +213,23 @@ def test_a_wrong_key_shows_an_error_not_a_blank_page(site: Site) -> None:
         assert not bp.blocked
 
 
-def test_an_operator_key_names_the_account_to_show(site: Site) -> None:
+def test_an_operator_key_lists_the_accounts_and_opens_one(site: Site) -> None:
     with open_page("dashboard-operator") as bp:
+        page = bp.page
         sign_in(bp, site, site.operator)
-        bp.page.wait_for_selector("#error:not([hidden])", timeout=WAIT_MS)
-        assert "operator key" in text(bp, "#error") and bp.page.locator("#board").is_hidden()
-        bp.page.fill("#account", site.account)
-        bp.page.click("#sign-in-button")
+        page.wait_for_selector("#operator[data-ready=true]", timeout=WAIT_MS)
+        assert page.locator("#board").is_hidden()
+        listed = site.get("/v1/accounts", site.operator)["data"]
+        row = f"#accounts tr.account[data-id='{site.account}']"
+        [ours] = [a for a in listed if a["id"] == site.account]
+        assert text(bp, f"{row} td:nth-child(5)") == ours["balance"] == site.get(site.acct("/balance"))["balance"]
+        assert page.locator("#accounts tr.account").count() == len(listed)
+        bp.screenshot("accounts")
+        page.click(f"{row} .open-account")
         ready(bp)
         assert text(bp, "#balance") == site.get(site.acct("/balance"))["balance"]
-        assert bp.page.locator("#error").is_hidden()
+        page.click("#all-accounts")
+        page.wait_for_selector("#operator[data-ready=true]", timeout=WAIT_MS)
         assert not bp.blocked and not bp.errors, (bp.blocked, bp.errors)
 
 

@@ -9,6 +9,7 @@ import { loadDeployments } from "./deployments.js";
 import { $, describe, showError } from "./dom.js";
 import { wireExport } from "./export.js";
 import { loadNotifications } from "./notifications.js";
+import { loadAccounts, wireAccounts } from "./operator.js";
 
 let role = null;
 let days = 30;
@@ -16,23 +17,17 @@ let days = 30;
 const onError = (error) => showError(describe(error));
 
 function showSignIn(message) {
-  $("board").hidden = true;
-  $("who").hidden = true;
-  $("sign-out").hidden = true;
+  for (const id of ["board", "operator", "who", "sign-out", "all-accounts"]) $(id).hidden = true;
   $("sign-in").hidden = false;
   showError(message || "");
 }
 
-// Who the key is; null (and the reason shown) when the API refuses it.
+// Who the key is; null (and the reason shown) when the API refuses it. An operator key with no
+// account named gets the list of accounts (account "").
 async function identify(key, account) {
   try {
     const me = await request("/v1/me", { key });
-    const id = me.account_id || account;
-    if (!id) {
-      showSignIn("This is an operator key: enter the account to show.");
-      return null;
-    }
-    return { me, account: id };
+    return { me, account: me.account_id || account || "" };
   } catch (error) {
     const refused = error instanceof ApiError && (error.status === 401 || error.status === 403);
     showSignIn(refused ? `That key was not accepted: ${error.message} (HTTP ${error.status})` : describe(error));
@@ -53,13 +48,26 @@ function refreshDeployments() {
   Promise.all([loadDeployments(role, refreshDeployments, onError), loadBalance()]).then(() => showError(""), onError);
 }
 
+// Show another account (or, with "", the operator's list): the page starts again from the session.
+function switchTo(account) {
+  session.save(session.key(), account);
+  location.replace(location.pathname);
+}
+
 async function open(identity) {
   role = identity.me.role;
   $("sign-in").hidden = true;
-  $("board").hidden = false;
-  $("who").textContent = `${identity.account} · ${role} key ${identity.me.key_id}`;
+  $("who").textContent = `${identity.account || "all accounts"} · ${role} key ${identity.me.key_id}`;
   $("who").hidden = false;
   $("sign-out").hidden = false;
+  if (!identity.account) {
+    $("operator").hidden = false;
+    await loadAccounts(switchTo);
+    $("operator").dataset.ready = "true";
+    return;
+  }
+  $("all-accounts").hidden = role !== "operator";
+  $("board").hidden = false;
   $("board").dataset.account = identity.account;
   await refreshAll();
   await afterCheckout(loadBalance);
@@ -86,6 +94,8 @@ function wire() {
       loadAnalytics(days).then(() => showError(""), onError);
     });
   }
+  $("all-accounts").addEventListener("click", () => switchTo(""));
+  wireAccounts(switchTo, onError);
   wireActivities(onError);
   wireCustomAmount(onError);
   wireExport(onError);
