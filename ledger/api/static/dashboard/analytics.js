@@ -13,6 +13,8 @@ export async function loadAnalytics(days) {
   setText("projected", a.projected_month_end);
   setText("runout", a.runout_at ? when(a.runout_at) : "not at this rate");
   setText("window-total", a.window_total);
+  // The read models trail the ledger by lag_ms (0 when caught up); the balance above never does.
+  $("freshness").textContent = a.lag_ms ? `(figures ${Math.ceil(a.lag_ms / 1000)} s behind the ledger)` : "";
   showBudgetUse(a);
   for (const button of document.querySelectorAll("[data-days]")) {
     button.classList.toggle("chosen", button.dataset.days === String(days));
