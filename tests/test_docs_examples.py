@@ -69,6 +69,7 @@ NOT_RUN = {
     ("docs/benchmarks.md", "python -m bench.write_path"),
     ("docs/benchmarks.md", "python -m bench.http"),
     ("docs/benchmarks.md", "python -m bench.workers"),
+    ("docs/benchmarks.md", "python -m bench.projections"),
     ("docs/stripe.md", "curl -sS --fail-with-body -X POST localhost:8000/v1/accounts/acme/checkout"
                        ' -H "Authorization: Bearer $ADMIN_KEY" \\'),
     ("docs/stripe.md", "credits refund acme 0193a6c8-5b7e-7c3a-9d2e-4f1a2b3c4d5e --amount 200"
