@@ -54,8 +54,8 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 @contextlib.asynccontextmanager
-async def serving(app: object, sock: socket.socket) -> AsyncIterator[asyncio.Task[None]]:
-    """uvicorn on ``sock`` in this event loop until the block ends, or Ctrl-C (the task it yields ends)."""
+async def serving(app: object, sock: socket.socket) -> AsyncIterator[tuple[uvicorn.Server, asyncio.Task[None]]]:
+    """uvicorn on ``sock`` in this event loop until the block ends, or Ctrl-C (``should_exit``; the task ends)."""
     # uvicorn takes SIGINT/SIGTERM while it serves, and raises them again once stopped: answered
     # here by nothing, as the task ending already says it.
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -68,7 +68,7 @@ async def serving(app: object, sock: socket.socket) -> AsyncIterator[asyncio.Tas
             raise DemoFailed("the API did not start")
         await asyncio.sleep(0.02)
     try:
-        yield task
+        yield server, task
     finally:
         server.should_exit = True
         await task
@@ -76,9 +76,18 @@ async def serving(app: object, sock: socket.socket) -> AsyncIterator[asyncio.Tas
 
 async def run_live(host: str, port: int, until_done: bool, step_hours: int, settings: Settings | None = None) -> bool:
     """Run the live demo; True when ``verify`` is clean (and, with ``until_done``, once the month is over)."""
+    settings = settings or load_settings()
+    try:
+        sock = listen(host, port)  # first: a port in use fails before anything starts
+    except OSError as exc:
+        raise DemoFailed(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    with sock:
+        return await _live(sock, host, until_done, step_hours, settings)
+
+
+async def _live(sock: socket.socket, host: str, until_done: bool, step_hours: int, settings: Settings) -> bool:
     from ledger.api.app import create_app, serve_runtime
 
-    settings = settings or load_settings()
     out = render.console()
     start = month_start(datetime.now(UTC))
     clock = ManualClock(start)
@@ -87,7 +96,6 @@ async def run_live(host: str, port: int, until_done: bool, step_hours: int, sett
     name = make_url(url).database
     assert name is not None
     await recreate_database(served, name)
-    sock = listen(host, port)
     base = f"http://{host}:{sock.getsockname()[1]}"
     standin = StripeStandIn(f"{base}/v1/stripe/webhook").start()
     # Its own broker namespace: a `credits serve` on the same Redis never takes the demo's messages.
@@ -96,10 +104,12 @@ async def run_live(host: str, port: int, until_done: bool, step_hours: int, sett
         "stripe_api_base": standin.base_url, "stripe_webhook_secret": standin.webhook_secret,
         "broker_namespace": f"credits-demo-{name}", "scheduler_interval_s": 0.1,
         # A month of one product's traffic arrives within a minute: not what plan limits are for.
-        "rate_limits": False})
+        "rate_limits": False,
+        # One demo on a server others share: a few connections are plenty.
+        "pool_size": min(settings.pool_size, 10), "worker_threads": min(settings.worker_threads, 4)})
     began = time.perf_counter()
     try:
-        async with serve_runtime(live, clock=clock) as rt, serving(create_app(rt), sock) as server:
+        async with serve_runtime(live, clock=clock) as rt, serving(create_app(rt), sock) as (server, serve_task):
             op_key, _ = await create_operator_key(rt.ledger.engine, "credits demo --live")
             out.print(f"[bold]credits demo --live[/]: {start:%B %Y} on {base}, database {name},"
                       f" Stripe stand-in on {standin.base_url}")
@@ -114,11 +124,15 @@ async def run_live(host: str, port: int, until_done: bool, step_hours: int, sett
                     progress.console.print(f"[dim]{render.when(clock.now())}[/]  {LABELS[product]:<9}  {message}")
 
                 driver = LiveMonth(month, http, controls, say)
-                with progress:
-                    task = progress.add_task("month", total=month.hours)
-                    await drive(driver, clock, month, step_hours, lambda h: progress.update(task, completed=h),
-                                stopped=server.done)
-                    await driver.alerts_and_refills()
+                try:
+                    with progress:
+                        task = progress.add_task("month", total=month.hours)
+                        await drive(driver, clock, month, step_hours, lambda h: progress.update(task, completed=h),
+                                    stopped=lambda: server.should_exit)
+                        await driver.alerts_and_refills()
+                except httpx.TransportError as exc:
+                    # Ctrl-C stops the API mid-month: the driver's next request finds it gone.
+                    raise DemoFailed("stopped before the month was over" if server.should_exit else str(exc)) from None
                 # What the dashboard's page answers, as a browser opening the address would see it.
                 dashboard = (await http.get("/dashboard", headers={"Authorization": ""})).status_code
             simulated = time.perf_counter() - began
@@ -136,11 +150,10 @@ async def run_live(host: str, port: int, until_done: bool, step_hours: int, sett
             out.print(key.key, markup=False, soft_wrap=True)
             if not until_done:
                 out.print("serving until Ctrl-C (the clock stays at the month's end)")
-                await server
+                await serve_task
             return report.clean and set(driver.episodes) == set(EPISODES) and dashboard == 200
     finally:
         standin.stop()
-        sock.close()
 
 
 async def drive(driver: LiveMonth, clock: ManualClock, month: Month, step_hours: int,

@@ -5,10 +5,12 @@ embedded default with ``--until-done``, and on the machine's PostgreSQL kept ser
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -104,6 +106,45 @@ def test_live_demo_serves_the_dashboard_until_ctrl_c() -> None:
         time.sleep(0.5)  # the reader's last lines
         while not lines.empty():
             printed += lines.get()
+        assert "Traceback" not in printed, printed
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        asyncio.run(admin_execute(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def test_a_port_in_use_is_one_error_before_anything_starts(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run_credits("demo", "--live", "--port", str(port), data_dir=tmp_path / "credits", timeout=120)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stderr.strip() == f"error: cannot listen on 127.0.0.1:{port}: Address already in use", done.stderr
+    assert not (tmp_path / "credits" / "pg").exists()  # nothing was started
+
+
+def test_ctrl_c_before_the_month_is_over_is_one_error() -> None:
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        pytest.skip("needs DATABASE_URL")
+    name = f"demo_live_{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "CREDITS_DEMO_DATABASE": name}
+    proc = subprocess.Popen([*credits_command(), *LIVE], env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        lines, printed = lines_of(proc), ""
+        deadline = time.monotonic() + 180
+        while "auto-refill set" not in printed:  # the month has begun
+            assert proc.poll() is None and time.monotonic() < deadline, printed
+            with contextlib.suppress(queue.Empty):
+                printed += lines.get(timeout=1)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 1
+        time.sleep(0.5)  # the reader's last lines
+        while not lines.empty():
+            printed += lines.get()
+        assert printed.rstrip().endswith("error: stopped before the month was over"), printed
         assert "Traceback" not in printed, printed
     finally:
         if proc.poll() is None:
