@@ -2,7 +2,7 @@
 in-process ledger.
 
 Run ``python -m bench.http [--runs 5] [--seconds 3] [--client-procs 1] [--serve-mode api-only|full]
-[--database-url URL] [--redis-url URL] [--out PATH] [--profile-server DIR]``.
+[--workers 1,2] [--database-url URL] [--redis-url URL] [--out PATH] [--profile-server DIR]``.
 
 It drops and recreates a scratch database (``credits_bench_http``), migrates it, opens 1,000
 accounts on plan ``team``, grants each 5,000 credits (see ``FUNDING_UCR``), makes one operator key
@@ -12,7 +12,7 @@ first, untimed; the order of the three blocks rotates every run) measures:
 - in-process: ``bench.write_path``'s own 64-caller gated-charge phase over 1,000 accounts
   (``Bench.charges_ledger``: ``Charge("email", 1)``), and the same closed loop with the command
   the HTTP clients send (``Charge("gpt-4o-mini", {input_tokens, output_tokens}, attribution)``);
-- for 1 and then 2 uvicorn workers, each block with its own server
+- for 1 and then 2 uvicorn workers (``--workers 1,2,4``: each count given), each block with its own server
   (``python -m ledger.cli serve --port P --workers N --log-level warning [--api-only]``, a
   subprocess started for the block, warmed up, and stopped with SIGTERM after it):
   ``POST /v1/accounts/{a}/charges`` from 64 keep-alive clients, closed loop (the peak);
@@ -107,7 +107,7 @@ OPERATION = "gpt-4o-mini"
 FUNDING_UCR = 5_000_000_000
 MIN_INPUT_TOKENS, MIN_OUTPUT_TOKENS = 1_000, 100
 CALLERS = 64
-WORKERS = (1, 2)
+WORKERS: tuple[int, ...] = (1, 2)
 BODIES = 1_024  # distinct charge bodies, drawn at random
 START_DELAY_S = 0.5  # client processes connect, then start together this long after being asked
 READY_TIMEOUT_S = 90.0
@@ -956,6 +956,21 @@ def report(phases: dict[str, Phase]) -> list[dict[str, Any]]:
 # ---- entry point ---------------------------------------------------------------------------------
 
 
+def worker_counts(text: str) -> tuple[int, ...]:
+    counts = tuple(int(n) for n in text.split(","))
+    if not counts or any(not 1 <= n <= 64 for n in counts) or len(set(counts)) != len(counts):
+        raise argparse.ArgumentTypeError("distinct API process counts from 1 to 64, e.g. 1,2,4")
+    return counts
+
+
+def use_workers(counts: tuple[int, ...]) -> None:
+    """The server blocks to run: the module's lists every phase and report reads."""
+    global WORKERS, BLOCKS, PHASES_PER_RUN
+    WORKERS = counts
+    BLOCKS = ("inproc", *(f"w{w}" for w in WORKERS))
+    PHASES_PER_RUN = 2 + 3 * len(WORKERS)
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.http", description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--runs", type=int, default=5,
@@ -970,6 +985,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--serve-mode", choices=("api-only", "full"), default="api-only",
                    help="api-only: `serve --api-only` (the HTTP API alone, the default here); full: plain `serve`,"
                         " which also runs the relay, a Dramatiq worker and the scheduler in every API process")
+    p.add_argument("--workers", type=worker_counts, default=WORKERS, metavar="N,N",
+                   help="API process counts, a server block each (default 1,2)")
     p.add_argument("--quiet-wait", type=float, default=60.0,
                    help="before each block, wait up to this many seconds for other processes to go quiet")
     p.add_argument("--out", type=Path, default=Path("bench/results/http.json"), help="JSON output (%(default)s)")
@@ -1074,7 +1091,9 @@ async def amain(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return asyncio.run(amain(parse_args(argv)))
+    args = parse_args(argv)
+    use_workers(args.workers)
+    return asyncio.run(amain(args))
 
 
 if __name__ == "__main__":
