@@ -66,10 +66,17 @@ NOT_RUN = {
     ("README.md", "BROKER_URL=amqp://credits:credits@rabbitmq:5672/ docker compose --profile rabbitmq up -d"),
     ("README.md", "credits demo --live"),
     ("docs/api.md", "credits serve --host 0.0.0.0 --port 8000 --workers 2"),
+    ("docs/api.md", "curl -sS --fail-with-body -X POST localhost:8000/v1/accounts/quill-ada/checkout"
+                    ' -H "Authorization: Bearer $OP" \\'),
     ("docs/benchmarks.md", "python -m bench.write_path"),
     ("docs/benchmarks.md", "python -m bench.http"),
     ("docs/benchmarks.md", "python -m bench.workers"),
     ("docs/benchmarks.md", "python -m bench.projections"),
+    ("docs/operations.md", "pg_basebackup -h db.internal -U replicator -D /backup/base/$(date -u +%Y%m%d) -Ft -z"
+                           " -X stream --checkpoint=fast"),
+    ("docs/operations.md", "tar -xzf /backup/base/20261207/base.tar.gz -C /var/lib/postgresql/16/main"),
+    ("docs/scaling.md", "credits serve --api-only --host 0.0.0.0 --workers 4"),
+    ("docs/scaling.md", "SELECT create_distributed_table('accounts', 'account_id');"),
     ("docs/stripe.md", "curl -sS --fail-with-body -X POST localhost:8000/v1/accounts/acme/checkout"
                        ' -H "Authorization: Bearer $ADMIN_KEY" \\'),
     ("docs/stripe.md", "credits refund acme 0193a6c8-5b7e-7c3a-9d2e-4f1a2b3c4d5e --amount 200"
