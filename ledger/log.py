@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ledger.events import Event
 from ledger.rows import EVENT_COLUMNS, row_to_event
@@ -68,8 +68,12 @@ class LogSpan:
                 "upto_tx": self.upto.tx_id, "upto_pos": self.upto.position}
 
 
-#: The ``events`` rows of a ``LogSpan`` (bind ``LogSpan.params()``), for a ``WHERE`` clause.
-SPAN = ("(tx_id, position) > (CAST(CAST(CAST(:after_tx AS bigint) AS text) AS xid8), :after_pos)"
+#: The ``events`` rows of a ``LogSpan`` (bind ``LogSpan.params()``), for a ``WHERE`` clause. The
+#: plain ``tx_id`` bounds say nothing the row comparisons don't, but the planner estimates only
+#: those as a narrow range: without them it reads a quarter of the log for any span.
+SPAN = ("tx_id >= CAST(CAST(CAST(:after_tx AS bigint) AS text) AS xid8)"
+        " AND tx_id <= CAST(CAST(CAST(:upto_tx AS bigint) AS text) AS xid8)"
+        " AND (tx_id, position) > (CAST(CAST(CAST(:after_tx AS bigint) AS text) AS xid8), :after_pos)"
         " AND (tx_id, position) <= (CAST(CAST(CAST(:upto_tx AS bigint) AS text) AS xid8), :upto_pos)")
 
 #: No ceiling: ``next_span`` reads up to what every finished writer has written.
@@ -109,28 +113,32 @@ async def claim_checkpoint(conn: AsyncConnection, name: str) -> LogPosition:
     """A follower's position, locked until the caller's transaction ends.
 
     A second process folding the same follower waits here, then starts after what the first
-    committed: a span is folded once, whoever runs it.
+    committed: a span is folded once, whoever runs it. The row must exist (``create_checkpoint``).
     """
-    found = await _claim(conn, name, "FOR UPDATE")
-    assert found is not None  # FOR UPDATE waits for the row; it exists (inserted above if new)
-    return found
+    row = (await conn.execute(text(
+        "SELECT tx_id::text::bigint AS tx, position FROM log_checkpoints WHERE name = :n FOR UPDATE"),
+        {"n": name})).first()
+    if row is None:
+        raise LookupError(f"no checkpoint {name!r}: create_checkpoint first")
+    return LogPosition(row.tx, row.position)
 
 
 async def try_claim_checkpoint(conn: AsyncConnection, name: str) -> LogPosition | None:
     """``claim_checkpoint`` without waiting: None while another transaction holds it (that one is
-    folding; there is nothing to do meanwhile)."""
-    return await _claim(conn, name, "FOR UPDATE SKIP LOCKED")
-
-
-async def _claim(conn: AsyncConnection, name: str, lock: str) -> LogPosition | None:
-    await conn.execute(text(
-        "INSERT INTO log_checkpoints (name, tx_id, position, updated_at)"
-        " VALUES (:n, CAST('0' AS xid8), 0, now()) ON CONFLICT (name) DO NOTHING"), {"n": name})
-    # The row lock: one folder per follower at a time (see claim_checkpoint).
+    folding; there is nothing to do meanwhile), or while it does not exist yet."""
     row = (await conn.execute(text(
-        f"SELECT tx_id::text::bigint AS tx, position FROM log_checkpoints WHERE name = :n {lock}"),
+        "SELECT tx_id::text::bigint AS tx, position FROM log_checkpoints WHERE name = :n FOR UPDATE SKIP LOCKED"),
         {"n": name})).first()
     return None if row is None else LogPosition(row.tx, row.position)
+
+
+async def create_checkpoint(engine: AsyncEngine, name: str) -> None:
+    """Make a follower's checkpoint row (at the start of the log) if it is missing, in a transaction
+    of its own: created inside a long one, a second process's claim would wait for that to end."""
+    async with engine.begin() as conn:
+        await conn.execute(text(
+            "INSERT INTO log_checkpoints (name, tx_id, position, updated_at)"
+            " VALUES (:n, CAST('0' AS xid8), 0, now()) ON CONFLICT (name) DO NOTHING"), {"n": name})
 
 
 async def load_checkpoint(conn: AsyncConnection, name: str) -> LogPosition:

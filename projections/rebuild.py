@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ledger.log import START, LogPosition, claim_checkpoint, load_checkpoint, next_span
+from ledger.log import START, LogPosition, claim_checkpoint, create_checkpoint, load_checkpoint, next_span
 from projections.projector import Projector
 
 #: Events per transaction while rebuilding (temporary tables are not WAL-logged: large is fine).
@@ -72,6 +72,7 @@ async def rebuild(engine: AsyncEngine, projector: Projector, *, batch: int = BAT
     the live rows and checkpoint in one transaction that holds the checkpoint's lock, so the live
     projector waits for it and then goes on from the new checkpoint.
     """
+    await create_checkpoint(engine, projector.checkpoint)
     async with engine.connect() as conn:
         names = await _live_names(conn, projector)
         await _fresh_tables(conn, projector, names, "PRESERVE ROWS")

@@ -15,17 +15,26 @@ import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ledger.log import load_checkpoint, log_lag_ms, next_span, save_checkpoint, try_claim_checkpoint
+from ledger.log import (
+    create_checkpoint,
+    load_checkpoint,
+    log_lag_ms,
+    next_span,
+    save_checkpoint,
+    try_claim_checkpoint,
+)
 from projections.catalogue import PROJECTORS
 from projections.projector import Projector
 
 log = logging.getLogger(__name__)
 
-#: Events folded per transaction: large enough that a span costs a few statements per thousand
-#: events, small enough that a transaction stays short under a backlog.
-BATCH = 10_000
+#: Events folded per transaction: enough that a span costs a few statements per thousand events,
+#: few enough that the fold's transaction stays short. While it is open it holds back every log
+#: reader on the server (the relay, the other read models): its id is below what they may read.
+BATCH = 2_000
 
 
 async def project_once(engine: AsyncEngine, projector: Projector, batch: int = BATCH) -> int:
@@ -34,12 +43,20 @@ async def project_once(engine: AsyncEngine, projector: Projector, batch: int = B
         # Another process folding it now: skip this round rather than queue behind it (every API
         # process of ``credits serve --workers N`` runs projections).
         at = await try_claim_checkpoint(conn, projector.checkpoint)
-        span = None if at is None else await next_span(conn, at, batch)
-        if span is None:
-            return 0
-        await projector.fold(conn, span)
-        await save_checkpoint(conn, projector.checkpoint, span.upto)
-        return span.count
+        if at is None:
+            missing = (await conn.execute(text("SELECT NOT EXISTS (SELECT FROM log_checkpoints WHERE name = :n)"),
+                                          {"n": projector.checkpoint})).scalar_one()
+        else:
+            span = await next_span(conn, at, batch)
+            if span is None:
+                return 0
+            await projector.fold(conn, span)
+            await save_checkpoint(conn, projector.checkpoint, span.upto)
+            return span.count
+    if missing:  # its first run: make the row, then fold
+        await create_checkpoint(engine, projector.checkpoint)
+        return await project_once(engine, projector, batch)
+    return 0
 
 
 async def lags_ms(conn: AsyncConnection, projectors: Sequence[Projector] = PROJECTORS) -> dict[str, int]:

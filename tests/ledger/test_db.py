@@ -61,7 +61,7 @@ async def test_migrate_from_inside_the_event_loop_and_concurrently(
     engine = make_engine(empty_database_url, pool_size=1)
     try:
         async with engine.connect() as conn:
-            assert await conn.scalar(text("SELECT version_num FROM alembic_version")) == head_revision() == "0010"
+            assert await conn.scalar(text("SELECT version_num FROM alembic_version")) == head_revision() == "0011"
     finally:
         await engine.dispose()
 

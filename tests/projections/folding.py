@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ledger.log import LogPosition, LogSpan, claim_checkpoint, save_checkpoint
+from ledger.log import LogPosition, LogSpan, claim_checkpoint, create_checkpoint, save_checkpoint
 from projections.catalogue import PROJECTORS
 from projections.projector import Projector
 
@@ -22,6 +22,7 @@ from projections.projector import Projector
 async def fold_all(engine: AsyncEngine, projectors: Sequence[Projector] = PROJECTORS) -> None:
     """Fold every event committed so far into each projector's tables (the caller's writes have returned)."""
     for projector in projectors:
+        await create_checkpoint(engine, projector.checkpoint)
         async with engine.begin() as conn:
             at = await claim_checkpoint(conn, projector.checkpoint)
             row = (await conn.execute(text(
