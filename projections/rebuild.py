@@ -46,6 +46,12 @@ async def _fresh_tables(conn: AsyncConnection, projector: Projector, names: dict
     for table in projector.tables:
         await conn.execute(text(
             f"CREATE TEMPORARY TABLE {table} (LIKE {names[table]} INCLUDING ALL) ON COMMIT {on_commit}"))
+        # Only the primary key (rollups' ON CONFLICT needs it): the copy is filled, then read whole.
+        for (index,) in (await conn.execute(text(
+                "SELECT quote_ident(c.relname) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+                " WHERE i.indrelid = CAST(:t AS regclass) AND NOT i.indisprimary"),
+                {"t": f"pg_temp.{table}"})).all():
+            await conn.execute(text(f"DROP INDEX pg_temp.{index}"))
 
 
 async def _fold(conn: AsyncConnection, projector: Projector, after: LogPosition, upto: LogPosition | None,
