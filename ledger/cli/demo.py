@@ -151,7 +151,7 @@ def demo(
         from ledger.cli.runner import fail
 
         try:
-            ok = run(run_live(host, port, until_done, step_hours))
+            ok = run(run_live(host, port, until_done, step_hours, run_id))
         except DemoFailed as exc:
             fail(str(exc))
     else:

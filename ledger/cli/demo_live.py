@@ -74,7 +74,8 @@ async def serving(app: object, sock: socket.socket) -> AsyncIterator[tuple[uvico
         await task
 
 
-async def run_live(host: str, port: int, until_done: bool, step_hours: int, settings: Settings | None = None) -> bool:
+async def run_live(host: str, port: int, until_done: bool, step_hours: int, run_id: str | None = None,
+                   settings: Settings | None = None) -> bool:
     """Run the live demo; True when ``verify`` is clean (and, with ``until_done``, once the month is over)."""
     settings = settings or load_settings()
     try:
@@ -82,10 +83,11 @@ async def run_live(host: str, port: int, until_done: bool, step_hours: int, sett
     except OSError as exc:
         raise DemoFailed(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     with sock:
-        return await _live(sock, host, until_done, step_hours, settings)
+        return await _live(sock, host, until_done, step_hours, run_id, settings)
 
 
-async def _live(sock: socket.socket, host: str, until_done: bool, step_hours: int, settings: Settings) -> bool:
+async def _live(sock: socket.socket, host: str, until_done: bool, step_hours: int, run_id: str | None,
+                settings: Settings) -> bool:
     from ledger.api.app import create_app, serve_runtime
 
     out = render.console()
@@ -116,7 +118,7 @@ async def _live(sock: socket.socket, host: str, until_done: bool, step_hours: in
             async with httpx.AsyncClient(base_url=base, timeout=30,
                                          headers={"Authorization": f"Bearer {op_key.key}"}) as http, \
                     httpx.AsyncClient(base_url=standin.base_url, timeout=30) as controls:
-                month = Month(rt.ledger.card, start, f"{start:%Y%m}")
+                month = Month(rt.ledger.card, start, run_id or f"{start:%Y%m}")
                 progress = Progress(TextColumn("[bold]simulating"), BarColumn(), MofNCompleteColumn(),
                                     TextColumn("hours"), TimeElapsedColumn(), console=out)
 
@@ -174,6 +176,7 @@ async def drive(driver: LiveMonth, clock: ManualClock, month: Month, step_hours:
         await driver.meter(range(h + 1, nxt + 1))
         if nxt < month.hours:  # the last step is the next month's first hour
             await driver.hours_charged(nxt)
+        await driver.observe()
         h = nxt
         done(h)
 

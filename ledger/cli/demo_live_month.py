@@ -67,6 +67,9 @@ class LiveMonth:
     episodes: dict[str, str] = field(default_factory=dict)
     requests: int = 0
     usage_events: int = 0
+    refills: int = 0
+    #: Alerts and refills already told.
+    seen: set[str] = field(default_factory=set)
 
     async def call(self, method: str, path: str, json: Any = None, expect: int = 200) -> Any:
         self.requests += 1
@@ -174,23 +177,29 @@ class LiveMonth:
 
     # ---- what the relay and the worker did -----------------------------------------------------
 
+    async def observe(self) -> None:
+        """Tell the budget alerts and auto-refills that appeared since the last look (the relay and
+        the worker raise them from the log, a moment after the usage that caused them)."""
+        alerts = (await self.call("GET", f"{self.acct(AI)}/notifications?limit=20"))["data"]
+        for a in reversed(alerts):
+            if a["kind"] == "budget" and a["id"] not in self.seen:
+                self.seen.add(a["id"])
+                self.episodes["budget alert"] = f"{a['level']} at {a['threshold_pct']} %: {a['message']}"
+                self.say(AI, f"[yellow]budget alert ({a['level']})[/] at {a['threshold_pct']} %: {a['spent']} of"
+                                f" {a['limit']} credits spent this month")
+        invoices = (await self.call("GET", f"{self.acct(MSG)}/invoices?limit=20"))["data"]
+        for i in reversed(invoices):
+            if i["kind"] == "auto_refill" and i["id"] not in self.seen:
+                self.seen.add(i["id"])
+                self.refills += 1
+                self.episodes["auto-refill"] = (f"{self.refills} refill(s) of {i['credits']} credits, paid"
+                                                " off-session with the saved card")
+                self.say(MSG, f"auto-refill: {i['credits']} credits paid off-session (${i['paid']})")
+
     async def alerts_and_refills(self, timeout_s: float = 30.0) -> None:  # float-ok: a duration
-        """Wait for the budget alert and the auto-refill (the relay and the worker, from the log)."""
-        async def budget() -> bool:
-            alerts = (await self.call("GET", f"{self.acct(AI)}/notifications"))["data"]
-            crossed = [a for a in alerts if a["scope"] == "account" and a["threshold_pct"] >= 80]
-            if crossed:
-                top = max(crossed, key=lambda a: a["threshold_pct"])
-                self.episodes["budget alert"] = f"{top['level']} at {top['threshold_pct']} %: {top['message']}"
-            return bool(crossed)
+        """Wait for the budget alert and an auto-refill, if the month's steps have not seen them yet."""
+        async def both() -> bool:
+            await self.observe()
+            return {"budget alert", "auto-refill"} <= set(self.episodes)
 
-        async def refilled() -> bool:
-            invoices = (await self.call("GET", f"{self.acct(MSG)}/invoices"))["data"]
-            refills = [i for i in invoices if i["kind"] == "auto_refill"]
-            if refills:
-                self.episodes["auto-refill"] = (f"{len(refills)} refill(s) of {refills[0]['credits']} credits,"
-                                                " paid off-session with the saved card")
-            return bool(refills)
-
-        await until("the budget alert", budget, timeout_s)
-        await until("an auto-refill", refilled, timeout_s)
+        await until("the budget alert and an auto-refill", both, timeout_s)
