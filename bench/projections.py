@@ -305,17 +305,6 @@ async def lag_under_load(engine: AsyncEngine, ledger: Ledger, url: str, accounts
 # ---- 3. reads ------------------------------------------------------------------------------------------
 
 
-ANALYTICS = (
-    "SELECT date_trunc('day', hour, 'UTC') AS day, operation, sum(events) AS events, sum(cost_ucr) AS cost"
-    " FROM proj_usage_hourly WHERE account_id = :a AND dim = 'account' AND hour >= :since GROUP BY 1, 2 ORDER BY 1, 2",
-    "SELECT operation, sum(cost_ucr) AS cost, sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens"
-    " FROM proj_usage_hourly WHERE account_id = :a AND dim = 'account' AND hour >= :since GROUP BY 1"
-    " ORDER BY 2 DESC",
-    "SELECT version, operation, cost_ucr FROM proj_executions WHERE account_id = :a AND occurred_at >= :since"
-    " ORDER BY cost_ucr DESC LIMIT 10",
-)
-
-
 async def timed(n: int, fn: Callable[[int], Awaitable[object]]) -> dict[str, float]:
     for i in range(min(20, n)):  # warm-up: connections, prepared statements, caches
         await fn(i)
@@ -328,27 +317,23 @@ async def timed(n: int, fn: Callable[[int], Awaitable[object]]) -> dict[str, flo
 
 
 async def reads(engine: AsyncEngine, ledger: Ledger, accounts: list[str], n: int) -> dict[str, Any]:
-    """p50/p99 of each read, one caller. History goes through ``projections.queries.history`` (with
-    its freshness, in one snapshot); analytics through the SQL of its figures until a query module
-    for them exists."""
+    """p50/p99 of each read, one caller, through the modules the API calls: history through
+    ``projections.queries.history`` and analytics through ``projections.queries.usage`` (each
+    with its freshness, in one snapshot)."""
     from projections.queries.history import executions
+    from projections.queries.usage import analytics
 
     rng = random.Random(3)
     picks = [accounts[rng.randrange(len(accounts))] for _ in range(n + 20)]
-    since = datetime.now(UTC) - timedelta(days=30)
-
-    async def analytics(i: int) -> object:
-        async with engine.connect() as conn:
-            return [(await conn.execute(text(q), {"a": YEAR_ACCOUNT, "since": since})).all() for q in ANALYTICS]
 
     out: dict[str, Any] = {
         "paths": {"history": "projections.queries.history.executions",
-                  "analytics": "sql-equivalent (3 statements: daily series, by model, top 10)"},
+                  "analytics": "projections.queries.usage.analytics (30 days)"},
         "balance": await timed(n, lambda i: ledger.balance(picks[i])),
         "ledger_page": await timed(n, lambda i: ledger.ledger_page(picks[i], limit=50)),
         "history_page": await timed(n, lambda i: executions(engine, picks[i], limit=50)),
         "history_page_year_account": await timed(n, lambda i: executions(engine, YEAR_ACCOUNT, limit=50)),
-        "analytics_30d_year_account": await timed(n, analytics),
+        "analytics_30d_year_account": await timed(n, lambda i: analytics(ledger, YEAR_ACCOUNT, 30)),
     }
     async with engine.connect() as conn:
         out["year_account_hourly_rows"] = await conn.scalar(text(
