@@ -142,8 +142,8 @@ async def _live(sock: socket.socket, host: str, until_done: bool, step_hours: in
             key, _ = await create_account_key(rt.ledger, month.ids[AI], "admin", "dashboard (credits demo --live)")
             assert key is not None
             out.print(summary(driver))
-            out.print(f"{driver.requests} HTTP requests ({driver.usage_events} usage events), simulated in"
-                      f" {simulated:.1f} s")
+            out.print(f"{driver.requests} HTTP requests ({driver.usage_events} usage events metered, {driver.charges}"
+                      f" gated charges paid, {driver.refused} refused with a 402), simulated in {simulated:.1f} s")
             for mismatch in report.mismatches:
                 out.print(str(mismatch), markup=False)
             out.print(report.summary(), markup=False)

@@ -68,6 +68,9 @@ class LiveMonth:
     requests: int = 0
     usage_events: int = 0
     refills: int = 0
+    #: Gated charges paid, and refused with a 402.
+    charges: int = 0
+    refused: int = 0
     #: Alerts and refills already told.
     seen: set[str] = field(default_factory=set)
 
@@ -148,14 +151,34 @@ class LiveMonth:
     # ---- every step ----------------------------------------------------------------------------
 
     async def meter(self, hours: range) -> None:
-        """The usage of ``hours`` (``demo_month``'s), in batches of ``POST /v1/usage``."""
-        events = [usage_event(cmd) for h in hours for cmd in self.month.usage(h) if isinstance(cmd, c.Meter)]
+        """The usage of ``hours`` (``demo_month``'s): metered in batches of ``POST /v1/usage``, and the
+        interactive requests the product gates on the balance as charges (concurrently)."""
+        commands = [cmd for h in hours for cmd in self.month.usage(h)]
+        events = [usage_event(cmd) for cmd in commands if isinstance(cmd, c.Meter)]
         for i in range(0, len(events), 1000):
             out = await self.call("POST", "/v1/usage", {"events": events[i:i + 1000]})
             bad = [r for r in out["results"] if r["status"] not in ("created", "replayed")]
             if bad:
                 raise DemoFailed(f"usage not recorded: {bad[0]}")
         self.usage_events += len(events)
+        await asyncio.gather(*(self.charge(cmd) for cmd in commands if isinstance(cmd, c.Charge)))
+
+    async def charge(self, cmd: c.Charge) -> None:
+        """A gated charge: 201, or 402 when the balance (or a limit) does not cover it: counted, and
+        told the first time."""
+        self.requests += 1
+        r = await self.http.post(f"/v1/accounts/{cmd.account_id}/charges", headers={
+            "Idempotency-Key": cmd.idempotency_key or ""}, json={
+            "operation": cmd.operation, "quantities": dict(cmd.quantities or {}),
+            "attribution": cmd.attribution.model_dump(exclude_none=True, mode="json")})
+        if r.status_code == 201:
+            self.charges += 1
+        elif r.status_code == 402:
+            self.refused += 1
+            if self.refused == 1:
+                self.say(AI, f"[red]402[/] a gated request refused: {r.json()['reason']}")
+        else:
+            raise DemoFailed(f"POST charges: {r.status_code} {r.text[:300]}")
 
     async def deployment(self) -> dict[str, Any]:
         found: list[dict[str, Any]] = (await self.call("GET", f"{self.acct(GPU)}/deployments"))["data"]
