@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent / "static" / "dashboard"
 VENDOR = ROOT / "vendor"
 
 TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
-         ".css": "text/css; charset=utf-8", ".md": "text/plain; charset=utf-8",
+         ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml", ".md": "text/plain; charset=utf-8",
          ".LICENSE": "text/plain; charset=utf-8"}
 
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self';"

@@ -164,7 +164,7 @@ def test_the_page_and_its_files_are_served_from_the_package_with_nothing_from_el
     page = httpx.get(f"{site.base}/dashboard")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert page.headers["content-security-policy"] == CSP and "script-src 'self'" in CSP
-    types = {".js": "text/javascript", ".css": "text/css", ".html": "text/html"}
+    types = {".js": "text/javascript", ".css": "text/css", ".html": "text/html", ".svg": "image/svg+xml"}
     seen, todo = set(), [m for m in REFERENCED.findall(page.text)]
     while todo:
         absolute, relative = todo.pop()
@@ -178,8 +178,9 @@ def test_the_page_and_its_files_are_served_from_the_package_with_nothing_from_el
         assert r.headers["content-type"].startswith(types[suffix]), (path, r.headers["content-type"])
         if suffix == ".js" and "/vendor/" not in path:
             todo += REFERENCED.findall(r.text)
-    # Every script and style of the package is reached from the page (none dead, none missed).
-    shipped = {f"/dashboard/{n}" for n in FILES if n != "index.html" and n.endswith((".js", ".css"))} | \
+    # Every script, style and icon of the package is reached from the page (none dead, none missed;
+    # the icon named, or the browser asks for /favicon.ico and logs its 404).
+    shipped = {f"/dashboard/{n}" for n in FILES if n != "index.html" and n.endswith((".js", ".css", ".svg"))} | \
               {f"/dashboard/vendor/{n}" for n in VENDOR_FILES if n.endswith((".js", ".css"))}
     assert seen == shipped
 
