@@ -187,14 +187,25 @@ def _floor_hour(when: datetime) -> datetime:
     return _utc(when).replace(minute=0, second=0, microsecond=0)
 
 
+def _bounds(now: datetime, start: datetime | None, end: datetime | None,
+            default: timedelta) -> tuple[datetime, datetime]:
+    """``(until, since)``: ``end`` (default: the end of the current hour) and ``start`` (default:
+    ``default`` before it), floored to the hour; 422 for a moment outside the years 1-9999 in UTC."""
+    try:
+        until = _floor_hour(end) if end is not None else _floor_hour(now) + HOUR
+        return until, _floor_hour(start) if start is not None else until - default
+    except OverflowError:  # e.g. to=0001-01-01T00:00Z with the default span before it
+        raise InvalidRequest(
+            "from and to must fall within the years 1 to 9999 (UTC), with room for the span") from None
+
+
 def usage_range(now: datetime, bucket: str, start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
     """The hours a usage read covers: ``[start, end)`` floored to the hour; ``end`` defaults to the
     end of the current hour, ``start`` to ``DEFAULT_SPAN`` before ``end``; 422 when empty or longer
     than ``MAX_SPAN``."""
     if bucket not in BUCKETS:
         raise InvalidRequest(f"bucket must be one of {', '.join(BUCKETS)}, not {bucket!r}")
-    until = _floor_hour(end) if end is not None else _floor_hour(now) + HOUR
-    since = _floor_hour(start) if start is not None else until - DEFAULT_SPAN[bucket]
+    until, since = _bounds(now, start, end, DEFAULT_SPAN[bucket])
     if since >= until:
         raise InvalidRequest(f"from ({since.isoformat()}) must be at least an hour before to ({until.isoformat()})")
     if until - since > MAX_SPAN[bucket]:
@@ -343,8 +354,7 @@ async def flow(ledger: Ledger, account_id: str, flow_name: str, *, start: dateti
     """A flow's cost over the hours starting in [start, end) (default: the last 30 days; at most
     366): its credits by integration from the hourly rollup, and its latest executions, each with
     its credits by integration. A flow nothing was recorded under reads as zero."""
-    until = _floor_hour(end) if end is not None else _floor_hour(ledger.clock.now()) + HOUR
-    since = _floor_hour(start) if start is not None else until - FLOW_DEFAULT_SPAN
+    until, since = _bounds(ledger.clock.now(), start, end, FLOW_DEFAULT_SPAN)
     if since >= until or until - since > FLOW_MAX_SPAN:
         raise InvalidRequest(f"from must be before to, at most {FLOW_MAX_SPAN.days} days apart")
     card = ledger.card
