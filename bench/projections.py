@@ -58,8 +58,8 @@ from ledger.rate_cards import ensure_rate_card
 from ledger.service import Ledger
 from ledger.store import Outcome
 from projections.catalogue import PROJECTORS
+from projections.freshness import status
 from projections.rebuild import rebuild
-from projections.runner import lags_ms
 
 BENCH_DB = "credits_bench_projections"
 DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -249,7 +249,7 @@ async def lag_under_load(engine: AsyncEngine, ledger: Ledger, url: str, accounts
         deadline = time.monotonic() + 60
         while True:
             async with engine.connect() as conn:
-                if max((await lags_ms(conn)).values()) == 0:
+                if max(f.lag_ms for f in (await status(conn, PROJECTORS)).values()) == 0:
                     break
             if time.monotonic() > deadline or proc.returncode is not None:
                 raise RuntimeError("credits projections run did not catch up before the load")
@@ -275,7 +275,7 @@ async def lag_under_load(engine: AsyncEngine, ledger: Ledger, url: str, accounts
         async def sample() -> None:
             while not stop.is_set():
                 async with engine.connect() as conn:
-                    lags.append(max((await lags_ms(conn)).values()))
+                    lags.append(max(f.lag_ms for f in (await status(conn, PROJECTORS)).values()))
                 await asyncio.sleep(0.05)
 
         task = progress.add_task(f"lag at {rate:,} events/s", total=round(seconds))

@@ -16,12 +16,10 @@ import time
 from collections.abc import AsyncIterator, Sequence
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger.log import (
     create_checkpoint,
-    load_checkpoint,
-    log_lag_ms,
     next_span,
     save_checkpoint,
     try_claim_checkpoint,
@@ -57,11 +55,6 @@ async def project_once(engine: AsyncEngine, projector: Projector, batch: int = B
         await create_checkpoint(engine, projector.checkpoint)
         return await project_once(engine, projector, batch)
     return 0
-
-
-async def lags_ms(conn: AsyncConnection, projectors: Sequence[Projector] = PROJECTORS) -> dict[str, int]:
-    """How long the oldest event each projector has not folded has waited, in ms."""
-    return {p.name: await log_lag_ms(conn, await load_checkpoint(conn, p.checkpoint)) for p in projectors}
 
 
 class Projections:

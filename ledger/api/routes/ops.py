@@ -12,7 +12,7 @@ from ledger.api.body import JsonBodyRoute
 from ledger.api.deps import RT
 from ledger.api.problems import problem_response
 from projections.catalogue import PROJECTORS
-from projections.runner import lags_ms
+from projections.freshness import status
 from workers.relay import relay_lag
 
 router = APIRouter(tags=["operations"], route_class=JsonBodyRoute)
@@ -60,7 +60,8 @@ async def metrics(rt: RT) -> Response:
         async with asyncio.timeout(2):
             async with rt.ledger.engine.connect() as conn:
                 lag = (await relay_lag(conn)).total_seconds()
-                projected = {name: ms / 1000 for name, ms in (await lags_ms(conn)).items()}  # float-ok: seconds
+                fresh = await status(conn, PROJECTORS)
+                projected = {name: f.lag_ms / 1000 for name, f in fresh.items()}  # float-ok: seconds
     except Exception:
         lag = math.nan  # float-ok: seconds; unknown rather than a stale value
         projected = {p.name: math.nan for p in PROJECTORS}
